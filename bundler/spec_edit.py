@@ -1,0 +1,167 @@
+"""Edit bundle.toml with tomlkit, keeping the user's comments and layout; validate before saving."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+from tomlkit.toml_document import TOMLDocument
+
+from bundler.errors import BundlerError, UsageError
+from bundler.fsutil import write_atomic
+from bundler.spec import NAME_RE, SpecError, Spec, normalize_python, parse_spec
+
+INIT_TEMPLATE = '''\
+# bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
+spec_version = 1
+
+[bundle]
+name = "{name}"            # the root folder inside the archive
+version = "0.1.0"
+project = "{project}"      # code versions go to {project}_<version>/
+format = "tar.gz"          # tar.gz | tar.zst | dir
+
+[base]
+python = "current"         # the base interpreter: "current" or a CPython prefix (pyenv prefix 3.11.7)
+packages = []              # extra packages for the base (supervisor is always there)
+
+[code.v1]
+path = "src"               # copied into the bundle; or git = ".", ref = "v1"
+pythonpath = ["."]
+
+[services.hello]
+command = "python -m hello"   # 'python' is the interpreter named by python =
+python = "base"
+code = "v1"
+'''
+
+HELLO = '''\
+"""An example service: replace it with yours."""
+import time
+
+while True:
+    print("hello from the bundle", flush=True)
+    time.sleep(10)
+'''
+
+
+def init_project(folder: Path, name: str) -> Path:
+    """Create folder/bundle.toml (and an example service in folder/src) for a new bundle."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid bundle name {name!r}: use letters, digits, '_', '.', '-'")
+    spec_path = folder / "bundle.toml"
+    if spec_path.exists():
+        raise BundlerError(f"{spec_path} already exists")
+    project = name.replace("-", "_").replace(".", "_")
+    hello = folder / "src" / "hello"
+    hello.mkdir(parents=True, exist_ok=True)
+    if not (hello / "__main__.py").exists():
+        (hello / "__init__.py").write_text("")
+        (hello / "__main__.py").write_text(HELLO)
+    write_atomic(spec_path, INIT_TEMPLATE.format(name=name, project=project))
+    return spec_path
+
+
+def edit(spec_path: Path, change: Callable[[TOMLDocument], None]) -> Spec:
+    """Apply `change` to the document; save only if the result is a valid spec."""
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise BundlerError(f"{spec_path}: no such file (run `bundler init NAME` first)") from exc
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as exc:
+        raise SpecError(f"{spec_path}:{exc.line}: invalid TOML: {exc}") from exc
+    change(doc)
+    new_text = tomlkit.dumps(doc)
+    spec = parse_spec(new_text, spec_path)
+    write_atomic(spec_path, new_text)
+    return spec
+
+
+def _super_table(doc: TOMLDocument, key: str) -> Any:
+    if key not in doc:
+        doc[key] = tomlkit.table(is_super_table=True)
+    return doc[key]
+
+
+def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) -> None:
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-'")
+    section = {"env": "envs", "code": "code", "service": "services"}[kind]
+    table = _super_table(doc, section)
+    if name in table:
+        raise UsageError(f"{kind} {name!r} already exists in bundle.toml")
+    entry = tomlkit.table()
+    for key, value in values.items():
+        if value not in (None, [], {}):
+            entry[key] = value
+    table[name] = entry
+
+
+def add_env(doc: TOMLDocument, name: str, virtualenv: str | None, python: str | None,
+            requirements: list[str], requirements_file: str | None) -> None:
+    if (virtualenv is None) == (python is None):
+        raise UsageError("give exactly one of --virtualenv ENV or --python PREFIX")
+    _new_entry(doc, "env", name, {
+        "virtualenv": normalize_python(virtualenv) if virtualenv is not None else None,
+        "python": python, "requirements": requirements, "requirements_file": requirements_file})
+
+
+def add_code(doc: TOMLDocument, name: str, path: str | None, git: str | None, ref: str | None,
+             pythonpath: list[str], bytecode: bool) -> None:
+    if (path is None) == (git is None):
+        raise UsageError("give exactly one of --path DIR or --git REPO")
+    if ref is not None and git is None:
+        raise UsageError("--ref applies to --git only")
+    _new_entry(doc, "code", name, {"path": path, "git": git, "ref": ref,
+                                   "pythonpath": pythonpath, "bytecode": bytecode or None})
+
+
+def add_service(doc: TOMLDocument, name: str, python: str, code: str, command: str,
+                environment: dict[str, str], numprocs: int | None, group: str | None,
+                options: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"command": command, "python": python, "code": code}
+    if environment:
+        inline = tomlkit.inline_table()
+        inline.update(environment)
+        values["environment"] = inline
+    values["numprocs"] = numprocs
+    values.update(options)
+    _new_entry(doc, "service", name, values)
+    if group:
+        groups = _super_table(doc, "groups")
+        if group not in groups:
+            groups[group] = tomlkit.table()
+            groups[group]["programs"] = tomlkit.array()
+        groups[group]["programs"].append(name)
+
+
+def switch(doc: TOMLDocument, service: str, version: str) -> str:
+    """Point `service` at code `version`; return the version it had."""
+    services = doc.get("services", {})
+    if service not in services:
+        raise UsageError(f"no service {service!r} in bundle.toml")
+    previous = str(services[service].get("code", ""))
+    services[service]["code"] = version
+    return previous
+
+
+def parse_assignment(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"{what} {text!r} must look like KEY=VALUE")
+    return key.strip(), value
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """--set KEY=VALUE: VALUE is read as a TOML value (10, true, [0, 2]) or else as a string."""
+    key, raw = parse_assignment(text, "--set")
+    try:
+        value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
+    except ParseError:
+        value = raw
+    return key, value

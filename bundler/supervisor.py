@@ -1,0 +1,129 @@
+"""A bundle's supervisord: where its socket lives, and its XML-RPC interface over that socket."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bundler.errors import BundlerError
+
+SOCKET_LIMIT = 107  # sun_path holds 108 bytes including the terminating NUL
+SOCKET_RECORD = "socket.path"
+RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
+
+
+def choose_socket(root: Path, run_dir: Path) -> str:
+    """run/supervisor.sock, or a short per-bundle path when that one passes the socket limit."""
+    default = str(run_dir / "supervisor.sock")
+    if len(os.fsencode(default)) <= SOCKET_LIMIT:
+        return default
+    tag = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+    bases = [os.environ.get("XDG_RUNTIME_DIR"), "/run" if os.geteuid() == 0 else None,
+             _private_tmp()]
+    for base in bases:
+        if base and os.path.isdir(base) and os.access(base, os.W_OK):
+            path = os.path.join(base, f"bundler-{tag}.sock")
+            if len(os.fsencode(path)) <= SOCKET_LIMIT:
+                return path
+    raise BundlerError(f"no folder for a unix socket shorter than {SOCKET_LIMIT} bytes: "
+                       "set XDG_RUNTIME_DIR to a short writable folder")
+
+
+def _private_tmp() -> str | None:
+    folder = os.path.join(tempfile.gettempdir(), f"bundler-{os.geteuid()}")
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    st = os.lstat(folder)
+    return folder if st.st_uid == os.geteuid() and (st.st_mode & 0o077) == 0 else None
+
+
+def recorded_socket(root: Path, run_dir: Path) -> str:
+    """The socket the running supervisord uses (recorded by bin/start), else the default choice."""
+    try:
+        return (run_dir / SOCKET_RECORD).read_text().strip()
+    except FileNotFoundError:
+        return choose_socket(root, run_dir)
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float):
+        super().__init__()
+        self.path = path
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> Any:
+        import http.client
+
+        path, timeout = self.path, self.timeout
+
+        class Connection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(path)
+
+        return Connection("localhost")
+
+
+@dataclass(frozen=True)
+class Process:
+    group: str
+    name: str
+    state: str
+    pid: int
+    description: str
+    autostart: bool
+    started: bool
+
+    @property
+    def full_name(self) -> str:
+        return self.name if self.group == self.name else f"{self.group}:{self.name}"
+
+
+class Supervisor:
+    """The supervisord of one bundle, reached over its unix socket."""
+
+    def __init__(self, socket_path: str, timeout: float = 10.0):
+        self.socket_path = socket_path
+        self.proxy: Any = xmlrpc.client.ServerProxy(
+            "http://localhost", transport=_UnixTransport(socket_path, timeout))
+
+    def alive(self) -> bool:
+        try:
+            return self.proxy.supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def pid(self) -> int:
+        return int(self.proxy.supervisor.getPID())
+
+    def processes(self) -> list[Process]:
+        configs = {(c["group"], c["name"]): c for c in self.proxy.supervisor.getAllConfigInfo()}
+        result = []
+        for info in self.proxy.supervisor.getAllProcessInfo():
+            config = configs.get((info["group"], info["name"]), {})
+            result.append(Process(group=info["group"], name=info["name"], state=info["statename"],
+                                  pid=info["pid"], description=info["description"],
+                                  autostart=bool(config.get("autostart", True)),
+                                  started=info["start"] != 0))
+        return result
+
+    def tail(self, process: Process, nbytes: int = 4000) -> str:
+        try:
+            text, _, _ = self.proxy.supervisor.tailProcessStdoutLog(process.full_name, 0, nbytes)
+        except xmlrpc.client.Error as exc:
+            return f"(no log: {exc})"
+        return str(text)
+
+    def shutdown(self) -> None:
+        self.proxy.supervisor.shutdown()
