@@ -166,7 +166,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         resolved[name] = installed_versions(python) if _has_pip(python) else {}
         if p.interp.virtualenv is None:
             log(f"compiling the standard library of {name}")
-            _compile(python, root / p.folder / "lib" / f"python{p.minor}")
+            _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
     for code in spec.code.values():
         dest = root / layout.code_dir(spec.project, code.name)
         log(f"code {code.name} -> {dest.name}")
@@ -186,9 +186,10 @@ def _has_pip(python: Path) -> bool:
     return any(python.parent.parent.glob("lib/python*/site-packages/pip"))
 
 
-def _compile(python: Path, folder: Path) -> None:
+def _compile(python: Path, folder: Path, root: Path) -> None:
+    """Compile a standard library; -d keeps the build path out of the bytecode."""
     run([python, "-I", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-         "-s", folder.parent.parent, "-x", r"/(test|tests|idle_test)/|lib2to3/tests", folder],
+         "-d", folder.relative_to(root), "-x", r"/(test|tests|idle_test)/|lib2to3/tests", folder],
         what=f"compiling {folder}")
 
 

@@ -62,7 +62,7 @@ def _git_archive(repo: Path, ref: str, dest: Path, name: str) -> None:
 def compile_bytecode_only(folder: Path, python: Path) -> None:
     """Compile every .py with `python` next to its source (legacy layout), then drop the sources."""
     run([python, "-I", "-m", "compileall", "-q", "-b", "-j", "0",
-         "--invalidation-mode", "unchecked-hash", "-s", folder, folder],
+         "--invalidation-mode", "unchecked-hash", "-d", folder.name, folder],
         what=f"compiling {folder.name} to bytecode")
     for source in folder.rglob("*.py"):
         if source.with_suffix(".pyc").is_file():

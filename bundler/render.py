@@ -67,16 +67,27 @@ def escape_percent(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def literal(value: str) -> str | None:
+    """`value` escaped for %-expansion, or None when no escape exists: supervisor replaces the
+    text '%(here)s' in every value before expanding, so even '%%(here)s' would be changed."""
+    return None if "%(here)s" in value else escape_percent(value)
+
+
 def env_value_inline(value: str) -> str | None:
     """`"value"` as supervisor's environment= lexer reads it back, or None if it cannot."""
-    if '"' in value or value.startswith("'") or value.endswith("'") or "\x00" in value:
+    escaped = literal(value)
+    if escaped is None or '"' in value or value.startswith("'") or value.endswith("'") \
+            or "\x00" in value:
         return None
-    rendered = f'"{escape_percent(value)}"'
+    rendered = f'"{escaped}"'
     return rendered if ini_safe(rendered) else None
 
 
 def command_inline(words: list[str]) -> str | None:
-    rendered = " ".join(escape_percent(shlex.quote(w)) for w in words)
+    escaped = [literal(shlex.quote(w)) for w in words]
+    if None in escaped:
+        return None
+    rendered = " ".join(w for w in escaped if w is not None)
     return rendered if ini_safe(rendered) and "\x00" not in rendered else None
 
 
@@ -158,7 +169,10 @@ class Renderer:
             script = str(Path(interpreter).parent / first)
             if (root / script).is_file():
                 return f'"{self.here(script)}"'
-        return escape_percent(shlex.quote(first))
+        escaped = literal(shlex.quote(first))
+        if escaped is None:
+            raise BundlerError(f"command {first!r}: a program path cannot contain '%(here)s'")
+        return escaped
 
     def write(self, root: Path) -> None:
         layout = self.layout

@@ -12,12 +12,10 @@ import time
 
 from service.sam import VERSION
 
-RUNNING = True
 
 
 def _stop(signum, frame):
-    global RUNNING
-    RUNNING = False
+    raise SystemExit(0)  # leave the sleep at once; supervisor waits stopwaitsecs at most
 
 
 def main():
@@ -41,9 +39,11 @@ def main():
         json.dump(report, f)
     os.replace(path + ".tmp", path)
     print(f"{name} running code {VERSION} on Python {sys.version.split()[0]}", flush=True)
-    while RUNNING:
-        time.sleep(args.interval)
-    print(f"{name} stopped", flush=True)
+    try:
+        while True:
+            time.sleep(args.interval)
+    finally:
+        print(f"{name} stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""One real bundle per session, built through the CLI; each test unpacks its own copy elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import (EXAMPLE, INLINE_ARGS, INLINE_ENV, LAUNCH_ARGS, LAUNCH_ENV,
+                                       PROBE_SRC, PY37, Bundle, bundler)
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example, extended through the CLI, built once; the project is gone afterwards."""
+    work = tmp_path_factory.mktemp("build")
+    project = work / "smartbox"
+    shutil.copytree(EXAMPLE, project)
+    shutil.copytree(PROBE_SRC, project / "probe_src")
+    repo = project / "probe_repo"
+    shutil.copytree(PROBE_SRC, repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "probe"], ["tag", "v9"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    (repo / "probe.py").write_text("raise SystemExit('uncommitted change must not ship')\n")
+
+    c = ["-C", str(project)]
+    bundler(*c, "add-code", "probe", "--git", "probe_repo", "--ref", "v9")
+    bundler(*c, "add-code", "probec", "--path", "probe_src", "--bytecode")
+    inline_cmd = "python -m probe " + " ".join(shlex.quote(a) for a in INLINE_ARGS)
+    bundler(*c, "add-service", "inline", "--code", "probe", "--command", inline_cmd,
+            *[a for k, v in INLINE_ENV.items() for a in ("--env", f"{k}={v}")])
+    launch_cmd = "python -m probe " + " ".join(shlex.quote(a) for a in LAUNCH_ARGS)
+    bundler(*c, "add-service", "launched", "--python", "envs/pyocr", "--code", "probec",
+            "--command", launch_cmd,
+            *[a for k, v in LAUNCH_ENV.items() for a in ("--env", f"{k}={v}")])
+    bundler(*c, "add-service", "pool", "--code", "probe", "--command", "python -m probe",
+            "--numprocs", "2", "--set", "startsecs=1")
+    if PY37 is not None:
+        bundler(*c, "add-env", "py37", "--python", str(PY37))
+        bundler(*c, "add-service", "svc37", "--python", "py37", "--code", "probe",
+                "--command", "python -m probe")
+    bundler(*c, "check")
+    bundler(*c, "build", "--output", str(project / "dist"))
+    built = list((project / "dist").iterdir())
+    assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
+    keep = tmp_path_factory.mktemp("artifact") / built[0].name
+    shutil.move(str(built[0]), keep)
+    shutil.rmtree(work)  # the build tree and its staging copies are gone from here on
+    return keep
+
+
+@pytest.fixture
+def unpacked(archive: Path, tmp_path: Path):
+    """A fresh copy of the bundle, unpacked with tar under a path that holds a space."""
+    dest = tmp_path / "un packed"
+    dest.mkdir()
+    subprocess.run(["tar", "xf", str(archive), "-C", str(dest)], check=True)
+    bundle = Bundle(dest / "smartbox")
+    yield bundle
+    bundle.stop()
+    for pid in bundle.processes():
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
