@@ -199,6 +199,7 @@ class Renderer:
 
     def write_launchers(self, bin_dir: Path) -> None:
         template = self.jinja.get_template("launcher.sh.j2")
+        bin_dir.mkdir(parents=True, exist_ok=True)
         for verb, doc in LAUNCHERS.items():
             path = bin_dir / verb
             if path.is_symlink() or path.exists():

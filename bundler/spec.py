@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 
 from bundler.errors import BundlerError
-from bundler.tomlpos import locate
+from bundler.tomlpos import duplicate_line, locate
 
 SPEC_VERSION = 1
 FORMATS = ("tar.gz", "tar.zst", "dir")
@@ -128,8 +128,8 @@ class _Checker:
     def fail(self, table: tuple[str, ...], key: str | None, message: str) -> SpecError:
         line = locate(self.text, table, key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        head = "[" + ".".join(table) + "]" if table else "top level"
-        return SpecError(f"{where}: {head} {message}")
+        head = "[" + ".".join(table) + "] " if table else ""
+        return SpecError(f"{where}: {head}{message}")
 
     def table(self, raw: Any, table: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(raw, Mapping):
@@ -194,9 +194,18 @@ def load_spec(path: Path) -> Spec:
 def parse_spec(text: str, path: Path) -> Spec:
     try:
         raw = tomlkit.parse(text).unwrap()
-    except ParseError as exc:
-        raise SpecError(f"{path}:{exc.line}: invalid TOML: {exc}") from exc
+    except TOMLKitError as exc:
+        raise toml_error(exc, text, path) from exc
     return _build(raw, _Checker(path, text), path.resolve())
+
+
+def toml_error(exc: TOMLKitError, text: str, path: Path) -> SpecError:
+    """A TOML syntax error as `file:line: invalid TOML: ...`."""
+    line: int | None = exc.line if isinstance(exc, ParseError) else None
+    if isinstance(exc, KeyAlreadyPresent):
+        key = str(exc).split('"')[1] if '"' in str(exc) else ""
+        line = duplicate_line(text, key)
+    return SpecError(f"{path}:{line}: invalid TOML: {exc}" if line else f"{path}: invalid TOML: {exc}")
 
 
 def _build(raw: dict[str, Any], c: _Checker, path: Path) -> Spec:

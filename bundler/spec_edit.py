@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
-from bundler.spec import NAME_RE, SpecError, Spec, normalize_python, parse_spec
+from bundler.spec import NAME_RE, Spec, normalize_python, parse_spec, toml_error
 
 INIT_TEMPLATE = '''\
 # bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
@@ -73,8 +73,8 @@ def edit(spec_path: Path, change: Callable[[TOMLDocument], None]) -> Spec:
         raise BundlerError(f"{spec_path}: no such file (run `bundler init NAME` first)") from exc
     try:
         doc = tomlkit.parse(text)
-    except ParseError as exc:
-        raise SpecError(f"{spec_path}:{exc.line}: invalid TOML: {exc}") from exc
+    except TOMLKitError as exc:
+        raise toml_error(exc, text, spec_path) from exc
     change(doc)
     new_text = tomlkit.dumps(doc)
     spec = parse_spec(new_text, spec_path)
@@ -161,7 +161,7 @@ def parse_option(text: str) -> tuple[str, Any]:
     """--set KEY=VALUE: VALUE is read as a TOML value (10, true, [0, 2]) or else as a string."""
     key, raw = parse_assignment(text, "--set")
     try:
-        value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
-    except ParseError:
+        value = tomlkit.parse(f"v = {raw}").unwrap()["v"]
+    except TOMLKitError:
         value = raw
     return key, value

@@ -21,6 +21,8 @@ def locate(text: str, table: tuple[str, ...], key: str | None = None) -> int | N
         header = _HEADER.match(line)
         if header:
             current = _split_dotted(header.group("name"))
+            if key is not None and current[: len(table) + 1] == table + (key,):
+                return number  # [table.key] or [table.key.sub] defines the key
             if current == table:
                 header_line = number
             continue
@@ -34,3 +36,18 @@ def locate(text: str, table: tuple[str, ...], key: str | None = None) -> int | N
         if key is not None and full == table + (key,):
             return number
     return header_line
+
+
+def duplicate_line(text: str, key: str) -> int | None:
+    """The line of the second definition of `key` (what tomlkit reports without a line)."""
+    seen = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _KEY.match(line) or _HEADER.match(line)
+        if not match:
+            continue
+        name = match.group("key") if "key" in match.groupdict() else match.group("name")
+        if _split_dotted(name)[-1:] == (key,):
+            seen += 1
+            if seen == 2:
+                return number
+    return None

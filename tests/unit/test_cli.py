@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bundler.cli import cli
+
+COMMANDS = ["init", "add-env", "add-code", "add-service", "switch", "check", "build", "start",
+            "stop", "status", "supervisorctl"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 4
+
+
+@pytest.mark.parametrize("command", ["init", "add-env", "add-code", "add-service", "switch",
+                                     "build"])
+def test_project_commands_show_an_example(command: str) -> None:
+    assert "Example" in invoke(command, "--help").output
+
+
+def test_a_new_project_round_trip(tmp_path: Path) -> None:
+    assert invoke("-C", str(tmp_path), "init", "box").exit_code == 0
+    project = str(tmp_path / "box")
+    assert invoke("-C", project, "add-code", "v2", "--path", "src").exit_code == 0
+    result = invoke("-C", project, "add-service", "two", "--code", "v2", "--command",
+                    "python -m hello", "-e", "A=1", "--set", "startsecs=1", "--group", "g")
+    assert result.exit_code == 0, result.output
+    assert invoke("-C", project, "switch", "hello", "v2").output == "hello: code v1 -> v2\n"
+    check = invoke("-C", project, "check")
+    assert check.exit_code == 0
+    assert "service two" in check.output and "[group g]" in check.output
+
+
+def test_spec_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('code = "v1"', 'code = "v7"'))
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {spec}:")
+    assert "code names version 'v7'" in lines[0]
+
+
+def test_misuse_exits_2(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "add-env", "e",
+                                      "--virtualenv", "base", "--python", "/opt/py"])
+    assert result.exit_code == 2 and "exactly one of" in result.output
+    assert CliRunner().invoke(cli, ["build", "--format", "zip"]).exit_code == 2
+
+
+def test_bundle_commands_outside_a_bundle_say_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["status", "--root", str(tmp_path)])
+    assert result.exit_code == 1 and "is not a bundle" in result.output
+
+
+def test_check_refuses_the_system_python(tmp_path: Path) -> None:
+    if not Path("/usr/bin/python3").is_file():
+        pytest.skip("no system Python at /usr/bin/python3")
+    invoke("-C", str(tmp_path), "init", "box")
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('python = "current"', 'python = "/usr/bin/python3"'))
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
+    assert result.exit_code == 1 and "cannot be relocated" in result.output

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bundler.errors import BundlerError
+from bundler.interpreters import PythonInfo, check_relocatable, find_python, probe
+
+GOOD = PythonInfo(executable=Path("/opt/py/bin/python3.11"), version="3.11.7",
+                  prefix=Path("/opt/py"), base_prefix=Path("/opt/py"),
+                  stdlib=Path("/opt/py/lib/python3.11"), libdir=Path("/opt/py/lib"),
+                  ldlibrary="libpython3.11.so", shared=True, abiflags="", implementation="cpython")
+
+
+def test_a_self_contained_prefix_is_accepted() -> None:
+    check_relocatable(GOOD)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"prefix": Path("/usr"), "base_prefix": Path("/usr"), "stdlib": Path("/usr/lib/python3.11")},
+     "system's Python"),
+    ({"base_prefix": Path("/opt/base")}, "is a virtual environment"),
+    ({"stdlib": Path("/elsewhere/python3.11")}, "outside its prefix"),
+    ({"libdir": Path("/usr/lib/x86_64-linux-gnu")}, "loads libpython from"),
+    ({"implementation": "pypy"}, "only CPython"),
+])
+def test_interpreters_that_cannot_be_relocated_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(BundlerError, match=message) as info:
+        check_relocatable(replace(GOOD, **change))
+    assert "pyenv prefix" in str(info.value) or "virtualenv =" in str(info.value)
+
+
+def test_the_debian_python_is_refused_with_advice() -> None:
+    debian = Path("/usr/bin/python3")
+    if not debian.is_file():
+        pytest.skip("no system Python at /usr/bin/python3")
+    with pytest.raises(BundlerError, match="system's Python.*cannot be relocated.*pyenv prefix"):
+        check_relocatable(probe(debian))
+
+
+def test_find_python(tmp_path: Path) -> None:
+    current = find_python("current", tmp_path)
+    assert probe(current).prefix == Path(sys.base_prefix)
+    with pytest.raises(BundlerError, match="does not exist"):
+        find_python("missing", tmp_path)
+    with pytest.raises(BundlerError, match="no bin/python3"):
+        find_python(".", tmp_path)

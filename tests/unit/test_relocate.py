@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bundler import relocate as rel
+from bundler.errors import BundlerError
+
+
+def make_tree(root: Path) -> None:
+    (root / "bin").mkdir(parents=True)
+    (root / ".bundler").mkdir()
+    (root / "env.cfg").write_text(f"home = {root}/bin\nother = {root}/lib\n")
+    (root / "activate").write_text(f'VIRTUAL_ENV="{root}"\n')
+    (root / "plain.txt").write_text("nothing to see\n")
+    (root / "blob.bin").write_bytes(b"\x00\x01" + os.fsencode(root) + b"\x00")
+    (root / "cached.pyc").write_bytes(os.fsencode(root))
+
+
+def move(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dest))
+    return dest
+
+
+def relocate_interrupted(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a relocation that is interrupted after rewriting its first file."""
+    real = rel._replace_in_file
+    calls = []
+
+    def crash_after_first(path: Path, old: bytes, new: bytes) -> None:
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        real(path, old, new)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rel, "_replace_in_file", crash_after_first)
+        with pytest.raises(KeyboardInterrupt):
+            rel.relocate(root, root / ".bundler")
+    assert len(calls) == 2
+
+
+def test_record_lists_text_files_and_reports_binaries(tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    make_tree(root)
+    binaries = rel.record(root, root / ".bundler")
+    assert binaries == ["blob.bin"]
+    assert not rel.relocate(root, root / ".bundler")  # nothing moved
+
+
+def test_relocate_rewrites_once_and_again_after_a_second_move(tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    make_tree(root)
+    rel.record(root, root / ".bundler")
+    mode = (root / "activate").stat().st_mode
+    for dest in (tmp_path / "b b" / "x", tmp_path / "c"):
+        root = move(root, dest)
+        assert rel.relocate(root, root / ".bundler")
+        assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
+        assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
+        assert (root / "activate").stat().st_mode == mode
+        assert not rel.relocate(root, root / ".bundler")
+
+
+@pytest.mark.parametrize("new_name", ["elsewhere", "a/inside"])
+def test_an_interrupted_relocation_finishes_next_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      new_name: str) -> None:
+    root = tmp_path / "a"
+    make_tree(root)
+    rel.record(root, root / ".bundler")
+    if new_name == "a/inside":  # the new path contains the old one as a prefix
+        staging = move(root, tmp_path / "tmp")
+        root = move(staging, tmp_path / "a" / "inside")
+    else:
+        root = move(root, tmp_path / new_name)
+    relocate_interrupted(root, monkeypatch)
+    assert rel.relocate(root, root / ".bundler")
+    assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
+    assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
+    assert not (root / ".bundler" / rel.JOURNAL).exists()
+
+
+def test_an_interrupted_relocation_then_another_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "a"
+    make_tree(root)
+    rel.record(root, root / ".bundler")
+    root = move(root, tmp_path / "b")
+    relocate_interrupted(root, monkeypatch)
+    root = move(root, tmp_path / "c")
+    assert rel.relocate(root, root / ".bundler")
+    assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
+    assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
+
+
+def test_symlinks_inside_become_relative_and_links_outside_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python3.11").write_text("")
+    (root / "env" / "bin").mkdir(parents=True)
+    (root / "env" / "bin" / "python").symlink_to(root / "bin" / "python3.11")
+    rel.make_symlinks_relative(root)
+    assert os.readlink(root / "env" / "bin" / "python") == "../../bin/python3.11"
+    (root / "out").symlink_to("/etc/passwd")
+    with pytest.raises(BundlerError, match="outside the bundle"):
+        rel.make_symlinks_relative(root)
+
+
+def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python3").symlink_to(sys.executable)
+    script = root / "bin" / "tool"
+    script.write_text(f"#!{root}/bin/python3\nimport sys\nprint('tool', sys.argv[1:])\n")
+    script.chmod(0o755)
+    (root / "bin" / "other").write_text("#!/bin/sh\necho hi\n")
+    assert rel.make_scripts_relocatable(root) == 1
+    assert (root / "bin" / "other").read_text() == "#!/bin/sh\necho hi\n"
+    moved = move(root, tmp_path / "with space" / "r")
+    out = subprocess.run([str(moved / "bin" / "tool"), "a b"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "tool ['a b']\n"
+    assert str(root) not in (moved / "bin" / "tool").read_text()
+
+
+def test_lock_serialises(tmp_path: Path) -> None:
+    import fcntl
+
+    with rel.locked(tmp_path):
+        with open(tmp_path / rel.LOCK) as other:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(tmp_path / rel.LOCK) as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bundler import spec_edit
+from bundler.errors import BundlerError, UsageError
+from bundler.spec import SpecError, load_spec
+
+SPEC = '''\
+# top comment: keep me
+[bundle]
+name = "box"   # inline comment: keep me
+version = "1"
+
+[code.v1]
+path = "src"
+[code.v2]
+path = "src2"
+
+# a service comment: keep me
+[services.a]
+command = "python -m a"
+code = "v1"
+'''
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    path = tmp_path / "bundle.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_edits_keep_comments_and_produce_a_valid_spec(spec_path: Path) -> None:
+    spec_edit.edit(spec_path, lambda d: spec_edit.add_env(d, "pyocr", "envs/base", None,
+                                                          ["pillow"], None))
+    spec_edit.edit(spec_path, lambda d: spec_edit.add_code(d, "v3", None, ".", "v3", [".", "lib"],
+                                                           True))
+    spec_edit.edit(spec_path, lambda d: spec_edit.add_service(
+        d, "svc3", "envs/pyocr", "v3", "python -m s", {"A": "1"}, 2, "grp", {"startsecs": 5}))
+    spec_edit.edit(spec_path, lambda d: spec_edit.switch(d, "a", "v2"))
+    text = spec_path.read_text()
+    for comment in ("# top comment: keep me", "# inline comment: keep me",
+                    "# a service comment: keep me"):
+        assert comment in text
+    spec = load_spec(spec_path)
+    assert spec.interpreters["pyocr"].virtualenv == "base"
+    assert spec.interpreters["pyocr"].requirements == ("pillow",)
+    assert spec.code["v3"].git == "." and spec.code["v3"].ref == "v3" and spec.code["v3"].bytecode
+    assert spec.code["v3"].pythonpath == (".", "lib")
+    svc = spec.services["svc3"]
+    assert (svc.python, svc.code, svc.numprocs, svc.group) == ("pyocr", "v3", 2, "grp")
+    assert svc.environment == {"A": "1"} and svc.options == {"startsecs": 5}
+    assert spec.services["a"].code == "v2"
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda d: spec_edit.switch(d, "a", "v9"), SpecError, "code names version 'v9'"),
+    (lambda d: spec_edit.switch(d, "nope", "v1"), UsageError, "no service 'nope'"),
+    (lambda d: spec_edit.add_service(d, "b", "pyocr", "v1", "python x", {}, None, None, {}),
+     SpecError, "python names 'pyocr'"),
+    (lambda d: spec_edit.add_service(d, "a", "base", "v1", "python x", {}, None, None, {}),
+     UsageError, "service 'a' already exists"),
+    (lambda d: spec_edit.add_service(d, "b", "base", "v1", "python x", {}, None, None,
+                                     {"stopsignall": "INT"}),
+     SpecError, "did you mean 'stopsignal'"),
+    (lambda d: spec_edit.add_env(d, "e", "base", "/opt/py", [], None), UsageError,
+     "exactly one of --virtualenv"),
+    (lambda d: spec_edit.add_code(d, "v3", "src", None, "v1", [], False), UsageError,
+     "--ref applies to --git only"),
+    (lambda d: spec_edit.add_code(d, "bad/name", "src", None, None, [], False), UsageError,
+     "invalid code name"),
+])
+def test_a_rejected_edit_leaves_the_file_untouched(spec_path: Path, change, error, message) -> None:
+    with pytest.raises(error, match=message):
+        spec_edit.edit(spec_path, change)
+    assert spec_path.read_text() == SPEC
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("startsecs=10", ("startsecs", 10)), ("autostart=false", ("autostart", False)),
+    ("exitcodes=[0, 2]", ("exitcodes", [0, 2])), ("user=app", ("user", "app")),
+    ("stopsignal=INT", ("stopsignal", "INT"))])
+def test_set_options_are_read_as_toml_values_or_strings(text: str, expected: tuple) -> None:
+    assert spec_edit.parse_option(text) == expected
+
+
+def test_init_writes_a_spec_that_validates(tmp_path: Path) -> None:
+    path = spec_edit.init_project(tmp_path / "smartbox", "smartbox")
+    spec = load_spec(path)
+    assert spec.services["hello"].code == "v1"
+    assert (tmp_path / "smartbox" / "src" / "hello" / "__main__.py").is_file()
+    with pytest.raises(BundlerError, match="already exists"):
+        spec_edit.init_project(tmp_path / "smartbox", "smartbox")
