@@ -84,10 +84,11 @@ def make_plan(spec: Spec) -> Plan:
     for code in spec.code.values():
         if not code.bytecode:
             continue
-        users = {s.python for s in spec.services.values() if s.code == code.name} or {"base"}
-        minors = {planned[u].minor for u in users}
-        if len(minors) > 1:
-            detail = ", ".join(f"{u} ({planned[u].minor})" for u in sorted(users))
+        services = [s for s in spec.services.values() if s.code == code.name]
+        users = {s.python for s in services} or {"base"}
+        if len({planned[u].minor for u in users}) > 1:
+            detail = ", ".join(f"{s.name} on {s.python} ({planned[s.python].minor})"
+                               for s in services)
             raise BundlerError(f"code {code.name} ships bytecode only, but its services run it on "
                                f"different Python versions: {detail}; use bytecode = false or "
                                "one Python version")

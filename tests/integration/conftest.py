@@ -6,6 +6,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,17 @@ from tests.integration.harness import (EXAMPLE, INLINE_ARGS, INLINE_ENV, LAUNCH_
 
 
 @pytest.fixture(scope="session")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels for offline builds (the one download this suite makes)."""
+    folder = tmp_path_factory.mktemp("wheels")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+                    "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "pillow"],
+                   check=True, timeout=600)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
     """The example, extended through the CLI, built once; the project is gone afterwards."""
     work = tmp_path_factory.mktemp("build")
     project = work / "smartbox"
@@ -44,8 +55,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bundler(*c, "add-env", "py37", "--python", str(PY37))
         bundler(*c, "add-service", "svc37", "--python", "py37", "--code", "probe",
                 "--command", "python -m probe")
+    (project / "requirements-tools.txt").write_text("# a real package, from the wheelhouse\ntomlkit\n")
+    bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
     bundler(*c, "check")
-    bundler(*c, "build", "--output", str(project / "dist"))
+    bundler(*c, "build", "--output", str(project / "dist"), "--no-index",
+            "--find-links", str(wheelhouse))
     built = list((project / "dist").iterdir())
     assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
     keep = tmp_path_factory.mktemp("artifact") / built[0].name

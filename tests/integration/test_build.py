@@ -1,0 +1,77 @@
+"""Building: offline installs recorded in the manifest, failures that leave nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from tests.integration.harness import EXAMPLE, PY37, REPO, bundler
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_manifest_records_what_the_offline_build_resolved(archive: Path) -> None:
+    with tarfile.open(archive) as tar:
+        manifest = tomlkit.parse(tar.extractfile("smartbox/bundle.toml").read().decode())
+        names = tar.getnames()
+    interps = manifest["build"]["interpreters"]
+    assert "pillow" in interps["pyocr"]["packages"]
+    assert "tomlkit" in interps["tools"]["packages"]
+    assert "supervisor" in interps["base"]["packages"]
+    assert manifest["services"]["svc3"]["python"] == "envs/pyocr"  # the spec as written
+    assert manifest["build"]["code"]["v3"]["folder"] == "your_project_v3"
+    assert all(n.split("/")[0] == "smartbox" for n in names)
+    assert not any("/site-packages/" in n and "/test/" in n for n in names if "/lib/python" in n)
+    assert not any(n.endswith(".a") or "/lib/python3.11/test/" in n for n in names)
+
+
+def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: Path) -> None:
+    project = tmp_path / "proj"
+    shutil.copytree(EXAMPLE, project)
+    spec = project / "bundle.toml"
+    spec.write_text(spec.read_text().replace('requirements = ["pillow"]',
+                                             'requirements = ["no-such-package-bundler-test"]'))
+    dist = project / "dist"
+    dist.mkdir()
+    (dist / "smartbox-2026.11.1.tar.gz").write_text("the previous build")
+    result = bundler("-C", str(project), "build", "--no-index", "--find-links", str(wheelhouse),
+                     check=False)
+    assert result.returncode == 1
+    assert "pip install for interpreter pyocr failed" in result.stderr
+    assert "no-such-package-bundler-test" in result.stderr
+    assert [p.name for p in dist.iterdir()] == ["smartbox-2026.11.1.tar.gz"]
+    assert (dist / "smartbox-2026.11.1.tar.gz").read_text() == "the previous build"
+
+
+@pytest.mark.skipif(PY37 is None, reason="pyenv's CPython 3.7.16 is not installed")
+def test_bytecode_for_two_python_versions_is_refused_before_building(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    shutil.copytree(EXAMPLE, project)
+    c = ["-C", str(project)]
+    bundler(*c, "add-code", "compiled", "--path", "sam_v1", "--bytecode")
+    bundler(*c, "add-env", "py37", "--python", str(PY37))
+    bundler(*c, "add-service", "a", "--code", "compiled", "--command", "python -m x")
+    bundler(*c, "add-service", "b", "--python", "py37", "--code", "compiled",
+            "--command", "python -m x")
+    result = bundler(*c, "build", check=False)
+    assert result.returncode == 1
+    base = "%d.%d" % sys.version_info[:2]
+    assert f"different Python versions: a on base ({base}), b on py37 (3.7)" in result.stderr
+    assert not (project / "dist").exists()
+
+
+def test_the_wheel_ships_templates_and_layouts(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                    str(tmp_path), str(REPO)], check=True, timeout=600)
+    wheel = next(tmp_path.glob("bundler-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for template in (REPO / "bundler" / "templates").iterdir():
+        assert f"bundler/templates/{template.name}" in names
+    assert "bundler/layouts/miniconda.toml" in names
