@@ -44,7 +44,7 @@ def _compressor(raw: IO[bytes], fmt: str) -> Iterator[IO[bytes]]:
         import zstandard
 
         with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as z:
-            yield z  # type: ignore[misc]
+            yield z
     elif fmt == "tar.gz":
         import gzip
 

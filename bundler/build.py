@@ -17,9 +17,20 @@ import bundler
 from bundler import archive
 from bundler.code import compile_bytecode_only, materialize_code
 from bundler.errors import BundlerError
-from bundler.interpreters import (BASE_PACKAGES, BuildContext, CopiedCPython, Materializer,
-                                  PythonInfo, Virtualenv, check_relocatable, ensure_pip, find_python,
-                                  installed_versions, pip_install, probe)
+from bundler.interpreters import (
+    BASE_PACKAGES,
+    BuildContext,
+    CopiedCPython,
+    Materializer,
+    PythonInfo,
+    Virtualenv,
+    check_relocatable,
+    ensure_pip,
+    find_python,
+    installed_versions,
+    pip_install,
+    probe,
+)
 from bundler.layout import LAYOUT_FILE, META, Layout, load_layout
 from bundler.relocate import make_scripts_relocatable, make_symlinks_relative, record
 from bundler.render import Renderer

@@ -20,7 +20,7 @@ from bundler.supervisor import Process
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 
 class _Group(click.Group):

@@ -1,8 +1,8 @@
 """Exec a service whose arguments or environment supervisor's config syntax cannot carry.
 
 Usage: python -I -m bundler.launch SPEC.json PROGRAM. SPEC.json holds {"args": [...],
-"environment": {...}}; PROGRAM (a path, or a name looked up on PATH) replaces this process (same pid) with those arguments and the
-environment added to the one supervisord gave.
+"environment": {...}}; PROGRAM (a path, or a name looked up on PATH) replaces this process
+(same pid) with those arguments, and the environment added to the one supervisord gave.
 """
 
 from __future__ import annotations

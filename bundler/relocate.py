@@ -77,7 +77,8 @@ def make_scripts_relocatable(root: Path) -> int:
 def record(root: Path, meta: Path) -> list[str]:
     """Find the text files that contain `root` and write the record; return binaries that do too."""
     needle = os.fsencode(root)
-    texts, binaries = [], []
+    texts: list[str] = []
+    binaries: list[str] = []
     for path in _walk(root, links=False):
         if path.suffix in SKIP_SUFFIXES or path.is_relative_to(meta):
             continue

@@ -19,8 +19,17 @@ import tomlkit
 from bundler.errors import BundlerError
 from bundler.layout import LAYOUT_FILE, META, Layout
 from bundler.relocate import locked, relocate
-from bundler.supervisor import (BACKOFF, RUNNING, SOCKET_RECORD, STARTING, STOPPED, Process,
-                                Supervisor, choose_socket, recorded_socket)
+from bundler.supervisor import (
+    BACKOFF,
+    RUNNING,
+    SOCKET_RECORD,
+    STARTING,
+    STOPPED,
+    Process,
+    Supervisor,
+    choose_socket,
+    recorded_socket,
+)
 
 ROOT_VAR = "BUNDLE_ROOT"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.

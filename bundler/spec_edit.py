@@ -75,6 +75,10 @@ def edit(spec_path: Path, change: Callable[[TOMLDocument], None]) -> Spec:
         doc = tomlkit.parse(text)
     except TOMLKitError as exc:
         raise toml_error(exc, text, spec_path) from exc
+    if "build" in doc:
+        raise BundlerError(f"{spec_path} is the manifest of a built bundle: editing it would not "
+                           "change what runs; edit the project's bundle.toml and rebuild (switching "
+                           "a running bundle is not supported yet)")
     change(doc)
     new_text = tomlkit.dumps(doc)
     spec = parse_spec(new_text, spec_path)

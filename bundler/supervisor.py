@@ -100,7 +100,7 @@ class Supervisor:
 
     def alive(self) -> bool:
         try:
-            return self.proxy.supervisor.getState()["statename"] == "RUNNING"
+            return bool(self.proxy.supervisor.getState()["statename"] == "RUNNING")
         except (OSError, xmlrpc.client.Error):
             return False
 

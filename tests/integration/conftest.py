@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import (EXAMPLE, INLINE_ARGS, INLINE_ENV, LAUNCH_ARGS, LAUNCH_ENV,
-                                       PROBE_SRC, PY37, Bundle, bundler)
+from tests.integration.harness import (
+    EXAMPLE,
+    INLINE_ARGS,
+    INLINE_ENV,
+    LAUNCH_ARGS,
+    LAUNCH_ENV,
+    PROBE_SRC,
+    PY37,
+    Bundle,
+    bundler,
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ test's own virtualenv are hidden under empty tmpfs mounts: a bundle that still l
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess

@@ -62,7 +62,7 @@ def test_bytecode_for_two_python_versions_is_refused_before_building(tmp_path: P
             "--command", "python -m x")
     result = bundler(*c, "build", check=False)
     assert result.returncode == 1
-    base = "%d.%d" % sys.version_info[:2]
+    base = "{}.{}".format(*sys.version_info[:2])
     assert f"different Python versions: a on base ({base}), b on py37 (3.7)" in result.stderr
     assert not (project / "dist").exists()
 

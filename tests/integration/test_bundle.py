@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from tests.integration.harness import INLINE_ARGS, INLINE_ENV, LAUNCH_ARGS, LAUNCH_ENV, PY37, Bundle, run_hidden
+from tests.integration.harness import (
+    INLINE_ARGS,
+    INLINE_ENV,
+    LAUNCH_ARGS,
+    LAUNCH_ENV,
+    PY37,
+    Bundle,
+    run_hidden,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -86,7 +86,8 @@ def test_an_interrupted_relocation_finishes_next_time(tmp_path: Path, monkeypatc
     assert not (root / ".bundler" / rel.JOURNAL).exists()
 
 
-def test_an_interrupted_relocation_then_another_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_relocation_then_another_move(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "a"
     make_tree(root)
     rel.record(root, root / ".bundler")

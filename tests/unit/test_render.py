@@ -12,9 +12,9 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
+from bundler.errors import BundlerError
 from bundler.layout import load_layout
 from bundler.render import Renderer, command_inline, env_value_inline, option_value
-from bundler.errors import BundlerError
 from bundler.spec import parse_spec
 
 PYTHONS = {"base": "bin/python3", "pyocr": "envs/pyocr/bin/python"}
@@ -84,7 +84,8 @@ programs = ["web"]
     assert worker.environment["PYTHONUNBUFFERED"] == "1"
     assert worker.environment["PYTHON_APP_CONF"] == f"{etc}/etc/app"
     assert (worker.startsecs, web.startsecs, web.startretries) == (7, 3, 5)
-    assert web.autorestart is RestartUnconditionally and web.stopasgroup and web.killasgroup and web.redirect_stderr
+    assert web.autorestart is RestartUnconditionally
+    assert web.stopasgroup and web.killasgroup and web.redirect_stderr
     assert web.stdout_logfile == f"{etc}/log/web.log"
     assert worker.stdout_logfile == f"{etc}/log/worker_00.log"
     assert web.stdout_logfile_maxbytes == 50 * 1024 * 1024 and web.stdout_logfile_backups == 10

@@ -94,3 +94,11 @@ def test_init_writes_a_spec_that_validates(tmp_path: Path) -> None:
     assert (tmp_path / "smartbox" / "src" / "hello" / "__main__.py").is_file()
     with pytest.raises(BundlerError, match="already exists"):
         spec_edit.init_project(tmp_path / "smartbox", "smartbox")
+
+
+def test_a_built_bundles_manifest_is_not_edited(spec_path: Path) -> None:
+    manifest = SPEC + '\n[build]\nbundler_version = "0.1.0"\n'
+    spec_path.write_text(manifest)
+    with pytest.raises(BundlerError, match="manifest of a built bundle"):
+        spec_edit.edit(spec_path, lambda d: spec_edit.switch(d, "a", "v2"))
+    assert spec_path.read_text() == manifest
