@@ -182,7 +182,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     for code in spec.code.values():
         dest = root / layout.code_dir(spec.project, code.name)
         log(f"code {code.name} -> {dest.name}")
-        materialize_code(code, spec.folder, dest)
+        materialize_code(code, spec.folder, dest, options.output.resolve())
         if code.bytecode:
             compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)

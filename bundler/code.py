@@ -19,21 +19,19 @@ JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
 JUNK_FILES = {".DS_Store", "bundle.toml"}
 
 
-def _ignore(folder: str, names: list[str]) -> set[str]:
-    return {n for n in names
-            if n in JUNK_DIRS or n in JUNK_FILES or n.endswith(JUNK_SUFFIXES)}
-
-
-def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path) -> None:
-    """Put the source of `code` into `dest` (which must not exist yet)."""
+def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: Path) -> None:
+    """Put the source of `code` into `dest` (which must not exist yet); never copy `output`."""
     if code.path is not None:
         src = (spec_folder / code.path).resolve()
         if not src.is_dir():
             raise BundlerError(f"code {code.name}: path {src} is not a folder")
-        if dest.resolve().is_relative_to(src):
-            raise BundlerError(f"code {code.name}: the output folder lies inside {src}; "
-                               "build to another folder with --output")
-        shutil.copytree(src, dest, symlinks=True, ignore=_ignore)
+
+        def ignore(folder: str, names: list[str]) -> set[str]:
+            return {n for n in names
+                    if n in JUNK_DIRS or n in JUNK_FILES or n.endswith(JUNK_SUFFIXES)
+                    or Path(folder, n).resolve() == output}
+
+        shutil.copytree(src, dest, symlinks=True, ignore=ignore)
     else:
         assert code.git is not None
         _git_archive((spec_folder / code.git).resolve(), code.ref, dest, code.name)
