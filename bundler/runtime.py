@@ -34,7 +34,9 @@ from bundler.supervisor import (
 ROOT_VAR = "BUNDLE_ROOT"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
-_BAD_PATH_CHARS = ('"', "\\", "\n", "\r")
+# Supervisor pastes the bundle's path into its config: these characters would break quoting,
+# %-expansion or PYTHONPATH (':'-separated).
+_BAD_PATH_CHARS = ('"', "\\", "\n", "\r", "%", ":")
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def start(bundle: Bundle, timeout: float = 60.0) -> StartReport:
     bad = [c for c in _BAD_PATH_CHARS if c in str(bundle.root)]
     if bad:
         raise BundlerError(f"the bundle's path {bundle.root} contains {bad[0]!r}, which supervisor "
-                           "cannot quote: unpack it elsewhere")
+                           "configs and PYTHONPATH cannot carry: move the bundle to another path")
     with locked(bundle.meta):
         moved = relocate(bundle.root, bundle.meta)
         already = running_pid(bundle) is not None
