@@ -15,7 +15,7 @@ import tomlkit
 
 import bundler
 from bundler import archive
-from bundler.code import compile_bytecode_only, materialize_code
+from bundler.code import check_code_source, compile_bytecode_only, materialize_code
 from bundler.errors import BundlerError
 from bundler.interpreters import (
     BASE_PACKAGES,
@@ -91,6 +91,12 @@ def make_plan(spec: Spec) -> Plan:
         python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
         planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
                                                   f"copy of {info.prefix} ({info.version})", info)
+    for interp in spec.interpreters.values():
+        if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
+            raise BundlerError(f"interpreter {interp.name}: requirements_file "
+                               f"{spec.folder / interp.requirements_file} does not exist")
+    for code in spec.code.values():
+        check_code_source(code, spec.folder)
     code_interpreter = {}
     for code in spec.code.values():
         if not code.bytecode:

@@ -19,6 +19,21 @@ JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
 JUNK_FILES = {".DS_Store", "bundle.toml"}
 
 
+def check_code_source(code: CodeVersion, spec_folder: Path) -> None:
+    """Fail early, before anything is copied, when a code version's source is missing."""
+    if code.path is not None:
+        if not (spec_folder / code.path).is_dir():
+            raise BundlerError(f"code {code.name}: path {spec_folder / code.path} is not a folder")
+        return
+    assert code.git is not None
+    repo = spec_folder / code.git
+    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
+                            f"{code.ref}^{{commit}}"], capture_output=True, env=clean_env())
+    if found.returncode != 0:
+        raise BundlerError(f"code {code.name}: {repo} has no commit {code.ref!r} "
+                           "(is it a git repository, and is the tag or branch there?)")
+
+
 def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: Path) -> None:
     """Put the source of `code` into `dest` (which must not exist yet); never copy `output`."""
     if code.path is not None:

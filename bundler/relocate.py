@@ -92,8 +92,13 @@ def record(root: Path, meta: Path) -> list[str]:
 @contextmanager
 def locked(meta: Path) -> Iterator[None]:
     """An exclusive lock on the bundle for operations that must not run twice at once."""
-    meta.mkdir(parents=True, exist_ok=True)
-    with open(meta / LOCK, "a") as handle:
+    try:
+        meta.mkdir(parents=True, exist_ok=True)
+        handle = open(meta / LOCK, "a")
+    except PermissionError as exc:
+        raise BundlerError(f"cannot lock the bundle: {meta} is not writable by this user; run as "
+                           "the user that owns the bundle") from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundler.code import compile_bytecode_only, materialize_code
+import pytest
+
+from bundler.code import check_code_source, compile_bytecode_only, materialize_code
+from bundler.errors import BundlerError
 from bundler.spec import CodeVersion
 
 
@@ -32,3 +35,13 @@ def test_bytecode_only_runs_without_sources(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "pkg"], cwd=code, capture_output=True, text=True,
                          check=True).stdout
     assert out == "hello from bytecode\n"
+
+
+def test_missing_sources_are_found_before_building(tmp_path: Path) -> None:
+    with pytest.raises(BundlerError, match="is not a folder"):
+        check_code_source(CodeVersion("v1", path="nope"), tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    with pytest.raises(BundlerError, match="has no commit 'v3'"):
+        check_code_source(CodeVersion("v3", git="repo", ref="v3"), tmp_path)
+    with pytest.raises(BundlerError, match="has no commit"):
+        check_code_source(CodeVersion("v3", git="not-a-repo", ref="v3"), tmp_path)
