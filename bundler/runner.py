@@ -18,8 +18,10 @@ def run(
     what: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    ok: tuple[int, ...] = (0,),
 ) -> str:
-    """Run `cmd`, return its stdout; on failure raise with the command and its output."""
+    """Run `cmd`, return its stdout; on an exit code not in `ok` raise with the command and its
+    output."""
     argv = [os.fspath(c) for c in cmd]
     try:
         proc = subprocess.run(
@@ -28,7 +30,7 @@ def run(
         )
     except OSError as exc:
         raise BundlerError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         tail = "\n".join(proc.stdout.strip().splitlines()[-_TAIL:])
         raise BundlerError(
             f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{tail}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,19 @@ def test_the_manifest_records_what_the_offline_build_resolved(archive: Path) -> 
     assert all(n.split("/")[0] == "smartbox" for n in names)
     assert not any("/site-packages/" in n and "/test/" in n for n in names if "/lib/python" in n)
     assert not any(n.endswith(".a") or "/lib/python3.11/test/" in n for n in names)
+
+
+def test_only_recorded_files_name_the_build_path(archive: Path) -> None:
+    """What relocation does not rewrite must not depend on where the bundle was built."""
+    with tarfile.open(archive) as tar:
+        record = json.loads(tar.extractfile("smartbox/.bundler/relocate.json").read())
+        needle = record["prefix"].encode()
+        naming = {m.name.removeprefix("smartbox/") for m in tar if m.isfile()
+                  and needle in tar.extractfile(m).read()}
+    assert ".bundler-staging-" in record["prefix"]
+    assert naming == {".bundler/relocate.json", *record["files"]}
+    assert set(record["files"]) == {"envs/pyocr/pyvenv.cfg", "envs/pyocr/bin/activate",
+                                    "envs/tools/pyvenv.cfg", "envs/tools/bin/activate"}
 
 
 def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: Path) -> None:

@@ -108,6 +108,10 @@ def test_killed_service_is_restarted_by_supervisor(unpacked: Bundle) -> None:
 
     new_pid = _wait_for(restarted, what="svc3 to come back")
     assert Path(f"/proc/{new_pid}").exists()
+    status = subprocess.run([str(unpacked.root / "bin" / "bundler"), "status"],
+                            capture_output=True, text=True, check=True).stdout
+    row = next(line.split() for line in status.splitlines() if line.startswith("svc3 "))
+    assert row[1:3] == ["RUNNING", str(new_pid)]
 
 
 def test_stop_leaves_no_process(unpacked: Bundle) -> None:
