@@ -39,6 +39,7 @@ from bundler.spec import Interpreter, Spec
 
 Log = Callable[[str], None]
 STAGING_PREFIX = ".bundler-staging-"
+MIN_BASE = (3, 9)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ def make_plan(spec: Spec) -> Plan:
         python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
         planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
                                                   f"copy of {info.prefix} ({info.version})", info)
+    base = planned["base"]
+    if tuple(int(n) for n in base.minor.split(".")) < MIN_BASE:
+        raise BundlerError(f"the base is Python {base.minor}, but it runs supervisor and bundler "
+                           f"itself, which need Python {'.'.join(map(str, MIN_BASE))} or newer: "
+                           "use a newer base and put the older Python in envs/")
     for interp in spec.interpreters.values():
         if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
             raise BundlerError(f"interpreter {interp.name}: requirements_file "

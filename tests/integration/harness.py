@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pythons import PY37
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "smartbox"
 PROBE_SRC = Path(__file__).parent / "probe_src"
@@ -32,16 +34,6 @@ LAUNCH_ENV = {"HASH": "abc #def", "DQ": 'say "hi"', "NL": "l1\nl2", "EDGE": "'q'
               "HERE": "%(here)s/x"}
 
 
-def pyenv_prefix(version: str) -> Path | None:
-    try:
-        out = subprocess.run(["pyenv", "prefix", version], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return Path(out) if out and Path(out, "bin").is_dir() else None
-
-
-PY37 = pyenv_prefix("3.7.16")
 
 
 def bundler(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from bundler.cli import cli
+from tests.pythons import PY37
 
 COMMANDS = ["init", "add-env", "add-code", "add-service", "switch", "check", "build", "start",
             "stop", "status", "supervisorctl"]
@@ -73,3 +74,14 @@ def test_check_refuses_the_system_python(tmp_path: Path) -> None:
     spec.write_text(spec.read_text().replace('python = "current"', 'python = "/usr/bin/python3"'))
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
     assert result.exit_code == 1 and "cannot be relocated" in result.output
+
+
+def test_a_base_older_than_3_9_is_refused(tmp_path: Path) -> None:
+    if PY37 is None:
+        pytest.skip("pyenv's CPython 3.7.16 is not installed")
+    invoke("-C", str(tmp_path), "init", "box")
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('python = "current"', f'python = "{PY37}"'))
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
+    assert result.exit_code == 1
+    assert "the base is Python 3.7" in result.output and "put the older Python in envs/" in result.output
