@@ -133,32 +133,36 @@ class Renderer:
         user_env = dict(service.environment)
         inline_env = {k: env_value_inline(v) for k, v in user_env.items()}
         args = command_inline(words[1:])
+        env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
         launch = None
         if args is None or None in inline_env.values():
             launch = {"args": words[1:], "environment": user_env}
             base_python = f'"{self.here(self.pythons["base"])}"'
             spec_file = f'"%(here)s/{service.name}.launch.json"'
             command = f"{base_python} -I -m bundler.launch {spec_file} {program}"
-            env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
         else:
             command = f"{program} {args}".rstrip()
-            env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
             env_items.update({k: v for k, v in inline_env.items() if v is not None})
+        return Program(
+            name=service.name, python=service.python, code=service.code, command=command,
+            directory=self.here(code_dir),
+            environment=",".join(f"{k}={v}" for k, v in env_items.items()),
+            options=[(k, option_value(k, v)) for k, v in self._options(service).items()],
+            launch=launch)
+
+    def _options(self, service: Service) -> dict[str, Any]:
+        """The [program:x] options: bundler's defaults, log files, then the user's own."""
         options = dict(DEFAULTS)
         log_name = "%(program_name)s"
         if service.numprocs > 1:
             log_name = "%(program_name)s_%(process_num)02d"
             options["numprocs"] = service.numprocs
             options["process_name"] = log_name
-        options["stdout_logfile"] = self.here(f"{layout.log}/{log_name}.log")
+        options["stdout_logfile"] = self.here(f"{self.layout.log}/{log_name}.log")
         options.update(service.options)
         if options.get("redirect_stderr") is False:
-            options.setdefault("stderr_logfile", self.here(f"{layout.log}/{log_name}.err.log"))
-        return Program(
-            name=service.name, python=service.python, code=service.code, command=command,
-            directory=self.here(code_dir),
-            environment=",".join(f"{k}={v}" for k, v in env_items.items()),
-            options=[(k, option_value(k, v)) for k, v in options.items()], launch=launch)
+            options.setdefault("stderr_logfile", self.here(f"{self.layout.log}/{log_name}.err.log"))
+        return options
 
     def _program_path(self, first: str, python: str, root: Path) -> str:
         """'python' (or a script in the interpreter's bin/) becomes that interpreter's path."""

@@ -182,3 +182,10 @@ def test_no_absolute_build_path_in_generated_files(root: Path) -> None:
     for path in [*(root / "etc").rglob("*"), *(root / "bin").iterdir()]:
         if path.is_file():
             assert str(root.parent) not in path.read_text(), path
+
+
+def test_separate_stderr_gets_its_own_log(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    render('[services.e]\ncommand = "python -m e"\ncode = "v1"\nredirect_stderr = false\n', root)
+    e = supervisor_view(root, monkeypatch)["e"]
+    assert not e.redirect_stderr
+    assert e.stderr_logfile == f"{root}/etc/conf.d/../../log/e.err.log"
