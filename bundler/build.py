@@ -166,7 +166,7 @@ def _remove_abandoned_staging(output: Path) -> None:
 
 def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None:
     spec, layout = plan.spec, plan.layout
-    ctx = BuildContext(root=root, spec_folder=spec.folder, pip_options=options.pip_options)
+    ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options)
     resolved: dict[str, dict[str, str]] = {}
     for name, p in plan.interpreters.items():
         dest = root / p.folder

@@ -57,12 +57,11 @@ class PythonInfo:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every materialize step needs: where the bundle is staged and how pip reaches packages."""
+    """What installing into an interpreter needs: where relative files are, how pip reaches
+    packages (e.g. --no-index --find-links DIR for offline builds)."""
 
-    root: Path
     spec_folder: Path
     pip_options: tuple[str, ...] = ()
-    log: object = print
 
 
 def probe(executable: Path) -> PythonInfo:
