@@ -199,7 +199,8 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
                            pip_options=tuple(pip), keep_staging=keep_staging)
-    build(spec, options, log=lambda line: click.echo(line, err=True))
+    artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
+    click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
 
 _root_option = click.option(

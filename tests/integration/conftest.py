@@ -67,10 +67,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
     (project / "requirements-tools.txt").write_text("# a real package, from the wheelhouse\ntomlkit\n")
     bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
     bundler(*c, "check")
-    bundler(*c, "build", "--output", str(project / "dist"), "--no-index",
-            "--find-links", str(wheelhouse))
+    result = bundler(*c, "build", "--output", str(project / "dist"), "--no-index",
+                     "--find-links", str(wheelhouse))
     built = list((project / "dist").iterdir())
     assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
+    assert result.stdout == f"{built[0]}\n"
     keep = tmp_path_factory.mktemp("artifact") / built[0].name
     shutil.move(str(built[0]), keep)
     shutil.rmtree(work)  # the build tree and its staging copies are gone from here on
