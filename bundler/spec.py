@@ -18,6 +18,7 @@ from bundler.tomlpos import duplicate_line, locate
 SPEC_VERSION = 1
 FORMATS = ("tar.gz", "tar.zst", "dir")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
@@ -165,7 +166,7 @@ class _Checker:
 
     def name(self, table: tuple[str, ...], value: str) -> None:
         if not NAME_RE.match(value):
-            raise self.fail(table, None, f"name {value!r} is invalid: use letters, digits, '_', '.', '-'")
+            raise self.fail(table, None, f"name {value!r} is invalid: {NAME_RULE}")
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",

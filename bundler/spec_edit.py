@@ -12,7 +12,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
-from bundler.spec import NAME_RE, Spec, normalize_python, parse_spec, toml_error
+from bundler.spec import NAME_RE, NAME_RULE, Spec, normalize_python, parse_spec, toml_error
 
 INIT_TEMPLATE = '''\
 # bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
@@ -51,7 +51,7 @@ while True:
 def init_project(folder: Path, name: str) -> Path:
     """Create folder/bundle.toml (and an example service in folder/src) for a new bundle."""
     if not NAME_RE.match(name):
-        raise UsageError(f"invalid bundle name {name!r}: use letters, digits, '_', '.', '-'")
+        raise UsageError(f"invalid bundle name {name!r}: {NAME_RULE}")
     spec_path = folder / "bundle.toml"
     if spec_path.exists():
         raise BundlerError(f"{spec_path} already exists")
@@ -94,7 +94,7 @@ def _super_table(doc: TOMLDocument, key: str) -> Any:
 
 def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) -> None:
     if not NAME_RE.match(name):
-        raise UsageError(f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-'")
+        raise UsageError(f"invalid {kind} name {name!r}: {NAME_RULE}")
     section = {"env": "envs", "code": "code", "service": "services"}[kind]
     table = _super_table(doc, section)
     if name in table:
