@@ -149,11 +149,8 @@ class _Checker:
                 raise self.fail(table, None, f"is missing the required key {key!r}")
             return default
         value = raw[key]
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
-        if not ok:
+        # bool is an int to Python, but `true` is no integer to a person
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join(_TYPE_NAMES[t] for t in types)
             raise self.fail(table, key, f"{key} must be {names}, not {_describe(value)}")
         return value
