@@ -35,16 +35,16 @@ def check_code_source(code: CodeVersion, spec_folder: Path) -> None:
 
 
 def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: Path) -> None:
-    """Put the source of `code` into `dest` (which must not exist yet); never copy `output`."""
+    """Put the source of `code` (checked by `check_code_source`) into `dest`, which must not
+    exist yet; never copy `output` (a resolved path)."""
     if code.path is not None:
         src = (spec_folder / code.path).resolve()
-        if not src.is_dir():
-            raise BundlerError(f"code {code.name}: path {src} is not a folder")
 
         def ignore(folder: str, names: list[str]) -> set[str]:
+            # copytree walks from the resolved src without following links: paths are real
             return {n for n in names
                     if n in JUNK_DIRS or n in JUNK_FILES or n.endswith(JUNK_SUFFIXES)
-                    or Path(folder, n).resolve() == output}
+                    or Path(folder, n) == output}
 
         shutil.copytree(src, dest, symlinks=True, ignore=ignore)
     else:

@@ -202,11 +202,8 @@ def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
         return
     args: list[str | Path] = [python, "-I", "-m", "pip", "install", "--no-warn-script-location",
                               "--disable-pip-version-check", *ctx.pip_options, *requirements]
-    if requirements_file:
-        req = (ctx.spec_folder / requirements_file).resolve()
-        if not req.is_file():
-            raise BundlerError(f"{what}: requirements_file {req} does not exist")
-        args += ["-r", req]
+    if requirements_file:  # its existence was checked with the plan
+        args += ["-r", (ctx.spec_folder / requirements_file).resolve()]
     run(args, what=f"pip install for {what}", env=clean_env())
     run([python, "-I", "-m", "pip", "check"], what=f"pip check for {what}", env=clean_env())
 
