@@ -259,7 +259,10 @@ def _write_manifest(plan: Plan, root: Path, resolved: dict[str, dict[str, str]])
     build["interpreters"] = interps
     code = tomlkit.table(is_super_table=True)
     for c in spec.code.values():
-        code[c.name] = {"folder": plan.layout.code_dir(spec.project, c.name)}
+        folder = {"folder": plan.layout.code_dir(spec.project, c.name)}
+        if c.bytecode:  # the only Python version that can run it
+            folder["python_version"] = plan.interpreters[plan.code_interpreter[c.name]].minor
+        code[c.name] = folder
     build["code"] = code
     doc["build"] = build
     (root / "bundle.toml").write_text(tomlkit.dumps(doc), encoding="utf-8")

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from tomlkit.toml_document import TOMLDocument
 
-from bundler import __version__, spec_edit
+from bundler import __version__, live, spec_edit
 from bundler.build import BuildOptions, build, make_plan
-from bundler.errors import BundlerError
-from bundler.runtime import open_bundle, start, status, stop, supervisorctl
+from bundler.bundle import Bundle, open_bundle
+from bundler.errors import BundlerError, UsageError
+from bundler.layout import META
+from bundler.live import Outcome
+from bundler.runtime import (
+    NOT_RUNNING,
+    last_lines,
+    log_files,
+    service_rows,
+    start,
+    stop,
+    supervisorctl,
+)
+from bundler.runtime import (
+    follow as follow_lines,
+)
 from bundler.spec import load_spec
 from bundler.supervisor import Process
 
@@ -50,6 +66,14 @@ def cli(ctx: click.Context, directory: Path) -> None:
 
 def _spec_path(ctx: click.Context) -> Path:
     return Path(ctx.obj) / "bundle.toml"
+
+
+_root_option = click.option(
+    "--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The bundle's root. Default: the bundle this command belongs to.")
+_timeout_option = click.option(
+    "--timeout", type=float, default=90.0, show_default=True,
+    help="Seconds a (re)started service has to reach RUNNING before the change is rolled back.")
 
 
 @cli.command()
@@ -126,41 +150,171 @@ def add_code(ctx: click.Context, name: str, path: str | None, git: str | None, r
 @click.option("--group", metavar="GROUP", help="Add it to this group (created if needed).")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Any other supervisor program option, e.g. --set startsecs=10.")
+@_root_option
+@_timeout_option
 @click.pass_context
 def add_service(ctx: click.Context, name: str, python: str, code: str, command: str,
                 environment: tuple[str, ...], numprocs: int | None, group: str | None,
-                options: tuple[str, ...]) -> None:
+                options: tuple[str, ...], root: Path | None, timeout: float) -> None:
     """Declare service NAME: a supervisor program on an interpreter and a code version.
 
+    In a bundle the service also starts at once (the others are left alone); if it does not
+    reach RUNNING it is removed again and the command exits 1 with the end of its log.
+
     \b
-    Example:
+    Examples:
       bundler add-service svc3 --python envs/pyocr --code v3 \\
           --command "python -m service.sam.run" -e PYTHON_APP_DEBUG=false --set startsecs=5
+      /opt/smartbox/bin/bundler add-service svc11 --code v4 --command "python -m service.sam.run"
     """
     env = dict(spec_edit.parse_assignment(e, "--env") for e in environment)
     opts = dict(spec_edit.parse_option(o) for o in options)
+    bundle = _deployed(ctx, root)
+    if bundle is not None:
+        outcome, entries = live.add_service(bundle, name, python, code, command, env, numprocs,
+                                            group, opts, timeout)
+        _report(outcome, entries, lambda e: f"added service {e['service']} on code {e['to']}",
+                f"{name} was removed again")
+        return
     spec_edit.edit(_spec_path(ctx), lambda doc: spec_edit.add_service(
         doc, name, python, code, command, env, numprocs, group, opts))
     click.echo(f"added service {name} to {_spec_path(ctx)}")
 
 
-@cli.command()
-@click.argument("service")
-@click.argument("version")
+@cli.command("remove-service")
+@click.argument("name")
+@_root_option
+@_timeout_option
 @click.pass_context
-def switch(ctx: click.Context, service: str, version: str) -> None:
-    """Point SERVICE at code VERSION in bundle.toml (checked before it is saved).
+def remove_service(ctx: click.Context, name: str, root: Path | None, timeout: float) -> None:
+    """Remove service NAME (and it from its group). In a bundle it is stopped first; the
+    others keep running.
 
     \b
     Example:
-      bundler switch svc3 v2
+      bin/bundler remove-service svc11
     """
-    previous: list[str] = []
-    spec = spec_edit.edit(_spec_path(ctx),
-                          lambda doc: previous.append(spec_edit.switch(doc, service, version)))
+    bundle = _deployed(ctx, root)
+    if bundle is not None:
+        outcome, entries = live.remove_service(bundle, name, timeout)
+        _report(outcome, entries, lambda e: f"removed service {e['service']}",
+                f"{name} is back")
+        return
+    spec_edit.edit(_spec_path(ctx), lambda doc: spec_edit.remove_service(doc, name))
+    click.echo(f"removed service {name} from {_spec_path(ctx)}")
+
+
+def _deployed(ctx: click.Context, root: Path | None) -> Bundle | None:
+    """The built bundle a command acts on, or None when it acts on a project's bundle.toml.
+
+    A project is a folder whose bundle.toml is not a bundle's manifest; otherwise the command
+    acts on --root, on the bundle whose root is the folder, or on the bundle it is run from.
+    """
+    if root is not None:
+        return open_bundle(root)
+    folder = Path(ctx.obj)
+    if (folder / "bundle.toml").is_file():
+        return open_bundle(folder) if (folder / META).is_dir() else None
+    try:
+        return open_bundle(None)
+    except BundlerError:
+        raise UsageError(f"no bundle.toml in {folder.resolve()}: run this in a project (bundler "
+                         "init NAME makes one), in a bundle, or with --root BUNDLE") from None
+
+
+def _report(outcome: Outcome, entries: list[dict[str, str]], what: Callable[[dict[str, str]], str],
+            undone: str) -> None:
+    """Print what an operation on a bundle did; raise if it had to be undone."""
+    if entries and entries[0]["result"] == "unchanged":
+        click.echo("nothing to change")
+        return
+    if outcome.failed:
+        for failure in outcome.failed:
+            click.echo(f"--- {failure.process} is {failure.state}; end of its log:", err=True)
+            click.echo("\n".join(failure.log.splitlines()[-20:]), err=True)
+        names = ", ".join(f.process for f in outcome.failed)
+        raise BundlerError(f"{names} did not reach RUNNING, so nothing changed: {undone}")
+    for entry in entries:
+        click.echo(what(entry))
+    if not outcome.live:
+        click.echo("supervisord is not running: the change takes effect at the next bin/start")
+
+
+def _switched(entry: dict[str, str]) -> str:
+    return f"{entry['service']}: code {entry['from']} -> {entry['to']}"
+
+
+@cli.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("names", nargs=-1, required=True, metavar="[SERVICE] VERSION")
+@click.option("--group", metavar="GROUP", help="Switch every service of this group.")
+@_root_option
+@_timeout_option
+@click.pass_context
+def switch(ctx: click.Context, names: tuple[str, ...], group: str | None, root: Path | None,
+           timeout: float) -> None:
+    """Point SERVICE (or every service of --group) at code VERSION.
+
+    In a project this edits bundle.toml. In a bundle it also applies the change to the running
+    supervisord, restarting only that service (not the rest of its group), waits until it is
+    RUNNING, and otherwise rolls back to the previous version and exits 1 with the end of its log.
+
+    \b
+    Examples:
+      bundler switch svc3 v2                      # in the project
+      /opt/smartbox/bin/bundler switch svc3 v2    # on the server, live
+      bin/bundler switch --group sam v3
+    """
+    if len(names) != (1 if group else 2):
+        raise UsageError("give SERVICE VERSION, or --group GROUP VERSION")
+    services, version = (None if group else [names[0]]), names[-1]
+    bundle = _deployed(ctx, root)
+    if bundle is not None:
+        outcome, entries = live.switch(bundle, services, group, version, timeout)
+        _report(outcome, entries, _switched, "the previous version runs again")
+        return
+
+    def change(doc: TOMLDocument) -> list[tuple[str, str]]:
+        members = spec_edit.group_members(doc, group) if group else list(services or [])
+        return [(name, spec_edit.switch(doc, name, version)) for name in members]
+
+    moved: list[tuple[str, str]] = []
+    spec = spec_edit.edit(_spec_path(ctx), lambda doc: moved.extend(change(doc)))
     if spec.code[version].bytecode:
         make_plan(spec)
-    click.echo(f"{service}: code {previous[0]} -> {version}")
+    for name, previous in moved:
+        click.echo(f"{name}: code {previous} -> {version}")
+
+
+@cli.command()
+@click.argument("service")
+@_root_option
+@_timeout_option
+def rollback(service: str, root: Path | None, timeout: float) -> None:
+    """Switch SERVICE back to the version it ran before its last switch (in a bundle).
+
+    \b
+    Example:
+      bin/bundler rollback svc3
+    """
+    bundle = open_bundle(root)
+    version = live.previous_version(bundle, service)
+    outcome, entries = live.switch(bundle, [service], None, version, timeout, op="rollback")
+    _report(outcome, entries, _switched, "the previous version runs again")
+
+
+@cli.command("history")
+@click.argument("service", required=False)
+@_root_option
+def history_cmd(service: str | None, root: Path | None) -> None:
+    """List the switches, rollbacks and service changes made to this bundle (oldest first)."""
+    entries = [e for e in live.history(open_bundle(root))
+               if service is None or e.get("service") == service]
+    if not entries:
+        click.echo("no operations yet")
+        return
+    columns = ("at", "user", "op", "service", "from", "to", "result")
+    click.echo(_columns([c.upper() for c in columns],
+                        [[str(e.get(c, "-")) for c in columns] for e in entries]))
 
 
 @cli.command()
@@ -203,17 +357,23 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
 
-_root_option = click.option(
-    "--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="The bundle's root. Default: the bundle this command belongs to.")
+def _columns(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
 
 
 def _table(processes: list[Process]) -> str:
-    rows = [(p.full_name, p.state, str(p.pid or "-"), p.description) for p in processes]
-    widths = [max(len(r[i]) for r in rows + [("SERVICE", "STATE", "PID", "")]) for i in range(3)]
-    lines = [f"{'SERVICE':<{widths[0]}}  {'STATE':<{widths[1]}}  {'PID':<{widths[2]}}  DETAIL"]
-    lines += [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows]
-    return "\n".join(lines)
+    return _columns(["SERVICE", "STATE", "PID", "DETAIL"],
+                    [[p.full_name, p.state, str(p.pid or "-"), p.description] for p in processes])
+
+
+def _uptime(seconds: int) -> str:
+    if not seconds:
+        return "-"
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
 
 
 @cli.command("start")
@@ -252,12 +412,52 @@ def stop_cmd(root: Path | None) -> None:
 @cli.command("status")
 @_root_option
 def status_cmd(root: Path | None) -> None:
-    """Show every service of the running bundle (exit 3 when supervisord is not running)."""
-    processes = status(open_bundle(root))
-    if processes is None:
-        click.echo("supervisord is not running")
+    """One line per process: state, pid, uptime, interpreter and code version.
+
+    Exits 3 when supervisord is not running or a process that should run does not.
+    """
+    bundle = open_bundle(root)
+    rows = service_rows(bundle)
+    click.echo(_columns(["SERVICE", "STATE", "PID", "UPTIME", "PYTHON", "CODE"],
+                        [[r.process, r.state, str(r.pid or "-"), _uptime(r.uptime), r.python,
+                          r.code] for r in rows]))
+    if not rows or rows[0].state == NOT_RUNNING:
+        click.echo("supervisord is not running (bin/start starts it)", err=True)
         sys.exit(3)
-    click.echo(_table(processes))
+    if any(r.state != "RUNNING" and r.autostart for r in rows):
+        sys.exit(3)
+
+
+@cli.command("logs")
+@click.argument("service")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True,
+              help="How many lines of the end to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@_root_option
+def logs_cmd(service: str, lines: int, follow: bool, root: Path | None) -> None:
+    """Show the end of SERVICE's log (each process's, with numprocs), works without supervisord.
+
+    \b
+    Example:
+      bin/bundler logs svc3 -f
+    """
+    bundle = open_bundle(root)
+    paths = log_files(bundle, service)
+    if not paths:
+        raise BundlerError(f"no log of {service} in {bundle.root / bundle.layout.log}")
+
+    def label(path: Path) -> str:
+        return f"{path.stem}| " if len(paths) > 1 else ""
+
+    for path in paths:
+        for line in last_lines(path, lines):
+            click.echo(label(path) + line)
+    if follow:
+        try:
+            for path, line in follow_lines(paths):
+                click.echo(label(path) + line)
+        except KeyboardInterrupt:
+            pass
 
 
 @cli.command("supervisorctl", context_settings={"ignore_unknown_options": True})

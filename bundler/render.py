@@ -24,6 +24,7 @@ from bundler.errors import BundlerError
 from bundler.layout import META, Layout
 from bundler.spec import Service, Spec
 
+GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
 PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")
 _COMMENT = re.compile(r"\s[;#]")
 LAUNCHERS = {
@@ -178,6 +179,22 @@ class Renderer:
             raise BundlerError(f"command {first!r}: a program path cannot contain '%(here)s'")
         return escaped
 
+    def program_files(self, root: Path) -> dict[str, str]:
+        """The files of etc/conf.d (name -> text): one .ini per service and group, and a
+        .launch.json for each service started through bundler.launch."""
+        files = {}
+        template = self.jinja.get_template("program.ini.j2")
+        for service in self.spec.services.values():
+            p = self.program(service, root)
+            files[f"{service.name}.ini"] = template.render(p=p)
+            if p.launch is not None:
+                files[f"{service.name}.launch.json"] = json.dumps(p.launch, indent=2,
+                                                                  ensure_ascii=False) + "\n"
+        group_template = self.jinja.get_template("group.ini.j2")
+        for group in self.spec.groups.values():
+            files[f"{GROUP_PREFIX}{group.name}.ini"] = group_template.render(g=group)
+        return files
+
     def write(self, root: Path) -> None:
         layout = self.layout
         etc, programs = root / layout.etc, root / layout.programs
@@ -189,16 +206,8 @@ class Renderer:
             up=layout.up_from(layout.etc), log=layout.log, run=layout.run,
             programs_from_etc=os.path.relpath(layout.programs, layout.etc))
         (etc / "supervisord.conf").write_text(conf)
-        template = self.jinja.get_template("program.ini.j2")
-        for service in self.spec.services.values():
-            p = self.program(service, root)
-            (programs / f"{service.name}.ini").write_text(template.render(p=p))
-            if p.launch is not None:
-                (programs / f"{service.name}.launch.json").write_text(
-                    json.dumps(p.launch, indent=2, ensure_ascii=False) + "\n")
-        group_template = self.jinja.get_template("group.ini.j2")
-        for group in self.spec.groups.values():
-            (programs / f"_group.{group.name}.ini").write_text(group_template.render(g=group))
+        for name, text in self.program_files(root).items():
+            (programs / name).write_text(text)
         self.write_launchers(root / "bin")
 
     def write_launchers(self, bin_dir: Path) -> None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomlkit
-
+from bundler.bundle import Bundle
 from bundler.errors import BundlerError
-from bundler.layout import LAYOUT_FILE, META, Layout
+from bundler.live import read_manifest, recover
 from bundler.relocate import locked, relocate
 from bundler.supervisor import (
     BACKOFF,
@@ -37,47 +36,6 @@ KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
 # %-expansion or PYTHONPATH (':'-separated).
 _BAD_PATH_CHARS = ('"', "\\", "\n", "\r", "%", ":")
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """An unpacked bundle: its root and where things are inside it."""
-
-    root: Path
-    layout: Layout
-
-    @property
-    def meta(self) -> Path:
-        return self.root / META
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / self.layout.run
-
-    @property
-    def conf(self) -> Path:
-        return self.root / self.layout.etc / "supervisord.conf"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.run_dir / "supervisord.pid"
-
-    @property
-    def python(self) -> Path:
-        return self.root / "bin" / "python3"
-
-    def supervisor(self) -> Supervisor:
-        return Supervisor(recorded_socket(self.root, self.run_dir))
-
-
-def open_bundle(root: Path | None) -> Bundle:
-    """The bundle at `root`, or the one whose interpreter runs this code."""
-    root = Path(root if root is not None else sys.prefix).resolve()
-    layout_file = root / META / LAYOUT_FILE
-    if not layout_file.is_file():
-        raise BundlerError(f"{root} is not a bundle (no {META}/{LAYOUT_FILE}); run this from a "
-                           "bundle's bin/ or pass --root")
-    return Bundle(root=root, layout=Layout(**tomlkit.parse(layout_file.read_text()).unwrap()))
 
 
 def supervisord_env(bundle: Bundle, socket_path: str) -> dict[str, str]:
@@ -131,6 +89,7 @@ def start(bundle: Bundle, timeout: float = 60.0) -> StartReport:
                            "configs and PYTHONPATH cannot carry: move the bundle to another path")
     with locked(bundle.meta):
         moved = relocate(bundle.root, bundle.meta)
+        recover(bundle)  # an operation that was killed half-way leaves no half-written config
         already = running_pid(bundle) is not None
         if not already:
             orphans = bundle_processes(bundle)
@@ -219,13 +178,90 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def status(bundle: Bundle) -> list[Process] | None:
-    """The processes of the running supervisord, or None when it is not running."""
+NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    process: str
+    state: str
+    pid: int
+    uptime: int
+    python: str      # interpreter name and Python version
+    code: str
+    autostart: bool
+
+
+def service_rows(bundle: Bundle) -> list[ServiceRow]:
+    """One row per process of the running supervisord, or per service when it is not running."""
+    deployed = read_manifest(bundle)
+    spec, interpreters = deployed.spec, deployed.build["interpreters"]
+
+    def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
+            autostart: bool = True) -> ServiceRow:
+        s = spec.services.get(service)
+        if s is None:
+            return ServiceRow(process, state, pid, uptime, "?", "?", autostart)
+        version = interpreters.get(s.python, {}).get("python_version", "?")
+        return ServiceRow(process, state, pid, uptime, f"{s.python} ({version})", s.code, autostart)
+
     sup = bundle.supervisor()
-    return sup.processes() if sup.alive() else None
+    if not sup.alive():
+        return [row(name, name, NOT_RUNNING) for name in spec.services]
+    rows = []
+    for p in sup.processes():
+        service = p.group if p.group in spec.services else p.name
+        if service not in spec.services:
+            service = p.name.rsplit("_", 1)[0]  # a numprocs process, <program>_NN
+        rows.append(row(p.full_name, service, p.state, p.pid, p.uptime, p.autostart))
+    return rows
 
 
 def supervisorctl(bundle: Bundle, args: list[str]) -> int:
     env = dict(os.environ, BUNDLER_SOCKET=recorded_socket(bundle.root, bundle.run_dir))
     return subprocess.call([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
                             "-c", str(bundle.conf), *args], env=env)
+
+
+def log_files(bundle: Bundle, service: str) -> list[Path]:
+    """The log files of `service` (one per process; .err.log when stderr is kept apart)."""
+    folder = bundle.root / bundle.layout.log
+    names = [f"{service}.log", f"{service}.err.log"]
+    found = [folder / n for n in names if (folder / n).is_file()]
+    for pattern in (f"{service}_[0-9][0-9].log", f"{service}_[0-9][0-9].err.log"):
+        found += sorted(folder.glob(pattern))
+    return found
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 256 * 1024))
+        return f.read().decode(errors="replace").splitlines()[-count:] if count else []
+
+
+def follow(paths: list[Path], interval: float = 0.5) -> Iterator[tuple[Path, str]]:
+    """New complete lines of `paths` as they are written; survives rotation and truncation."""
+    positions = {}
+    for path in paths:
+        st = path.stat()
+        positions[path] = (st.st_ino, st.st_size)
+    while True:
+        for path in paths:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            inode, pos = positions[path]
+            if st.st_ino != inode or st.st_size < pos:
+                pos = 0
+            if st.st_size > pos:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+                cut = data.rfind(b"\n") + 1
+                for line in data[:cut].decode(errors="replace").splitlines():
+                    yield path, line
+                pos += cut
+            positions[path] = (st.st_ino, pos)
+        time.sleep(interval)

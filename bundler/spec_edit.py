@@ -12,7 +12,15 @@ from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
-from bundler.spec import NAME_RE, NAME_RULE, Spec, normalize_python, parse_spec, toml_error
+from bundler.spec import (
+    NAME_RE,
+    NAME_RULE,
+    Spec,
+    did_you_mean,
+    normalize_python,
+    parse_spec,
+    toml_error,
+)
 
 INIT_TEMPLATE = '''\
 # bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
@@ -148,10 +156,32 @@ def switch(doc: TOMLDocument, service: str, version: str) -> str:
     """Point `service` at code `version`; return the version it had."""
     services = doc.get("services", {})
     if service not in services:
-        raise UsageError(f"no service {service!r} in bundle.toml")
+        raise UsageError(f"no service {service!r} in bundle.toml{did_you_mean(service, services)}")
     previous = str(services[service].get("code", ""))
     services[service]["code"] = version
     return previous
+
+
+def group_members(doc: TOMLDocument, group: str) -> list[str]:
+    groups = doc.get("groups", {})
+    if group not in groups:
+        raise UsageError(f"no group {group!r} in bundle.toml{did_you_mean(group, groups)}")
+    return [str(p) for p in groups[group].get("programs", [])]
+
+
+def remove_service(doc: TOMLDocument, name: str) -> None:
+    """Remove service `name`, and it from its group (and the group once it is empty)."""
+    services = doc.get("services", {})
+    if name not in services:
+        raise UsageError(f"no service {name!r} in bundle.toml{did_you_mean(name, services)}")
+    del services[name]
+    groups = doc.get("groups", {})
+    for group in list(groups):
+        programs = groups[group].get("programs", [])
+        if name in programs:
+            programs.remove(name)
+            if not programs:
+                del groups[group]
 
 
 def parse_assignment(text: str, what: str) -> tuple[str, str]:

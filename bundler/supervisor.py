@@ -84,6 +84,7 @@ class Process:
     description: str
     autostart: bool
     started: bool
+    uptime: int = 0  # seconds in its current run, 0 when not running
 
     @property
     def full_name(self) -> str:
@@ -115,7 +116,8 @@ class Supervisor:
             result.append(Process(group=info["group"], name=info["name"], state=info["statename"],
                                   pid=info["pid"], description=info["description"],
                                   autostart=bool(config.get("autostart", True)),
-                                  started=info["start"] != 0))
+                                  started=info["start"] != 0,
+                                  uptime=info["now"] - info["start"] if info["pid"] else 0))
         return result
 
     def tail(self, process: Process, nbytes: int = 4000) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
+    BROKEN_SRC,
     EXAMPLE,
     INLINE_ARGS,
     INLINE_ENV,
@@ -64,6 +65,10 @@ def archive(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
         bundler(*c, "add-env", "py37", "--python", str(PY37))
         bundler(*c, "add-service", "svc37", "--python", "py37", "--code", "probe",
                 "--command", "python -m probe")
+    shutil.copytree(BROKEN_SRC, project / "broken_src")
+    bundler(*c, "add-code", "broken", "--path", "broken_src")
+    bundler(*c, "add-service", "worker", "--code", "v1", "--command", "python -m service.sam.run",
+            "--group", "sam", "--set", "startsecs=1", "--set", "startretries=1")
     (project / "requirements-tools.txt").write_text("# a real package, from the wheelhouse\ntomlkit\n")
     bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
     bundler(*c, "check")

@@ -23,6 +23,7 @@ from tests.pythons import PY37
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "smartbox"
 PROBE_SRC = Path(__file__).parent / "probe_src"
+BROKEN_SRC = Path(__file__).parent / "broken_src"
 BUNDLER = [sys.executable, "-m", "bundler"]
 
 # Values supervisor's ini syntax carries when escaped, and values it cannot carry at all.
@@ -85,6 +86,10 @@ class Bundle:
         if expect_ok:
             assert proc.returncode == 0, f"bin/start failed:\n{proc.stdout}\n{proc.stderr}"
         return proc
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """bin/bundler of the bundle, with the source prefixes hidden."""
+        return run_hidden([str(self.root / "bin" / "bundler"), *args], timeout=timeout)
 
     def stop(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.root / "bin" / "stop")], capture_output=True, text=True,

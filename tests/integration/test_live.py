@@ -1,0 +1,229 @@
+"""Operations on a deployed, running bundle: switch, rollback, add and remove services, history."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+import tomlkit
+
+from tests.integration.harness import Bundle
+
+pytestmark = pytest.mark.integration
+
+
+def _code(bundle: Bundle, service: str) -> str:
+    return str(tomlkit.parse((bundle.root / "bundle.toml").read_text())["services"][service]["code"])
+
+
+def _fresh_report(bundle: Bundle, program: str) -> None:
+    (bundle.root / "log" / f"{program}.json").unlink(missing_ok=True)
+
+
+def _pids(bundle: Bundle) -> dict[str, int]:
+    return {name: pid for name, (state, pid) in bundle.states().items()}
+
+
+def _history(bundle: Bundle) -> list[dict]:
+    lines = (bundle.root / ".bundler" / "history.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture
+def running(unpacked: Bundle) -> Bundle:
+    unpacked.start()
+    return unpacked
+
+
+def test_switch_one_group_member_and_back_leaves_the_others_running(running: Bundle) -> None:
+    before = _pids(running)
+    _fresh_report(running, "svc1")
+    proc = running.cli("switch", "svc1", "v2")
+    assert proc.returncode == 0, proc.stderr
+    assert "svc1: code v1 -> v2" in proc.stdout
+    assert running.report("svc1")["code"] == "v2"
+    after = _pids(running)
+    assert after["sam:svc1"] != before["sam:svc1"]
+    others = {k: v for k, v in before.items() if k != "sam:svc1"}
+    assert {k: after[k] for k in others} == others  # svc2 and worker share svc1's group
+    assert _code(running, "svc1") == "v2"
+    status = running.cli("status")
+    assert status.returncode == 0, status.stderr
+    svc1_row = next(line.split() for line in status.stdout.splitlines() if line.startswith("sam:svc1"))
+    assert svc1_row[1] == "RUNNING" and svc1_row[-1] == "v2" and svc1_row[-3] == "base"
+
+    _fresh_report(running, "svc1")
+    assert running.cli("switch", "svc1", "v1").returncode == 0
+    assert running.report("svc1")["code"] == "v1"
+    assert {k: _pids(running)[k] for k in others} == others
+    assert [(e["op"], e["from"], e["to"], e["result"]) for e in _history(running)] == [
+        ("switch", "v1", "v2", "ok"), ("switch", "v2", "v1", "ok")]
+
+
+def test_a_version_that_crashes_is_rolled_back(running: Bundle) -> None:
+    ini = (running.root / "etc/conf.d/worker.ini").read_bytes()
+    manifest = (running.root / "bundle.toml").read_bytes()
+    before = _pids(running)
+    _fresh_report(running, "worker")
+    proc = running.cli("switch", "worker", "broken")
+    assert proc.returncode == 1
+    assert "broken version: cannot start" in proc.stderr  # the failing version's log
+    assert "nothing changed" in proc.stderr and "Traceback" not in proc.stderr
+    assert running.states()["sam:worker"][0] == "RUNNING"
+    assert running.report("worker")["code"] == "v1"  # the old version serves again
+    assert (running.root / "etc/conf.d/worker.ini").read_bytes() == ini
+    assert (running.root / "bundle.toml").read_bytes() == manifest
+    after = _pids(running)
+    assert {k: after[k] for k in before if k != "sam:worker"} == \
+        {k: v for k, v in before.items() if k != "sam:worker"}
+    assert _history(running)[-1]["result"] == "rolled back"
+    assert not (running.root / ".bundler" / "transaction.json").exists()
+
+
+def test_rollback_returns_to_the_previous_version(running: Bundle) -> None:
+    assert running.cli("switch", "svc3", "v1").returncode == 0
+    _fresh_report(running, "svc3")
+    proc = running.cli("rollback", "svc3")
+    assert proc.returncode == 0, proc.stderr
+    assert "svc3: code v1 -> v3" in proc.stdout
+    assert running.report("svc3")["code"] == "v3"
+    history = running.cli("history", "svc3")
+    assert [line.split()[2] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
+
+
+def test_group_switch_moves_every_member(running: Bundle) -> None:
+    svc3 = _pids(running)["svc3"]
+    for program in ("svc1", "svc2", "worker"):
+        _fresh_report(running, program)
+    proc = running.cli("switch", "--group", "sam", "v3")
+    assert proc.returncode == 0, proc.stderr
+    for program in ("svc1", "svc2", "worker"):
+        assert running.report(program)["code"] == "v3"
+        assert _code(running, program) == "v3"
+    assert _pids(running)["svc3"] == svc3
+
+
+def test_switch_refuses_what_cannot_run(running: Bundle) -> None:
+    manifest = (running.root / "bundle.toml").read_bytes()
+    missing = running.cli("switch", "svc1", "v7")
+    assert missing.returncode == 2 and "no code version 'v7'" in missing.stderr
+    typo = running.cli("switch", "svc33", "v1")
+    assert typo.returncode == 2 and "did you mean 'svc3'" in typo.stderr
+    # bytecode compiled for the base's Python cannot move to another minor version
+    if (running.root / "envs" / "py37").is_dir():
+        wrong = running.cli("switch", "svc37", "probec")
+        assert wrong.returncode == 1 and "bytecode for Python" in wrong.stderr
+    # a code folder that is declared but not shipped
+    os.rename(running.root / "your_project_v2", running.root / "elsewhere")
+    gone = running.cli("switch", "svc1", "v2")
+    assert gone.returncode == 1 and "your_project_v2/ is missing" in gone.stderr
+    assert (running.root / "bundle.toml").read_bytes() == manifest
+
+
+def test_add_and_remove_a_service_live(running: Bundle) -> None:
+    before = _pids(running)
+    proc = running.cli("add-service", "svc11", "--code", "v3", "--command",
+                       "python -m service.sam.run", "--group", "sam")
+    assert proc.returncode == 0, proc.stderr
+    assert running.report("svc11")["code"] == "v3"
+    after = _pids(running)
+    assert after["sam:svc11"] > 0
+    assert {k: after[k] for k in before} == before
+    pid = after["sam:svc11"]
+
+    proc = running.cli("remove-service", "svc11")
+    assert proc.returncode == 0, proc.stderr
+    assert "sam:svc11" not in running.states()
+    assert not os.path.exists(f"/proc/{pid}")
+    assert not (running.root / "etc/conf.d/svc11.ini").exists()
+    assert "svc11" not in (running.root / "bundle.toml").read_text()
+    assert _pids(running) == before
+
+
+def test_a_new_service_that_cannot_start_is_removed_again(running: Bundle) -> None:
+    before = _pids(running)
+    proc = running.cli("add-service", "bad", "--code", "broken", "--command",
+                       "python -m service.sam.run", "--set", "startretries=0")
+    assert proc.returncode == 1 and "bad was removed again" in proc.stderr
+    assert "bad" not in running.states()
+    assert not (running.root / "etc/conf.d/bad.ini").exists()
+    assert "[services.bad]" not in (running.root / "bundle.toml").read_text()
+    assert _pids(running) == before
+
+
+def test_switch_while_stopped_changes_only_the_config(unpacked: Bundle) -> None:
+    proc = unpacked.cli("switch", "svc3", "v2")
+    assert proc.returncode == 0, proc.stderr
+    assert "takes effect at the next bin/start" in proc.stdout
+    assert unpacked.cli("status").returncode == 3
+    unpacked.start()
+    assert unpacked.report("svc3")["code"] == "v2"
+
+
+def test_concurrent_switches_are_serialised(running: Bundle) -> None:
+    lock = open(running.root / ".bundler" / "lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another operation is under way
+    first = subprocess.Popen([str(running.root / "bin" / "bundler"), "switch", "svc1", "v2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([str(running.root / "bin" / "bundler"), "switch", "svc3", "v1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    assert first.poll() is None and second.poll() is None  # both wait for the lock
+    assert _code(running, "svc1") == "v1"
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    assert first.wait(120) == 0, first.communicate()
+    assert second.wait(120) == 0, second.communicate()
+    assert (_code(running, "svc1"), _code(running, "svc3")) == ("v2", "v1")  # no lost update
+    assert {(e["service"], e["result"]) for e in _history(running)} == {("svc1", "ok"), ("svc3", "ok")}
+
+
+def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> None:
+    ini = (running.root / "etc/conf.d/worker.ini").read_bytes()
+    journal = running.root / ".bundler" / "transaction.json"
+    switch = subprocess.Popen([str(running.root / "bin" / "bundler"), "switch", "worker", "broken"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = running.root / "log" / "worker.log"
+    deadline = time.monotonic() + 60
+    while b"broken version" not in log.read_bytes():  # supervisord runs the new config
+        assert time.monotonic() < deadline and switch.poll() is None
+        time.sleep(0.02)
+    assert journal.exists()
+    switch.send_signal(signal.SIGKILL)
+    switch.wait()
+    assert (running.root / "etc/conf.d/worker.ini").read_bytes() != ini
+    assert running.cli("status").returncode == 3  # the broken worker shows; reading repairs nothing
+    assert journal.exists()
+    _fresh_report(running, "worker")
+    proc = running.cli("switch", "svc3", "v1")
+    assert proc.returncode == 0, proc.stderr
+    assert not journal.exists()
+    assert (running.root / "etc/conf.d/worker.ini").read_bytes() == ini
+    assert _code(running, "worker") == "v1"
+    assert running.report("worker")["code"] == "v1"
+    assert running.states()["sam:worker"][0] == "RUNNING"
+
+
+def test_logs_of_every_process(running: Bundle) -> None:
+    proc = running.cli("logs", "pool", "-n", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line.split("|")[0] for line in proc.stdout.splitlines()) == ["pool_00", "pool_01"]
+    missing = running.cli("logs", "nope")
+    assert missing.returncode == 1 and "no log of nope" in missing.stderr
+    follow = subprocess.Popen([str(running.root / "bin" / "bundler"), "logs", "svc2", "-n", "0",
+                               "-f"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        assert running.ctl("restart", "sam:svc2").returncode == 0
+        ready, _, _ = select.select([follow.stdout], [], [], 30)
+        assert ready, "logs -f printed nothing"
+        assert "svc2 stopped" in follow.stdout.readline()
+    finally:
+        follow.kill()
+        follow.wait()
