@@ -89,3 +89,27 @@ def _replace_dir(src: Path, final: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(src, final)
+
+
+@contextmanager
+def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A streaming reader for a .tar, .tar.gz or .tar.zst (told apart by their first bytes)."""
+    import zstandard
+
+    try:
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise BundlerError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        with raw:
+            if raw.read(4) == b"\x28\xb5\x2f\xfd":
+                raw.seek(0)
+                with zstandard.ZstdDecompressor().stream_reader(raw) as z, \
+                        tarfile.open(fileobj=z, mode="r|") as tar:
+                    yield tar
+            else:
+                raw.seek(0)
+                with tarfile.open(fileobj=raw, mode="r|*") as tar:
+                    yield tar
+    except (tarfile.TarError, EOFError, zstandard.ZstdError) as exc:
+        raise BundlerError(f"{path} is not a readable tar archive: {exc}") from exc

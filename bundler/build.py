@@ -14,7 +14,7 @@ from pathlib import Path
 import tomlkit
 
 import bundler
-from bundler import archive
+from bundler import archive, integrity, patch
 from bundler.code import check_code_source, compile_bytecode_only, materialize_code
 from bundler.errors import BundlerError
 from bundler.interpreters import (
@@ -131,12 +131,14 @@ class BuildOptions:
     format: str | None = None
     pip_options: tuple[str, ...] = ()
     keep_staging: bool = False
+    patch_from: Path | None = None  # build a patch against this earlier build instead
 
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     """Build the bundle and return the artifact; on any failure nothing is left in the output."""
     plan = make_plan(spec)
     fmt = options.format or spec.format
+    old = patch.old_checksums(options.patch_from) if options.patch_from else None
     output = options.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(output)
@@ -145,8 +147,16 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     try:
         started = time.monotonic()
         materialize(plan, root, options, log)
+        if old is not None:
+            fmt = "tar.zst" if fmt == "dir" else fmt
+            patch_dir = staging / f"{spec.name}-{spec.version}.patch"
+            counts = patch.make(root, plan.layout, spec.project, old, patch_dir)
+            log(f"patch against {options.patch_from}: {counts['files']} file(s), "
+                f"{counts['links']} link(s), {counts['remove']} removal(s)")
+            root = patch_dir
         log(f"packing {fmt}")
-        artifact = archive.pack(root, output, f"{spec.name}-{spec.version}", fmt)
+        artifact = archive.pack(root, output, root.name if old is not None
+                                else f"{spec.name}-{spec.version}", fmt)
         log(f"built {artifact} in {time.monotonic() - started:.1f}s")
         return artifact
     finally:
@@ -201,6 +211,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
     binaries = record(root, root / META)
+    integrity.write(root, layout)
     for path in binaries:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from tomlkit.toml_document import TOMLDocument
 
-from bundler import __version__, live, spec_edit
+from bundler import __version__, integrity, live, patch, spec_edit
 from bundler.build import BuildOptions, build, make_plan
 from bundler.bundle import Bundle, open_bundle
 from bundler.errors import BundlerError, UsageError
@@ -335,16 +335,20 @@ def check(ctx: click.Context) -> None:
 @click.option("--no-index", is_flag=True, help="Never ask a package index (offline builds).")
 @click.option("--index-url", metavar="URL", help="Use this package index instead of PyPI.")
 @click.option("--keep-staging", is_flag=True, help="Keep the staging tree (for debugging).")
+@click.option("--patch-from", type=click.Path(exists=True, path_type=Path), metavar="OLD",
+              help="Write a patch with only what changed since OLD (an earlier archive, its "
+              "unpacked tree, or its .bundler/checksums.json); apply it with bin/bundler apply.")
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
-              keep_staging: bool) -> None:
+              keep_staging: bool, patch_from: Path | None) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
 
     \b
     Examples:
       bundler build
       bundler build --format tar.zst --find-links ./wheels --no-index   # offline
+      bundler build --patch-from dist/smartbox-2026.11.1.tar.gz         # only what changed
     """
     spec = load_spec(_spec_path(ctx))
     pip = [a for d in find_links for a in ("--find-links", str(Path(d).resolve()))]
@@ -352,7 +356,8 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     pip += ["--index-url", index_url] if index_url else []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
-                           pip_options=tuple(pip), keep_staging=keep_staging)
+                           pip_options=tuple(pip), keep_staging=keep_staging,
+                           patch_from=patch_from)
     artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
@@ -458,6 +463,50 @@ def logs_cmd(service: str, lines: int, follow: bool, root: Path | None) -> None:
                 click.echo(label(path) + line)
         except KeyboardInterrupt:
             pass
+
+
+@cli.command("apply")
+@click.argument("patch_file", metavar="PATCH", type=click.Path(dir_okay=False, exists=True,
+                                                                path_type=Path))
+@_root_option
+def apply_cmd(patch_file: Path, root: Path | None) -> None:
+    """Apply a patch made by `bundler build --patch-from` to this bundle.
+
+    Every member's checksum and path is checked before anything is written; files changed
+    here since the build, site configuration (etc/app/) and logs are never overwritten; a
+    failure leaves the bundle as it was. Services keep running their code: move them to new
+    versions with `bin/bundler switch`.
+
+    \b
+    Example:
+      bin/bundler apply /tmp/smartbox-2026.12.1.patch.tar.gz && bin/bundler switch svc3 v4
+    """
+    done = patch.apply(open_bundle(root), patch_file)
+    click.echo(f"applied {patch_file.name}: {done.files} file(s) written, {done.removed} removed; "
+               f"bundle version {done.version}")
+    for hint in done.hints:
+        click.echo(f"  next: {hint}")
+
+
+@cli.command("verify")
+@click.argument("bundle", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+def verify_cmd(bundle: Path | None) -> None:
+    """Check every file of BUNDLE (default: this one) against the checksums its build wrote.
+
+    Lists files changed, missing or added since the build (switches and patches applied by
+    bundler are accounted for) and exits 1 if there is any. log/, run/ and etc/app/ are not
+    checked.
+    """
+    target = open_bundle(bundle)
+    report = integrity.verify(target.root, target.layout)
+    for title, paths in (("changed", report.changed), ("missing", report.missing),
+                         ("added", report.added)):
+        for path in paths:
+            click.echo(f"{title:<8} {path}")
+    if not report.clean:
+        count = len(report.changed) + len(report.missing) + len(report.added)
+        raise BundlerError(f"{target.root}: {count} file(s) differ from the build")
+    click.echo(f"{target.root}: {report.checked} files as built")
 
 
 @cli.command("supervisorctl", context_settings={"ignore_unknown_options": True})

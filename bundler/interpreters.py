@@ -34,7 +34,8 @@ print(json.dumps({
 # Stdlib folders that only CPython's own test suite uses.
 _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 # Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
-BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12")
+# What bin/bundler needs on the server (zstandard: to read .tar.zst patches).
+BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from supervisor.xmlrpc import Faults
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
-from bundler import spec_edit
-from bundler.bundle import Bundle
+from bundler import integrity, spec_edit
+from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
 from bundler.relocate import locked
@@ -121,7 +121,7 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[O
         sup = bundle.supervisor(timeout=max(timeout, 60.0))
         live = sup.alive()
         if not files:
-            return Outcome(live, [], []), _stamp(bundle, op, entries, "unchanged")
+            return Outcome(live, [], []), stamp(bundle, op, entries, "unchanged")
         _write_journal(bundle, old.text, files, groups)
         _write_files(bundle, new.text, files)
         failed = _update(sup, groups, timeout) if live else []
@@ -130,7 +130,7 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[O
         else:
             (bundle.meta / JOURNAL).unlink()
         result = "rolled back" if failed else "ok" if live else "config only"
-        return Outcome(live, groups, failed), _stamp(bundle, op, entries, result)
+        return Outcome(live, groups, failed), stamp(bundle, op, entries, result)
 
 
 def _plan_files(bundle: Bundle, old: Deployed, new: Deployed) -> tuple[dict[str, str | None],
@@ -177,6 +177,7 @@ def _write_files(bundle: Bundle, manifest: str, files: dict[str, str | None]) ->
         else:
             write_atomic(path, text)
     write_atomic(bundle.manifest, manifest)
+    integrity.refresh(bundle.root, [MANIFEST, *(f"{bundle.layout.programs}/{name}" for name in files)])
 
 
 def recover(bundle: Bundle) -> bool:
@@ -239,7 +240,7 @@ def _wait_running(sup: Supervisor, keys: list[tuple[str, str]], timeout: float) 
     return [Failure(p.full_name, p.state, sup.tail(p)) for p in failed]
 
 
-def _stamp(bundle: Bundle, op: str, entries: list[dict[str, str]], result: str) -> list[dict[str, str]]:
+def stamp(bundle: Bundle, op: str, entries: list[dict[str, str]], result: str) -> list[dict[str, str]]:
     """Append the operation to the bundle's history; return the entries as written."""
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamped = [{"at": at, "user": _user(), "op": op, **entry, "result": result} for entry in entries]

@@ -30,7 +30,8 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wheels for offline builds (the one download this suite makes)."""
     folder = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-                    "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "pillow"],
+                    "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "zstandard",
+                    "pillow"],
                    check=True, timeout=600)
     return folder
 

@@ -1,0 +1,135 @@
+"""Checksums of every file of a bundle: written by the build, kept current by bundler's own
+operations, and checked on the server by `bundler verify`.
+
+Files that the relocation rewrites are hashed with the bundle's path replaced by a placeholder,
+so a bundle that moved still verifies. Folders the site or the running services own (log/, run/,
+etc/app/) and bundler's own records are not covered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
+from bundler.layout import META, Layout
+from bundler.relocate import RECORD
+
+CHECKSUMS = "checksums.json"
+PLACEHOLDER = b"\x00BUNDLE_ROOT\x00"
+
+Entry = dict[str, Any]  # {"sha256": hex, "exec": bool} for a file, {"link": target} for a symlink
+
+
+def skipped(rel: str, layout: Layout) -> bool:
+    """Paths no checksum covers: runtime state, site configuration, bundler's records."""
+    return any(rel == top or rel.startswith(top + "/")
+               for top in (layout.log, layout.run, layout.site_config, META))
+
+
+def relocation(root: Path) -> tuple[str, set[str]]:
+    """The prefix the relocatable files hold now, and those files."""
+    rec = json.loads((root / META / RECORD).read_text())
+    return rec["prefix"], set(rec["files"])
+
+
+def entry(path: Path, rel: str, prefix: str, relocatable: set[str]) -> Entry:
+    if path.is_symlink():
+        return {"link": os.readlink(path)}
+    data = path.read_bytes()
+    if rel in relocatable:
+        data = data.replace(os.fsencode(prefix), PLACEHOLDER)
+    return entry_of_bytes(data, executable=bool(path.stat().st_mode & 0o100))
+
+
+def entry_of_bytes(data: bytes, executable: bool) -> Entry:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "exec": executable}
+
+
+def walk(root: Path, layout: Layout) -> Iterable[tuple[str, Path]]:
+    """(relative path, path) of every file and symlink that checksums cover, sorted."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        names = files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in sorted(names):
+            path = Path(folder, name)
+            rel = path.relative_to(root).as_posix()
+            if not skipped(rel, layout):
+                yield rel, path
+
+
+def scan(root: Path, layout: Layout) -> dict[str, Entry]:
+    prefix, relocatable = relocation(root)
+    return {rel: entry(path, rel, prefix, relocatable) for rel, path in walk(root, layout)}
+
+
+def write(root: Path, layout: Layout) -> dict[str, Entry]:
+    entries = scan(root, layout)
+    save(root, entries)
+    return entries
+
+
+def load(root: Path) -> dict[str, Entry]:
+    try:
+        text = (root / META / CHECKSUMS).read_text()
+    except FileNotFoundError as exc:
+        raise BundlerError(f"{root} has no checksums ({META}/{CHECKSUMS}): it was built by an "
+                           "older bundler") from exc
+    data: dict[str, Entry] = json.loads(text)["files"]
+    return data
+
+
+def save(root: Path, entries: dict[str, Entry]) -> None:
+    write_atomic(root / META / CHECKSUMS,
+                 json.dumps({"files": dict(sorted(entries.items()))}, indent=0) + "\n")
+
+
+def refresh(root: Path, rels: Iterable[str]) -> None:
+    """Record the current content of `rels` (bundler changed them on purpose)."""
+    if not (root / META / CHECKSUMS).exists():
+        return
+    entries = load(root)
+    prefix, relocatable = relocation(root)
+    for rel in rels:
+        path = root / rel
+        if path.is_symlink() or path.exists():
+            entries[rel] = entry(path, rel, prefix, relocatable)
+        else:
+            entries.pop(rel, None)
+    save(root, entries)
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.changed or self.missing or self.added)
+
+
+def verify(root: Path, layout: Layout) -> Report:
+    """Compare the tree with its checksums. Bytecode caches Python writes while running are
+    not counted as added files."""
+    expected = load(root)
+    prefix, relocatable = relocation(root)
+    report = Report(checked=len(expected))
+    seen = set()
+    for rel, path in walk(root, layout):
+        seen.add(rel)
+        if rel not in expected:
+            if not (rel.endswith(".pyc") and "/__pycache__/" in f"/{rel}"):
+                report.added.append(rel)
+        elif entry(path, rel, prefix, relocatable) != expected[rel]:
+            report.changed.append(rel)
+    report.missing = sorted(set(expected) - seen)
+    return report
