@@ -45,7 +45,12 @@ def entry(path: Path, rel: str, prefix: str, relocatable: set[str]) -> Entry:
     data = path.read_bytes()
     if rel in relocatable:
         data = data.replace(os.fsencode(prefix), PLACEHOLDER)
-    return entry_of_bytes(data, executable=bool(path.stat().st_mode & 0o100))
+    found = entry_of_bytes(data, executable=bool(path.stat().st_mode & 0o100))
+    if rel.endswith(".pyc") and len(data) >= 16 and data[4] & 1:
+        # hash-based bytecode: magic number, flags and the hash of its source. Some Pythons
+        # (3.7) do not compile the same source to the same bytes; patches compare this instead.
+        found["source"] = data[:16].hex()
+    return found
 
 
 def entry_of_bytes(data: bytes, executable: bool) -> Entry:

@@ -83,7 +83,7 @@ def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: 
     links: dict[str, str] = {}
     base: dict[str, Entry | None] = {}
     for rel, entry in new.items():
-        if not shippable(rel, layout) or old.get(rel) == entry:
+        if not shippable(rel, layout) or _same(old.get(rel), entry):
             continue
         base[rel] = old.get(rel)
         if "link" in entry:
@@ -101,6 +101,11 @@ def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: 
              "base": base, "manifest": (root / MANIFEST).read_text(encoding="utf-8")}
     (dest / PATCH_FILE).write_text(json.dumps(patch, indent=1) + "\n")
     return {"files": len(files), "links": len(links), "remove": len(remove)}
+
+
+def _same(old: Entry | None, new: Entry) -> bool:
+    """The same file, or bytecode of the same source (valid whichever build compiled it)."""
+    return old == new or (old is not None and "source" in new and old.get("source") == new["source"])
 
 
 def _sha256(path: Path) -> str:

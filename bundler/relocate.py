@@ -51,6 +51,7 @@ def make_scripts_relocatable(root: Path) -> int:
     /bin/sh line that finds the interpreter next to the script; Python reads it as a string.
     """
     count = 0
+    rewritten: set[str] = set()
     prefix = b"#!" + os.fsencode(root) + b"/"
     for folder in [root / "bin", *sorted((root).glob("*/*/bin"))]:
         if not folder.is_dir():
@@ -70,8 +71,26 @@ def make_scripts_relocatable(root: Path) -> int:
             rel = os.path.relpath(interpreter, folder)
             launcher = _SH_LAUNCHER.format(rel=rel).encode()
             script.write_bytes(launcher + rest)
+            rewritten.add(os.path.normpath(script))
             count += 1
+    _drop_stale_hashes(root, rewritten)
     return count
+
+
+def _drop_stale_hashes(root: Path, scripts: set[str]) -> None:
+    """pip's RECORD files hash the scripts as pip wrote them, with the build's path: leave those
+    hashes empty (as RECORD does for .pyc files), which also keeps RECORD the same from build
+    to build."""
+    for record_file in root.glob("**/site-packages/*.dist-info/RECORD"):
+        lines = record_file.read_text(encoding="utf-8").splitlines(keepends=True)
+        changed = False
+        for i, line in enumerate(lines):
+            path = line.rsplit(",", 2)[0]
+            if os.path.normpath(record_file.parent.parent / path) in scripts:
+                lines[i] = f"{path},,\n"
+                changed = True
+        if changed:
+            record_file.write_text("".join(lines), encoding="utf-8")
 
 
 def record(root: Path, meta: Path) -> list[str]:

@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,16 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class Artifacts:
+    archive: Path  # the whole bundle
+    patch: Path    # what the next release (code v4) adds to it
+
+
 @pytest.fixture(scope="session")
-def archive(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
-    """The example, extended through the CLI, built once; the project is gone afterwards."""
+def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Artifacts:
+    """The example, extended through the CLI, built once, and a patch for its next release;
+    the project is gone afterwards."""
     work = tmp_path_factory.mktemp("build")
     project = work / "smartbox"
     shutil.copytree(EXAMPLE, project)
@@ -78,10 +86,24 @@ def archive(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Path:
     built = list((project / "dist").iterdir())
     assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
     assert result.stdout == f"{built[0]}\n"
-    keep = tmp_path_factory.mktemp("artifact") / built[0].name
-    shutil.move(str(built[0]), keep)
+    keep = tmp_path_factory.mktemp("artifact")
+    shutil.move(str(built[0]), keep / built[0].name)
+
+    # the next release adds code v4 only: a patch against the archive above
+    shutil.copytree(project / "sam_v3", project / "sam_v4")
+    (project / "sam_v4/service/sam/__init__.py").write_text('VERSION = "v4"\n')
+    bundler(*c, "add-code", "v4", "--path", "sam_v4")
+    result = bundler(*c, "build", "--output", str(project / "patches"), "--no-index",
+                     "--find-links", str(wheelhouse), "--patch-from", str(keep / built[0].name))
+    patch = Path(result.stdout.strip())
+    shutil.move(str(patch), keep / patch.name)
     shutil.rmtree(work)  # the build tree and its staging copies are gone from here on
-    return keep
+    return Artifacts(keep / built[0].name, keep / patch.name)
+
+
+@pytest.fixture(scope="session")
+def archive(artifacts: Artifacts) -> Path:
+    return artifacts.archive
 
 
 @pytest.fixture
