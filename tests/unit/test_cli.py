@@ -8,8 +8,9 @@ from click.testing import CliRunner
 from bundler.cli import cli
 from tests.pythons import PY37
 
-COMMANDS = ["init", "add-env", "add-code", "add-service", "switch", "check", "build", "start",
-            "stop", "status", "supervisorctl"]
+COMMANDS = ["init", "add-env", "add-code", "add-service", "remove-service", "switch", "check",
+            "build", "start", "stop", "status", "supervisorctl", "rollback", "history", "logs",
+            "apply", "verify"]
 
 
 def invoke(*args: str):
@@ -24,7 +25,7 @@ def test_every_command_explains_itself(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["init", "add-env", "add-code", "add-service", "switch",
-                                     "build"])
+                                     "build", "remove-service", "rollback", "logs", "apply"])
 def test_project_commands_show_an_example(command: str) -> None:
     assert "Example" in invoke(command, "--help").output
 
@@ -40,6 +41,16 @@ def test_a_new_project_round_trip(tmp_path: Path) -> None:
     check = invoke("-C", project, "check")
     assert check.exit_code == 0
     assert "service two" in check.output and "[group g]" in check.output
+    assert invoke("-C", project, "switch", "--group", "g", "v1").output == "two: code v2 -> v1\n"
+    assert invoke("-C", project, "switch", "--group", "g", "two", "v1").exit_code == 2
+    assert invoke("-C", project, "remove-service", "two").exit_code == 0
+    text = (tmp_path / "box" / "bundle.toml").read_text()
+    assert "[services.two]" not in text and "[groups.g]" not in text  # an empty group goes too
+
+
+def test_switch_outside_a_project_or_bundle_says_where_to_run_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path), "switch", "svc1", "v2"])
+    assert result.exit_code == 2 and "no bundle.toml in" in result.output
 
 
 def test_spec_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:

@@ -1,0 +1,155 @@
+"""Patch logic on a tiny bundle tree: manifest merge, path rules, and undo after a failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from bundler import integrity, patch
+from bundler.bundle import Bundle
+from bundler.errors import BundlerError
+from bundler.layout import LAYOUT_FILE, META, load_layout
+
+MANIFEST = '''spec_version = 1
+[bundle]
+name = "tiny"
+version = "1"
+project = "app"
+[base]
+python = "current"
+[code.v1]
+path = "src"
+[services.web]
+command = "python -m web"
+code = "v1"
+[build.interpreters.base]
+folder = "."
+python = "bin/python3"
+python_version = "3.11"
+[build.code.v1]
+folder = "app_v1"
+'''
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "lock"}
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Bundle:
+    """A bundle tree with one code version, its record and its checksums."""
+    root = tmp_path / "tiny"
+    layout = load_layout()
+    (root / META).mkdir(parents=True)
+    (root / META / LAYOUT_FILE).write_text(tomlkit.dumps(vars(layout)))
+    (root / META / "relocate.json").write_text(json.dumps({"prefix": str(root), "files": []}))
+    (root / "app_v1").mkdir()
+    (root / "app_v1" / "web.py").write_text("print('v1')\n")
+    (root / "bundle.toml").write_text(MANIFEST)
+    integrity.write(root, layout)
+    return Bundle(root, layout)
+
+
+def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
+    """A patch that adds code v2 (its files as given) to the tiny bundle."""
+    new_manifest = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
+        + '[build.code.v2]\nfolder = "app_v2"\n'
+    stage = tmp_path / "stage" / "tiny-2.patch"
+    meta: dict = {"format": patch.FORMAT, "prefix": "/build/tiny", "files": {}, "links": {},
+                  "remove": [], "base": {}, "manifest": new_manifest}
+    for rel, data in files.items():
+        (stage / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / "files" / rel).write_bytes(data)
+        entry = integrity.entry_of_bytes(data, executable=False)
+        meta["files"][rel] = {"sha256": entry["sha256"], "relocatable": False, "checksum": entry}
+        meta["base"][rel] = None
+    (stage / "patch.json").write_text(json.dumps(meta))
+    archive = tmp_path / "tiny-2.patch.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(stage, arcname=stage.name)
+    return archive
+
+
+def test_apply_adds_the_code_and_merges_the_manifest(tiny: Bundle, tmp_path: Path) -> None:
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"print('v2')\n", "app_v2/util.py": b""})
+    done = patch.apply(tiny, source)
+    assert done.files == 2
+    assert (tiny.root / "app_v2" / "web.py").read_text() == "print('v2')\n"
+    manifest = tomlkit.parse((tiny.root / "bundle.toml").read_text())
+    assert manifest["services"]["web"]["code"] == "v1"  # services do not move
+    assert manifest["build"]["code"]["v2"]["folder"] == "app_v2"
+    assert integrity.verify(tiny.root, tiny.layout).clean
+    assert not (tiny.meta / patch.JOURNAL).exists() and not (tiny.meta / patch.BACKUP).exists()
+
+
+def test_a_failure_half_way_leaves_the_bundle_as_it_was(tiny: Bundle, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _patch(tmp_path, tiny, {"app_v2/a.py": b"a", "app_v2/b.py": b"b", "app_v2/c.py": b"c"})
+    before = _tree(tiny.root)
+    real_replace, calls = os.replace, []
+
+    def failing_replace(src: str, dst: str) -> None:
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(patch.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        patch.apply(tiny, source)
+    monkeypatch.undo()
+    assert _tree(tiny.root) == before
+    assert not (tiny.root / "app_v2").exists()
+
+
+def test_an_interrupted_apply_is_undone_by_the_next_one(tiny: Bundle, tmp_path: Path) -> None:
+    before = _tree(tiny.root)
+    (tiny.meta / patch.BACKUP).mkdir()
+    (tiny.root / "app_v2").mkdir()
+    (tiny.root / "app_v2" / "a.py").write_text("half")
+    (tiny.meta / patch.JOURNAL).write_text(json.dumps(
+        {"ops": [{"rel": "app_v2/a.py", "put": "file", "existed": False}], "created": ["app_v2"]}))
+    assert patch.recover(tiny)
+    assert _tree(tiny.root) == before and not (tiny.root / "app_v2").exists()
+
+
+@pytest.mark.parametrize("rel,ok", [
+    ("app_v2/web.py", True), ("../x", False), ("/etc/passwd", False), ("a/../../b", False),
+    ("a//b", False), ("./a", False), ("", False),
+])
+def test_safe_relative_paths(rel: str, ok: bool) -> None:
+    assert patch.safe_rel(rel) is ok
+
+
+def test_merge_keeps_services_and_hints_at_switches() -> None:
+    server = MANIFEST.replace('code = "v1"', 'code = "v1"\n# a comment kept')
+    new = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
+        .replace('code = "v1"\n', 'code = "v2"\n').replace('version = "1"', 'version = "2"') \
+        + '[services.api]\ncommand = "python -m api"\ncode = "v2"\n'
+    merged, hints = patch.merge_manifest(server, new)
+    doc = tomlkit.parse(merged)
+    assert doc["services"]["web"]["code"] == "v1" and "api" not in doc["services"]
+    assert "v2" in doc["code"] and doc["bundle"]["version"] == "2"
+    assert "# a comment kept" in merged
+    assert hints == ["the patch's spec runs web on v2: bin/bundler switch web v2",
+                     "service api is new in the patch: add it with bin/bundler add-service api "
+                     "--code v2 ..."]
+
+
+def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: Path) -> None:
+    expected = integrity.load(tiny.root)
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny.root, arcname="tiny")
+    assert patch.old_checksums(archive) == expected
+    assert patch.old_checksums(tiny.root) == expected
+    assert patch.old_checksums(tiny.meta / integrity.CHECKSUMS) == expected
+    (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(BundlerError, match="not a readable tar archive"):
+        patch.old_checksums(tmp_path / "junk.tar.gz")
