@@ -24,7 +24,7 @@ from supervisor.xmlrpc import Faults
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
-from bundler import integrity, spec_edit
+from bundler import filemoves, integrity, spec_edit
 from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
@@ -181,9 +181,11 @@ def _write_files(bundle: Bundle, manifest: str, files: dict[str, str | None]) ->
 
 
 def recover(bundle: Bundle) -> bool:
-    """Undo an operation that was interrupted (its journal is still there). Caller holds the lock."""
+    """Undo operations that were interrupted (their journals are still there): a patch being
+    applied, then a switch or service change. Caller holds the lock."""
+    undone = filemoves.undo(bundle.root, bundle.meta)
     if not (bundle.meta / JOURNAL).exists():
-        return False
+        return undone
     sup = bundle.supervisor(timeout=60.0)
     _restore(bundle, sup if sup.alive() else None)
     return True

@@ -23,19 +23,16 @@ from typing import Any
 
 import tomlkit
 
-from bundler import integrity, live
+from bundler import filemoves, integrity, live
 from bundler.archive import read_tar
 from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError
-from bundler.fsutil import write_atomic
 from bundler.integrity import CHECKSUMS, Entry
 from bundler.layout import META, Layout
 from bundler.relocate import RECORD, locked
 
 PATCH_FILE = "patch.json"
 FORMAT = 1
-JOURNAL = "apply.json"
-BACKUP = "apply-backup"
 INCOMING = "apply-incoming"
 
 
@@ -129,14 +126,13 @@ class Applied:
 def apply(bundle: Bundle, source: Path) -> Applied:
     with locked(bundle.meta):
         live.recover(bundle)
-        recover(bundle)
         incoming = bundle.meta / INCOMING
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir()
         try:
             patch = _unpack(source, incoming / "files")
             ops, manifest_text, hints = _prepare(bundle, patch, incoming)
-            _commit(bundle, ops, incoming)
+            filemoves.commit(bundle.root, bundle.meta, ops, incoming / "files")
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
@@ -310,62 +306,3 @@ def merge_manifest(current: str, incoming: str) -> tuple[str, list[str]]:
             hints.append(f"the patch's spec runs {name} on {service['code']}: "
                          f"bin/bundler switch {name} {service['code']}")
     return tomlkit.dumps(doc), hints
-
-
-def _commit(bundle: Bundle, ops: list[dict[str, Any]], incoming: Path) -> None:
-    root, backup = bundle.root, bundle.meta / BACKUP
-    shutil.rmtree(backup, ignore_errors=True)
-    created = []
-    for op in ops:
-        parent = (root / op["rel"]).parent
-        missing = []
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        created += [str(p.relative_to(root)) for p in missing if str(p.relative_to(root)) not in created]
-    write_atomic(bundle.meta / JOURNAL, json.dumps({"ops": ops, "created": created}, indent=0))
-    try:
-        for op in ops:
-            path = root / op["rel"]
-            if op["existed"]:
-                saved = backup / op["rel"]
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, saved)
-            if op["put"] is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if op["put"] == "link":
-                    path.symlink_to(op["target"])
-                else:
-                    os.replace(incoming / "files" / op["rel"], path)
-    except BaseException:
-        recover(bundle)
-        raise
-    (bundle.meta / JOURNAL).unlink()
-    shutil.rmtree(backup, ignore_errors=True)
-
-
-def recover(bundle: Bundle) -> bool:
-    """Undo an apply that did not finish (its journal is there). Caller holds the lock."""
-    journal_path = bundle.meta / JOURNAL
-    if not journal_path.exists():
-        return False
-    journal = json.loads(journal_path.read_text())
-    root, backup = bundle.root, bundle.meta / BACKUP
-    for op in reversed(journal["ops"]):
-        path, saved = root / op["rel"], backup / op["rel"]
-        if op["existed"]:
-            if saved.is_symlink() or saved.exists():
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                os.replace(saved, path)
-        elif path.is_symlink() or path.exists():
-            path.unlink()
-    for rel in sorted(journal["created"], key=len, reverse=True):
-        try:
-            (root / rel).rmdir()
-        except OSError:
-            pass
-    journal_path.unlink()
-    shutil.rmtree(backup, ignore_errors=True)
-    return True
-

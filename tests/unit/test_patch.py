@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from bundler import integrity, patch
+from bundler import filemoves, integrity, patch
 from bundler.bundle import Bundle
 from bundler.errors import BundlerError
 from bundler.layout import LAYOUT_FILE, META, load_layout
@@ -85,7 +85,7 @@ def test_apply_adds_the_code_and_merges_the_manifest(tiny: Bundle, tmp_path: Pat
     assert manifest["services"]["web"]["code"] == "v1"  # services do not move
     assert manifest["build"]["code"]["v2"]["folder"] == "app_v2"
     assert integrity.verify(tiny.root, tiny.layout).clean
-    assert not (tiny.meta / patch.JOURNAL).exists() and not (tiny.meta / patch.BACKUP).exists()
+    assert not (tiny.meta / filemoves.JOURNAL).exists() and not (tiny.meta / filemoves.BACKUP).exists()
 
 
 def test_a_failure_half_way_leaves_the_bundle_as_it_was(tiny: Bundle, tmp_path: Path,
@@ -110,12 +110,12 @@ def test_a_failure_half_way_leaves_the_bundle_as_it_was(tiny: Bundle, tmp_path: 
 
 def test_an_interrupted_apply_is_undone_by_the_next_one(tiny: Bundle, tmp_path: Path) -> None:
     before = _tree(tiny.root)
-    (tiny.meta / patch.BACKUP).mkdir()
+    (tiny.meta / filemoves.BACKUP).mkdir()
     (tiny.root / "app_v2").mkdir()
     (tiny.root / "app_v2" / "a.py").write_text("half")
-    (tiny.meta / patch.JOURNAL).write_text(json.dumps(
+    (tiny.meta / filemoves.JOURNAL).write_text(json.dumps(
         {"ops": [{"rel": "app_v2/a.py", "put": "file", "existed": False}], "created": ["app_v2"]}))
-    assert patch.recover(tiny)
+    assert filemoves.undo(tiny.root, tiny.meta)
     assert _tree(tiny.root) == before and not (tiny.root / "app_v2").exists()
 
 
