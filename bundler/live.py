@@ -95,7 +95,6 @@ class Failure:
 @dataclass(frozen=True)
 class Outcome:
     live: bool                 # a running supervisord applied the change (else: config only)
-    changed: list[str]         # supervisor groups that were updated
     failed: list[Failure]      # not empty: the change was rolled back
 
 
@@ -121,7 +120,7 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[O
         sup = bundle.supervisor(timeout=max(timeout, 60.0))
         live = sup.alive()
         if not files:
-            return Outcome(live, [], []), stamp(bundle, op, entries, "unchanged")
+            return Outcome(live, []), stamp(bundle, op, entries, "unchanged")
         _write_journal(bundle, old.text, files, groups)
         _write_files(bundle, new.text, files)
         failed = _update(sup, groups, timeout) if live else []
@@ -130,7 +129,7 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[O
         else:
             (bundle.meta / JOURNAL).unlink()
         result = "rolled back" if failed else "ok" if live else "config only"
-        return Outcome(live, groups, failed), stamp(bundle, op, entries, result)
+        return Outcome(live, failed), stamp(bundle, op, entries, result)
 
 
 def _plan_files(bundle: Bundle, old: Deployed, new: Deployed) -> tuple[dict[str, str | None],
@@ -211,9 +210,8 @@ def _update(sup: Supervisor, groups: list[str], timeout: float) -> list[Failure]
         sup.proxy.bundler.update(group)
         wanted += [(group, n) for n in diff["changed"] if before[group, n].state != "STOPPED"]
         wanted += [(group, n) for n in diff["added"]]
-    now = {(p.group, p.name): p for p in sup.processes()}
-    wanted = [key for key in wanted if key in now and (key not in before or now[key].autostart
-                                                       or before[key].state != "STOPPED")]
+    now = {(p.group, p.name) for p in sup.processes()}
+    wanted = [key for key in wanted if key in now]
     for group, name in wanted:
         _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
     return _wait_running(sup, wanted, timeout)
