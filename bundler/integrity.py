@@ -86,13 +86,22 @@ def load(root: Path) -> dict[str, Entry]:
     except FileNotFoundError as exc:
         raise BundlerError(f"{root} has no checksums ({META}/{CHECKSUMS}): it was built by an "
                            "older bundler") from exc
+    return parse(text)
+
+
+def parse(text: str | bytes) -> dict[str, Entry]:
+    """The entries of a checksums.json."""
     data: dict[str, Entry] = json.loads(text)["files"]
     return data
 
 
+def dumps(entries: dict[str, Entry]) -> str:
+    """The text of a checksums.json."""
+    return json.dumps({"files": dict(sorted(entries.items()))}, indent=0) + "\n"
+
+
 def save(root: Path, entries: dict[str, Entry]) -> None:
-    write_atomic(root / META / CHECKSUMS,
-                 json.dumps({"files": dict(sorted(entries.items()))}, indent=0) + "\n")
+    write_atomic(root / META / CHECKSUMS, dumps(entries))
 
 
 def refresh(root: Path, rels: Iterable[str]) -> None:

@@ -29,7 +29,7 @@ from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.integrity import CHECKSUMS, Entry
 from bundler.layout import META, Layout
-from bundler.relocate import RECORD, locked
+from bundler.relocate import RECORD, locked, record_text
 
 PATCH_FILE = "patch.json"
 FORMAT = 1
@@ -41,16 +41,14 @@ def old_checksums(source: Path) -> dict[str, Entry]:
     if source.is_dir():
         return integrity.load(source)
     if source.suffix == ".json":
-        data: dict[str, Entry] = json.loads(source.read_text())["files"]
-        return data
+        return integrity.parse(source.read_text())
     wanted = f"{META}/{CHECKSUMS}"
     with read_tar(source) as tar:
         for member in tar:
             if member.isfile() and member.name.split("/", 1)[-1] == wanted:
                 f = tar.extractfile(member)
                 assert f is not None
-                found: dict[str, Entry] = json.loads(f.read())["files"]
-                return found
+                return integrity.parse(f.read())
     raise BundlerError(f"{source} holds no {wanted}: is it a bundle built by bundler?")
 
 
@@ -263,9 +261,8 @@ def _prepare(bundle: Bundle, patch: dict[str, Any], incoming: Path) -> tuple[lis
     record["files"] = sorted((set(record["files"]) - set(patch["remove"]) - set(patch["files"]))
                              | {rel for rel, f in patch["files"].items() if f["relocatable"]})
     generated = {MANIFEST: manifest_text,
-                 f"{META}/{CHECKSUMS}": json.dumps({"files": dict(sorted(checksums.items()))},
-                                                   indent=0) + "\n",
-                 f"{META}/{RECORD}": json.dumps(record, indent=1) + "\n"}
+                 f"{META}/{CHECKSUMS}": integrity.dumps(checksums),
+                 f"{META}/{RECORD}": record_text(record)}
     for rel, text in generated.items():
         staged = incoming / "files" / rel
         staged.parent.mkdir(parents=True, exist_ok=True)

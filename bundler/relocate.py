@@ -175,8 +175,13 @@ def _replace_in_file(path: Path, old: bytes, new: bytes) -> None:
         write_atomic(path, data.replace(old, new))
 
 
+def record_text(rec: object) -> str:
+    """The text of a relocate.json."""
+    return json.dumps(rec, indent=1) + "\n"
+
+
 def _write_json(path: Path, data: object) -> None:
-    write_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_atomic(path, record_text(data))
 
 
 def _walk(root: Path, links: bool) -> Iterator[Path]:
