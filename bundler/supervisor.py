@@ -13,7 +13,9 @@ from typing import Any
 
 from bundler.errors import BundlerError
 
-SOCKET_LIMIT = 107  # sun_path holds 108 bytes including the terminating NUL
+# sun_path holds 108 bytes including the terminating NUL, and supervisord first binds
+# "<socket>.<its pid>" (pid_max is at most 4194304: 7 digits) before renaming it.
+SOCKET_LIMIT = 107 - len(".4194304")
 SOCKET_RECORD = "socket.path"
 RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
 
