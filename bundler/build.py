@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 import tomlkit
 
 import bundler
-from bundler import archive, integrity, patch
+from bundler import archive, conda, integrity, patch, portability, standalone
 from bundler.code import check_code_source, compile_bytecode_only, materialize_code
 from bundler.errors import BundlerError
 from bundler.interpreters import (
@@ -49,7 +50,8 @@ class PlannedInterpreter:
     python: str         # its python, relative to the bundle root
     minor: str          # "3.11"
     source: str         # what it is made from, for people
-    info: PythonInfo | None = None  # the source CPython, for copied interpreters
+    info: PythonInfo | None = None  # the source CPython, for copied and conda interpreters
+    conda: Path | None = None       # the conda environment, for conda interpreters
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,18 @@ def make_plan(spec: Spec) -> Plan:
             planned[interp.name] = PlannedInterpreter(
                 interp, folder, f"{folder}/bin/python", parent.minor, f"virtualenv on {parent.interp.name}")
             continue
+        python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
+        if interp.conda is not None:
+            prefix = (spec.folder / os.path.expanduser(interp.conda)).absolute()
+            conda.check_env(prefix)
+            info = probe(prefix / "bin" / "python")
+            planned[interp.name] = PlannedInterpreter(
+                interp, folder, python, info.minor, f"conda-pack of {prefix} ({info.version})",
+                info, prefix)
+            continue
         assert interp.python is not None
         info = probe(find_python(interp.python, spec.folder))
-        check_relocatable(info)
-        python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
+        check_relocatable(info, unpacked=standalone.is_archive(interp.python))
         planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
                                                   f"copy of {info.prefix} ({info.version})", info)
     base = planned["base"]
@@ -176,7 +186,7 @@ def _remove_abandoned_staging(output: Path) -> None:
 
 def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None:
     spec, layout = plan.spec, plan.layout
-    ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options)
+    ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log)
     resolved: dict[str, dict[str, str]] = {}
     for name, p in plan.interpreters.items():
         dest = root / p.folder
@@ -184,9 +194,11 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         maker: Materializer
         if p.interp.virtualenv is not None:
             maker = Virtualenv(parent=root / plan.interpreters[p.interp.virtualenv].python)
+        elif p.conda is not None:
+            maker = conda.CondaPacked(p.conda)
         else:
             assert p.info is not None
-            maker = CopiedCPython(p.info)
+            maker = CopiedCPython(p.info, vendor_libs=p.interp.vendor_libs)
         maker.materialize(ctx, dest)
         python = root / p.python
         requirements = p.interp.requirements
@@ -210,10 +222,37 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     _write_manifest(plan, root, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
-    binaries = record(root, root / META)
+    _drop_bytecode_naming(root)
+    _write_origin(plan, root)
+    capacity = {str(path.relative_to(root)): room - (len(os.fsencode(env)) - len(os.fsencode(root)))
+                for path, (env, room) in ctx.binary_slots.items() if path.exists()}
+    stuck = record(root, root / META, capacity)
     integrity.write(root, layout)
-    for path in binaries:
+    for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
+
+
+def _drop_bytecode_naming(root: Path) -> None:
+    """Bytecode that names the build path (pip compiles the scripts it installs; _sysconfigdata
+    holds prefixes as constants): the relocation rewrites sources only, so these caches go, and
+    Python compiles them again where the bundle runs."""
+    needle = os.fsencode(root)
+    for cache in root.rglob("__pycache__"):
+        for pyc in cache.glob("*.pyc"):
+            if needle in pyc.read_bytes():
+                pyc.unlink()
+
+
+def _write_origin(plan: Plan, root: Path) -> None:
+    """The build machine's paths, which `bundler verify` looks for in the bundle's files."""
+    sources = {}
+    for name, p in plan.interpreters.items():
+        source = p.conda or (p.info.prefix if p.info else None)
+        if source is not None:
+            sources[name] = str(source)
+    origin = {"staging": str(root), "project": str(plan.spec.folder), "sources": sources}
+    (root / META).mkdir(parents=True, exist_ok=True)
+    (root / META / portability.ORIGIN).write_text(json.dumps(origin, indent=1) + "\n")
 
 
 def _has_pip(python: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 from tomlkit.toml_document import TOMLDocument
 
-from bundler import __version__, integrity, live, patch, spec_edit
+from bundler import __version__, archive, integrity, live, patch, portability, spec_edit
 from bundler.build import BuildOptions, build, make_plan
 from bundler.bundle import Bundle, open_bundle
 from bundler.errors import BundlerError, UsageError
@@ -95,22 +96,27 @@ def init(ctx: click.Context, name: str) -> None:
 @click.option("--virtualenv", metavar="ENV", help="Make a virtualenv on this bundle interpreter "
               "(base, or an env declared with --python).")
 @click.option("--python", metavar="PREFIX", help="Copy this CPython (a prefix folder, an "
-              "executable, or 'current') into envs/NAME.")
+              "executable, a standalone CPython .tar.gz, or 'current') into envs/NAME.")
+@click.option("--conda", metavar="PREFIX", help="Pack this conda environment (with conda-pack) "
+              "into envs/NAME.")
 @click.option("-r", "--requirements-file", metavar="FILE", help="Install this requirements file.")
 @click.option("-p", "--package", "packages", multiple=True, metavar="REQ",
               help="Install this requirement (repeatable), e.g. -p 'pillow>=10'.")
 @click.pass_context
 def add_env(ctx: click.Context, name: str, virtualenv: str | None, python: str | None,
-            requirements_file: str | None, packages: tuple[str, ...]) -> None:
-    """Declare envs/NAME: a virtualenv on a bundle interpreter, or another CPython.
+            conda: str | None, requirements_file: str | None, packages: tuple[str, ...]) -> None:
+    """Declare envs/NAME: a virtualenv on a bundle interpreter, another CPython, or a conda
+    environment.
 
     \b
     Examples:
       bundler add-env pyocr --virtualenv base -r requirements-ocr.txt
       bundler add-env py37 --python "$(pyenv prefix 3.7.16)"
+      bundler add-env py312 --python cpython-3.12.8+20250106-x86_64-unknown-linux-gnu-install_only.tar.gz
+      bundler add-env legacy --conda /opt/miniconda3/envs/legacy
     """
     spec_edit.edit(_spec_path(ctx), lambda doc: spec_edit.add_env(
-        doc, name, virtualenv, python, list(packages), requirements_file))
+        doc, name, virtualenv, python, conda, list(packages), requirements_file))
     click.echo(f"added env {name} to {_spec_path(ctx)}")
 
 
@@ -489,24 +495,56 @@ def apply_cmd(patch_file: Path, root: Path | None) -> None:
 
 
 @cli.command("verify")
-@click.argument("bundle", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("bundle", required=False, type=click.Path(exists=True, path_type=Path))
 def verify_cmd(bundle: Path | None) -> None:
-    """Check every file of BUNDLE (default: this one) against the checksums its build wrote.
+    """Check BUNDLE (default: this one; or a built archive) file by file, and whether it will run
+    on another machine.
 
-    Lists files changed, missing or added since the build (switches and patches applied by
-    bundler are accounted for) and exits 1 if there is any. log/, run/ and etc/app/ are not
-    checked.
+    \b
+    Integrity: files changed, missing or added since the build (switches and patches applied by
+    bundler are accounted for; log/, run/ and etc/app/ are not checked).
+    Portability: for every ELF file, the libraries it needs that the bundle does not carry
+    (glibc and the compiler runtime come from the system); the oldest glibc the bundle runs
+    on; files that still contain a path of the build machine.
+
+    Exits 1 if any file differs, any library is missing or any build path is left.
+
+    \b
+    Examples:
+      bin/bundler verify
+      bundler verify dist/smartbox-2026.11.1.tar.gz
     """
-    target = open_bundle(bundle)
+    if bundle is not None and bundle.is_file():
+        with tempfile.TemporaryDirectory(prefix="bundler-verify-") as tmp:
+            archive.extract(bundle, Path(tmp))
+            tops = [p for p in Path(tmp).iterdir() if p.is_dir()]
+            if len(tops) != 1:
+                raise BundlerError(f"{bundle} is not a bundle archive (expected one top folder)")
+            _verify(open_bundle(tops[0]), str(bundle))
+    else:
+        target = open_bundle(bundle)
+        _verify(target, str(target.root))
+
+
+def _verify(target: Bundle, name: str) -> None:
     report = integrity.verify(target.root, target.layout)
     for title, paths in (("changed", report.changed), ("missing", report.missing),
                          ("added", report.added)):
         for path in paths:
             click.echo(f"{title:<8} {path}")
-    if not report.clean:
-        count = len(report.changed) + len(report.missing) + len(report.added)
-        raise BundlerError(f"{target.root}: {count} file(s) differ from the build")
-    click.echo(f"{target.root}: {report.checked} files as built")
+    differ = len(report.changed) + len(report.missing) + len(report.added)
+    click.echo(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
+               f"{report.checked} files as built" + (f", {differ} differ" if differ else ""))
+    port = portability.check(target.root)
+    for line in port.lines():
+        click.echo(line)
+    problems = ([f"{differ} file(s) differ from the build"] if differ else []) + \
+        ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
+        ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
+        ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else [])
+    if problems:
+        raise BundlerError(f"{name}: " + "; ".join(problems))
+    click.echo(f"{name}: as built, and carries what it needs")
 
 
 @cli.command("supervisorctl", context_settings={"ignore_unknown_options": True})

@@ -19,7 +19,7 @@ from typing import Any
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
 from bundler.layout import META, Layout
-from bundler.relocate import RECORD
+from bundler.relocate import RECORD, canonical_binary
 
 CHECKSUMS = "checksums.json"
 PLACEHOLDER = b"\x00BUNDLE_ROOT\x00"
@@ -33,18 +33,31 @@ def skipped(rel: str, layout: Layout) -> bool:
                for top in (layout.log, layout.run, layout.site_config, META))
 
 
-def relocation(root: Path) -> tuple[str, set[str]]:
+@dataclass(frozen=True)
+class Relocation:
     """The prefix the relocatable files hold now, and those files."""
+
+    prefix: str
+    texts: frozenset[str]
+    binaries: dict[str, int]  # binary -> the longest prefix it can hold
+
+    def __contains__(self, rel: str) -> bool:
+        return rel in self.texts or rel in self.binaries
+
+
+def relocation(root: Path) -> Relocation:
     rec = json.loads((root / META / RECORD).read_text())
-    return rec["prefix"], set(rec["files"])
+    return Relocation(rec["prefix"], frozenset(rec["files"]), rec.get("binaries", {}))
 
 
-def entry(path: Path, rel: str, prefix: str, relocatable: set[str]) -> Entry:
+def entry(path: Path, rel: str, reloc: Relocation) -> Entry:
     if path.is_symlink():
         return {"link": os.readlink(path)}
     data = path.read_bytes()
-    if rel in relocatable:
-        data = data.replace(os.fsencode(prefix), PLACEHOLDER)
+    if rel in reloc.texts:
+        data = data.replace(os.fsencode(reloc.prefix), PLACEHOLDER)
+    elif rel in reloc.binaries:
+        data = canonical_binary(data, os.fsencode(reloc.prefix), PLACEHOLDER)
     found = entry_of_bytes(data, executable=bool(path.stat().st_mode & 0o100))
     if rel.endswith(".pyc") and len(data) >= 16 and data[4] & 1:
         # hash-based bytecode: magic number, flags and the hash of its source. Some Pythons
@@ -70,8 +83,8 @@ def walk(root: Path, layout: Layout) -> Iterable[tuple[str, Path]]:
 
 
 def scan(root: Path, layout: Layout) -> dict[str, Entry]:
-    prefix, relocatable = relocation(root)
-    return {rel: entry(path, rel, prefix, relocatable) for rel, path in walk(root, layout)}
+    reloc = relocation(root)
+    return {rel: entry(path, rel, reloc) for rel, path in walk(root, layout)}
 
 
 def write(root: Path, layout: Layout) -> dict[str, Entry]:
@@ -109,11 +122,11 @@ def refresh(root: Path, rels: Iterable[str]) -> None:
     if not (root / META / CHECKSUMS).exists():
         return
     entries = load(root)
-    prefix, relocatable = relocation(root)
+    reloc = relocation(root)
     for rel in rels:
         path = root / rel
         if path.is_symlink() or path.exists():
-            entries[rel] = entry(path, rel, prefix, relocatable)
+            entries[rel] = entry(path, rel, reloc)
         else:
             entries.pop(rel, None)
     save(root, entries)
@@ -135,7 +148,7 @@ def verify(root: Path, layout: Layout) -> Report:
     """Compare the tree with its checksums. Bytecode caches Python writes while running are
     not counted as added files."""
     expected = load(root)
-    prefix, relocatable = relocation(root)
+    reloc = relocation(root)
     report = Report(checked=len(expected))
     seen = set()
     for rel, path in walk(root, layout):
@@ -143,7 +156,7 @@ def verify(root: Path, layout: Layout) -> Report:
         if rel not in expected:
             if not (rel.endswith(".pyc") and "/__pycache__/" in f"/{rel}"):
                 report.added.append(rel)
-        elif entry(path, rel, prefix, relocatable) != expected[rel]:
+        elif entry(path, rel, reloc) != expected[rel]:
             report.changed.append(rel)
     report.missing = sorted(set(expected) - seen)
     return report

@@ -12,10 +12,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bundler import elf, hostlibs, standalone
 from bundler.errors import BundlerError
 from bundler.runner import clean_env, run
 
@@ -34,8 +36,9 @@ print(json.dumps({
 # Stdlib folders that only CPython's own test suite uses.
 _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 # Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
-# What bin/bundler needs on the server (zstandard: to read .tar.zst patches).
-BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard")
+# What bin/bundler needs on the server (zstandard: to read .tar.zst patches; pyelftools: verify).
+BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard",
+                 "pyelftools")
 
 
 @dataclass(frozen=True)
@@ -56,13 +59,21 @@ class PythonInfo:
         return ".".join(self.version.split(".")[:2])
 
 
+def _quiet(message: str) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What installing into an interpreter needs: where relative files are, how pip reaches
-    packages (e.g. --no-index --find-links DIR for offline builds)."""
+    packages (e.g. --no-index --find-links DIR for offline builds), where to say what happens."""
 
     spec_folder: Path
     pip_options: tuple[str, ...] = ()
+    log: Callable[[str], None] = _quiet
+    # binaries holding an interpreter's path in NUL-padded strings: file -> (its interpreter's
+    # folder, the longest path that folder's strings can hold)
+    binary_slots: dict[Path, tuple[Path, int]] = field(default_factory=dict)
 
 
 def probe(executable: Path) -> PythonInfo:
@@ -81,13 +92,18 @@ def probe(executable: Path) -> PythonInfo:
 
 
 def find_python(value: str, spec_folder: Path) -> Path:
-    """The executable that `python = VALUE` names: "current", a prefix folder or an executable."""
+    """The executable that `python = VALUE` names: "current", a prefix folder, an executable or
+    a standalone CPython archive (unpacked into bundler's cache)."""
     if value == "current":
         minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
         candidates = [Path(sys.base_prefix) / "bin" / f"python{minor}",
                       Path(getattr(sys, "_base_executable", sys.executable))]
         return next((c for c in candidates if c.is_file()), Path(sys.executable))
     path = (spec_folder / os.path.expanduser(value)).absolute()
+    if standalone.is_archive(value):
+        if not path.is_file():
+            raise BundlerError(f"python = {value!r}: {path} does not exist")
+        path = standalone.unpack(path)
     if path.is_file():
         return path
     if path.is_dir():
@@ -99,8 +115,10 @@ def find_python(value: str, spec_folder: Path) -> Path:
     raise BundlerError(f"python = {value!r}: {path} does not exist")
 
 
-def check_relocatable(info: PythonInfo) -> None:
-    """Refuse interpreters whose files are not all under one prefix that can be copied."""
+def check_relocatable(info: PythonInfo, unpacked: bool = False) -> None:
+    """Refuse interpreters whose files are not all under one prefix that can be copied.
+    `unpacked`: a standalone archive unpacked elsewhere than it was built for, so its recorded
+    LIBDIR names the build's folder; the copy's RUNPATH decides where libpython comes from."""
     where = f"{info.executable} (Python {info.version})"
     advice = ("use a self-contained CPython prefix instead, e.g. one from pyenv "
               "(`pyenv prefix 3.11.7`) or one built with ./configure --prefix")
@@ -110,15 +128,15 @@ def check_relocatable(info: PythonInfo) -> None:
         raise BundlerError(f"{where} is a virtual environment; name its base interpreter "
                            f"({info.base_prefix}) or declare it with virtualenv =")
     if (info.prefix / "conda-meta").is_dir():
-        raise BundlerError(f"{where} belongs to a conda environment; conda environments are not "
-                           f"supported yet: {advice}")
+        raise BundlerError(f"{where} belongs to a conda environment: declare it with "
+                           f"conda = {str(info.prefix)!r} (packed with conda-pack) instead")
     if info.prefix in (Path("/usr"), Path("/")):
         raise BundlerError(f"{where} is the system's Python, split across {info.prefix} by the "
                            f"distribution's packages, and cannot be relocated: {advice}")
     if not info.stdlib.is_relative_to(info.prefix):
         raise BundlerError(f"{where} keeps its standard library at {info.stdlib}, outside its "
                            f"prefix {info.prefix}: {advice}")
-    if info.shared and info.libdir and not info.libdir.is_relative_to(info.prefix):
+    if info.shared and info.libdir and not unpacked and not info.libdir.is_relative_to(info.prefix):
         raise BundlerError(f"{where} loads libpython from {info.libdir}, outside its prefix: {advice}")
 
 
@@ -128,9 +146,12 @@ class Materializer(Protocol):
 
 @dataclass(frozen=True)
 class CopiedCPython:
-    """A CPython prefix copied without site-packages, tests, static libs or caches."""
+    """A CPython prefix copied without site-packages, tests, static libs or caches; its RUNPATHs
+    made relative, the source prefix written out of its files, and (with `vendor_libs`) the
+    build machine's libraries it loads copied into its lib/."""
 
     source: PythonInfo
+    vendor_libs: bool = True
 
     def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo:
         info = self.source
@@ -148,6 +169,13 @@ class CopiedCPython:
         if include.is_dir():
             shutil.copytree(include, dest / "include" / include.name, symlinks=True)
         make_runpaths_relative(dest, lib)
+        forget_prefix(dest, src)
+        if self.vendor_libs:
+            copied, absent = hostlibs.vendor(dest, dest / "lib", patchelf())
+            if copied:
+                ctx.log(f"  vendored {len(copied)} host libraries into its lib/: {', '.join(copied)}")
+            for missing in absent:
+                ctx.log(f"  warning: {missing} is not on this machine either; it is not vendored")
         return probe(dest / "bin" / exe_name)
 
 
@@ -179,15 +207,32 @@ def make_runpaths_relative(prefix: Path, lib: str) -> None:
     """Point every RUNPATH of a copied interpreter inside the copy ($ORIGIN-relative)."""
     tool = patchelf()
     targets = [(p, "$ORIGIN/../lib") for p in (prefix / "bin").iterdir()
-               if p.is_file() and not p.is_symlink() and _is_elf(p)]
+               if p.is_file() and not p.is_symlink() and elf.is_elf(p)]
     targets += [(p, "$ORIGIN") for p in (prefix / "lib").glob("libpython*.so*")
                 if p.is_file() and not p.is_symlink()]
     dynload = prefix / "lib" / lib / "lib-dynload"
     targets += [(p, "$ORIGIN/../..") for p in dynload.glob("*.so")] if dynload.is_dir() else []
     for path, runpath in targets:
         current = run([tool, "--print-rpath", path], what="patchelf").strip()
-        if current and current != runpath:
+        if current != runpath:
             run([tool, "--set-rpath", runpath, path], what=f"patchelf {path.name}")
+
+
+def forget_prefix(dest: Path, source: Path) -> None:
+    """Give the copy's text files that name the source prefix (_sysconfigdata, the config
+    Makefile, python-config) the copy's own path, which the relocation then keeps current.
+    Binaries are left alone: the prefix compiled into libpython is only a fallback, and its
+    bytes may be shared with other strings (the linker merges string tails: PY_VERSION "3.11.7"
+    can be the end of "/opt/python/3.11.7")."""
+    needle = os.fsencode(source)
+    for folder, _, files in os.walk(dest):
+        for name in files:
+            path = Path(folder, name)
+            if path.is_symlink() or path.suffix == ".pyc":
+                continue
+            data = path.read_bytes()
+            if needle in data and b"\x00" not in data:
+                path.write_bytes(data.replace(needle, os.fsencode(dest)))
 
 
 def ensure_pip(python: Path) -> None:
@@ -244,7 +289,3 @@ def _symlink(target: str, link: Path) -> None:
         link.unlink()
     link.symlink_to(target)
 
-
-def _is_elf(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"\x7fELF"

@@ -29,7 +29,7 @@ from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.integrity import CHECKSUMS, Entry
 from bundler.layout import META, Layout
-from bundler.relocate import RECORD, locked, record_text
+from bundler.relocate import RECORD, locked, record_text, replace_padded
 
 PATCH_FILE = "patch.json"
 FORMAT = 1
@@ -72,7 +72,7 @@ def _unit(rel: str, layout: Layout, project: str) -> str:
 def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: Path) -> dict[str, int]:
     """Stage the patch from the built tree `root` against `old` in `dest`; return counts."""
     new = integrity.load(root)
-    prefix, relocatable = integrity.relocation(root)
+    reloc = integrity.relocation(root)
     present = {_unit(rel, layout, project) for rel in new}
     files: dict[str, Any] = {}
     links: dict[str, str] = {}
@@ -87,12 +87,14 @@ def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: 
         target = dest / "files" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
-        files[rel] = {"sha256": _sha256(target), "relocatable": rel in relocatable,
+        files[rel] = {"sha256": _sha256(target), "relocatable": rel in reloc,
                       "checksum": entry}
+        if rel in reloc.binaries:
+            files[rel]["capacity"] = reloc.binaries[rel]
     remove = sorted(rel for rel in old if rel not in new and shippable(rel, layout)
                     and _unit(rel, layout, project) in present)
     base.update({rel: old[rel] for rel in remove})
-    patch = {"format": FORMAT, "prefix": prefix, "files": files, "links": links, "remove": remove,
+    patch = {"format": FORMAT, "prefix": reloc.prefix, "files": files, "links": links, "remove": remove,
              "base": base, "manifest": (root / MANIFEST).read_text(encoding="utf-8")}
     (dest / PATCH_FILE).write_text(json.dumps(patch, indent=1) + "\n")
     return {"files": len(files), "links": len(links), "remove": len(remove)}
@@ -209,7 +211,7 @@ def _prepare(bundle: Bundle, patch: dict[str, Any], incoming: Path) -> tuple[lis
     """Check every path against the bundle and plan the moves; raise before anything changes."""
     root, layout = bundle.root, bundle.layout
     real_root = root.resolve()
-    prefix, relocatable = integrity.relocation(root)
+    reloc = integrity.relocation(root)
     touched = [*patch["files"], *patch["links"], *patch["remove"]]
     for rel in touched:
         if not safe_rel(rel) or not shippable(rel, layout):
@@ -229,7 +231,7 @@ def _prepare(bundle: Bundle, patch: dict[str, Any], incoming: Path) -> tuple[lis
     conflicts = []
     for rel in touched:
         path = root / rel
-        current = integrity.entry(path, rel, prefix, relocatable) \
+        current = integrity.entry(path, rel, reloc) \
             if path.is_symlink() or path.exists() else None
         if rel in patch["files"]:
             new: Entry | None = patch["files"][rel]["checksum"]
@@ -243,11 +245,17 @@ def _prepare(bundle: Bundle, patch: dict[str, Any], incoming: Path) -> tuple[lis
                            f"against (changed here, or the patch is for another build): {listed}; "
                            "nothing was changed")
 
+    here = os.fsencode(reloc.prefix)
     for rel, meta in patch["files"].items():
         if meta["relocatable"]:  # it names the build's path: make it name this bundle's
             staged = incoming / "files" / rel
-            staged.write_bytes(staged.read_bytes().replace(os.fsencode(patch["prefix"]),
-                                                           os.fsencode(prefix)))
+            if "capacity" in meta and len(here) > meta["capacity"]:
+                raise BundlerError(f"refusing the patch: {rel} can hold a bundle path of at most "
+                                   f"{meta['capacity']} bytes, and this bundle's is longer; "
+                                   "nothing was changed")
+            old, data = os.fsencode(patch["prefix"]), staged.read_bytes()
+            staged.write_bytes(replace_padded(data, old, here) if "capacity" in meta
+                               else data.replace(old, here))
     manifest_text, hints = merge_manifest(bundle.manifest.read_text(encoding="utf-8"),
                                           patch["manifest"])
     live.read_manifest(bundle, manifest_text)  # still a valid manifest
@@ -258,8 +266,15 @@ def _prepare(bundle: Bundle, patch: dict[str, Any], incoming: Path) -> tuple[lis
         checksums.pop(rel, None)
     checksums[MANIFEST] = integrity.entry_of_bytes(manifest_text.encode(), executable=False)
     record = json.loads((bundle.meta / RECORD).read_text())
-    record["files"] = sorted((set(record["files"]) - set(patch["remove"]) - set(patch["files"]))
-                             | {rel for rel, f in patch["files"].items() if f["relocatable"]})
+    gone = set(patch["remove"]) | set(patch["files"])
+    record["files"] = sorted((set(record["files"]) - gone)
+                             | {rel for rel, f in patch["files"].items()
+                                if f["relocatable"] and "capacity" not in f})
+    binaries = {rel: cap for rel, cap in record.get("binaries", {}).items() if rel not in gone}
+    binaries.update({rel: f["capacity"] for rel, f in patch["files"].items() if "capacity" in f})
+    record.pop("binaries", None)
+    if binaries:
+        record["binaries"] = dict(sorted(binaries.items()))
     generated = {MANIFEST: manifest_text,
                  f"{META}/{CHECKSUMS}": integrity.dumps(checksums),
                  f"{META}/{RECORD}": record_text(record)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,19 +94,55 @@ def _drop_stale_hashes(root: Path, scripts: set[str]) -> None:
             record_file.write_text("".join(lines), encoding="utf-8")
 
 
-def record(root: Path, meta: Path) -> list[str]:
-    """Find the text files that contain `root` and write the record; return binaries that do too."""
+def record(root: Path, meta: Path, capacity: dict[str, int] | None = None) -> list[str]:
+    """Find the files that contain `root` and write the record: text files, and binaries whose
+    `capacity` (the longest root their NUL-padded strings can hold) is known. Return the
+    binaries that contain `root` without a known capacity: those cannot be relocated."""
+    capacity = capacity or {}
     needle = os.fsencode(root)
     texts: list[str] = []
-    binaries: list[str] = []
+    binaries: dict[str, int] = {}
+    stuck: list[str] = []
     for path in _walk(root, links=False):
         if path.suffix in SKIP_SUFFIXES or path.is_relative_to(meta):
             continue
         data = path.read_bytes()
         if needle in data:
-            (binaries if b"\x00" in data else texts).append(str(path.relative_to(root)))
-    _write_json(meta / RECORD, {"prefix": str(root), "files": sorted(texts)})
-    return sorted(binaries)
+            rel = str(path.relative_to(root))
+            if b"\x00" not in data:
+                texts.append(rel)
+            elif rel in capacity:
+                binaries[rel] = capacity[rel]
+            else:
+                stuck.append(rel)
+    rec: dict[str, object] = {"prefix": str(root), "files": sorted(texts)}
+    if binaries:
+        rec["binaries"] = dict(sorted(binaries.items()))
+    _write_json(meta / RECORD, rec)
+    return sorted(stuck)
+
+
+def replace_padded(data: bytes, old: bytes, new: bytes) -> bytes:
+    """Replace `old` with `new` inside the NUL-terminated strings of a binary without moving
+    anything: a string that gets shorter is padded with NULs, one that gets longer takes them
+    from its padding. The caller checks that `new` fits the string's original slot."""
+    def replace(match: re.Match[bytes]) -> bytes:
+        segment = match.group()
+        body = segment.rstrip(b"\x00")
+        spare = len(segment) - len(body)
+        result = body.replace(old, new)
+        if len(result) - len(body) >= spare:
+            raise BundlerError(f"no room for {os.fsdecode(new)} in a binary string")
+        return result + b"\x00" * (spare - (len(result) - len(body)))
+
+    return re.sub(re.escape(old) + rb"[^\x00]*\x00+", replace, data)
+
+
+def canonical_binary(data: bytes, prefix: bytes, placeholder: bytes) -> bytes:
+    """`data` with `prefix` replaced by `placeholder` and the padding after those strings
+    dropped: the same for every place the binary was relocated to."""
+    return re.sub(re.escape(prefix) + rb"[^\x00]*\x00+",
+                  lambda m: m.group().rstrip(b"\x00").replace(prefix, placeholder) + b"\x00", data)
 
 
 @contextmanager
@@ -136,12 +173,19 @@ def relocate(root: Path, meta: Path) -> bool:
     rewritten = _read_journal(journal_path)
     if rec["prefix"] == new and not rewritten:
         return False
+    binaries: dict[str, int] = rec.get("binaries", {})
+    too_long = {rel: cap for rel, cap in binaries.items() if len(os.fsencode(new)) > cap}
+    if too_long:
+        rel, cap = min(too_long.items(), key=lambda item: item[1])
+        raise BundlerError(f"the bundle is now at {root} ({len(os.fsencode(new))} bytes), but "
+                           f"{rel} (from a conda package) can hold a path of at most {cap}: "
+                           "move the bundle to a shorter path")
     try:
         with open(journal_path, "a", encoding="utf-8") as journal:
-            for rel in rec["files"]:
+            for rel in [*rec["files"], *binaries]:
                 current = rewritten.get(rel, rec["prefix"])
                 if current != new:
-                    _replace_in_file(root / rel, current.encode(), new.encode())
+                    _replace_in_file(root / rel, current.encode(), new.encode(), rel in binaries)
                     journal.write(json.dumps({"file": rel, "prefix": new}) + "\n")
                     journal.flush()
     except PermissionError as exc:
@@ -169,10 +213,10 @@ def _read_journal(path: Path) -> dict[str, str]:
     return rewritten
 
 
-def _replace_in_file(path: Path, old: bytes, new: bytes) -> None:
+def _replace_in_file(path: Path, old: bytes, new: bytes, binary: bool = False) -> None:
     data = path.read_bytes()
     if old in data:
-        write_atomic(path, data.replace(old, new))
+        write_atomic(path, replace_padded(data, old, new) if binary else data.replace(old, new))
 
 
 def record_text(rec: object) -> str:

@@ -36,12 +36,12 @@ PASSTHROUGH: dict[str, tuple[type, ...]] = {
 SERVICE_KEYS = ("command", "python", "code", "environment", "numprocs", *PASSTHROUGH)
 TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "groups", "build")
 BUNDLE_KEYS = ("name", "version", "project", "format", "layout")
-BASE_KEYS = ("python", "packages", "requirements_file")
-ENV_KEYS = ("virtualenv", "python", "requirements", "requirements_file")
+BASE_KEYS = ("python", "conda", "vendor_libs", "packages", "requirements_file")
+ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "requirements", "requirements_file")
 CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode")
 GROUP_KEYS = ("programs", "priority")
-LATER = {"conda": "conda environments are not supported yet; use python = PREFIX or virtualenv = ENV",
-         "archive": "standalone CPython archives are not supported yet; use python = PREFIX"}
+LATER = {"archive": 'a standalone CPython archive is given as python = "path/to/cpython-...'
+                    '-install_only.tar.gz"'}
 
 
 class SpecError(BundlerError):
@@ -50,11 +50,14 @@ class SpecError(BundlerError):
 
 @dataclass(frozen=True)
 class Interpreter:
-    """The base ("base") or one env: a copied CPython prefix or a virtualenv on another one."""
+    """The base ("base") or one env: a copied CPython (prefix, executable or standalone archive),
+    a conda environment packed with conda-pack, or a virtualenv on another one."""
 
     name: str
-    python: str | None = None        # "current" or a CPython prefix / executable path
+    python: str | None = None        # "current", a CPython prefix / executable / archive path
     virtualenv: str | None = None    # the bundle interpreter this virtualenv sits on
+    conda: str | None = None         # a conda environment's prefix
+    vendor_libs: bool = True         # copy the host libraries a copied CPython loads
     requirements: tuple[str, ...] = ()
     requirements_file: str | None = None
 
@@ -258,8 +261,13 @@ def _check_top(raw: Mapping[str, Any], c: _Checker) -> None:
 def _base(raw: Any, c: _Checker) -> Interpreter:
     t = ("base",)
     raw = c.table(raw, t, BASE_KEYS)
-    python = c.typed(raw, t, "python", (str,), default="current")
-    return Interpreter(name="base", python=python, requirements=c.strings(raw, t, "packages"),
+    conda = c.typed(raw, t, "conda", (str,))
+    python = c.typed(raw, t, "python", (str,), default=None if conda else "current")
+    if python and conda:
+        raise c.fail(t, "conda", "needs one of python = PREFIX or conda = ENV_PREFIX, not both")
+    return Interpreter(name="base", python=python, conda=conda,
+                       vendor_libs=_vendor_libs(raw, t, c, python),
+                       requirements=c.strings(raw, t, "packages"),
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
 
 
@@ -268,12 +276,22 @@ def _env(name: str, raw: Any, c: _Checker) -> Interpreter:
     raw = c.table(raw, t, ENV_KEYS)
     venv = c.typed(raw, t, "virtualenv", (str,))
     python = c.typed(raw, t, "python", (str,))
-    if (venv is None) == (python is None):
-        raise c.fail(t, None, "needs exactly one of virtualenv = ENV or python = PREFIX")
-    return Interpreter(name=name, python=python,
+    conda = c.typed(raw, t, "conda", (str,))
+    if [venv, python, conda].count(None) != 2:
+        raise c.fail(t, None, "needs exactly one of virtualenv = ENV, python = PREFIX or "
+                     "conda = ENV_PREFIX")
+    return Interpreter(name=name, python=python, conda=conda,
                        virtualenv=normalize_python(venv) if venv is not None else None,
+                       vendor_libs=_vendor_libs(raw, t, c, python),
                        requirements=c.strings(raw, t, "requirements"),
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
+
+
+def _vendor_libs(raw: Mapping[str, Any], t: tuple[str, ...], c: _Checker, python: str | None) -> bool:
+    if "vendor_libs" in raw and python is None:
+        raise c.fail(t, "vendor_libs", "vendor_libs applies to copied CPythons (python = ...); "
+                     "conda environments carry their own libraries, virtualenvs their parent's")
+    return bool(c.typed(raw, t, "vendor_libs", (bool,), default=True))
 
 
 def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: _Checker) -> None:

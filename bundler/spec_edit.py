@@ -115,12 +115,13 @@ def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) 
 
 
 def add_env(doc: TOMLDocument, name: str, virtualenv: str | None, python: str | None,
-            requirements: list[str], requirements_file: str | None) -> None:
-    if (virtualenv is None) == (python is None):
-        raise UsageError("give exactly one of --virtualenv ENV or --python PREFIX")
+            conda: str | None, requirements: list[str], requirements_file: str | None) -> None:
+    if [virtualenv, python, conda].count(None) != 2:
+        raise UsageError("give exactly one of --virtualenv ENV, --python PREFIX or --conda PREFIX")
     _new_entry(doc, "env", name, {
         "virtualenv": normalize_python(virtualenv) if virtualenv is not None else None,
-        "python": python, "requirements": requirements, "requirements_file": requirements_file})
+        "python": python, "conda": conda, "requirements": requirements,
+        "requirements_file": requirements_file})
 
 
 def add_code(doc: TOMLDocument, name: str, path: str | None, git: str | None, ref: str | None,

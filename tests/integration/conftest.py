@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
                     "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "zstandard",
-                    "pillow"],
+                    "pyelftools", "pillow"],
                    check=True, timeout=600)
     return folder
 
@@ -70,8 +71,13 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Art
             *[a for k, v in LAUNCH_ENV.items() for a in ("--env", f"{k}={v}")])
     bundler(*c, "add-service", "pool", "--code", "probe", "--command", "python -m probe",
             "--numprocs", "2", "--set", "startsecs=1")
-    if PY37 is not None:
-        bundler(*c, "add-env", "py37", "--python", str(PY37))
+    cache = {"XDG_CACHE_HOME": str(work / "cache")}  # standalone archives unpack there
+    if PY37 is not None:  # as a standalone CPython archive (python-build-standalone's layout)
+        standalone = work / "cpython-3.7.16-install_only.tar.gz"
+        with tarfile.open(standalone, "w:gz", compresslevel=1) as tar:
+            tar.add(PY37, arcname="python", filter=lambda m: None if "/test/" in m.name + "/"
+                    or "/site-packages/" in m.name else m)
+        bundler(*c, "add-env", "py37", "--python", str(standalone))
         bundler(*c, "add-service", "svc37", "--python", "py37", "--code", "probe",
                 "--command", "python -m probe")
     shutil.copytree(BROKEN_SRC, project / "broken_src")
@@ -80,9 +86,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Art
             "--group", "sam", "--set", "startsecs=1", "--set", "startretries=1")
     (project / "requirements-tools.txt").write_text("# a real package, from the wheelhouse\ntomlkit\n")
     bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
-    bundler(*c, "check")
+    bundler(*c, "check", env=cache)
     result = bundler(*c, "build", "--output", str(project / "dist"), "--no-index",
-                     "--find-links", str(wheelhouse))
+                     "--find-links", str(wheelhouse), env=cache)
     built = list((project / "dist").iterdir())
     assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
     assert result.stdout == f"{built[0]}\n"
@@ -94,7 +100,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Art
     (project / "sam_v4/service/sam/__init__.py").write_text('VERSION = "v4"\n')
     bundler(*c, "add-code", "v4", "--path", "sam_v4")
     result = bundler(*c, "build", "--output", str(project / "patches"), "--no-index",
-                     "--find-links", str(wheelhouse), "--patch-from", str(keep / built[0].name))
+                     "--find-links", str(wheelhouse), "--patch-from", str(keep / built[0].name),
+                     env=cache)
     patch = Path(result.stdout.strip())
     shutil.move(str(patch), keep / patch.name)
     shutil.rmtree(work)  # the build tree and its staging copies are gone from here on

@@ -8,6 +8,7 @@ test's own virtualenv are hidden under empty tmpfs mounts: a bundle that still l
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -37,8 +38,10 @@ LAUNCH_ENV = {"HASH": "abc #def", "DQ": 'say "hi"', "NL": "l1\nl2", "EDGE": "'q'
 
 
 
-def bundler(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*BUNDLER, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+def bundler(*args: str, cwd: Path | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*BUNDLER, *args], cwd=cwd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"bundler {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
@@ -63,12 +66,15 @@ def _unshare_works() -> bool:
 UNSHARE = _unshare_works()
 
 
-def run_hidden(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` with the source prefixes hidden (see the module docstring)."""
+def run_hidden(cmd: list[str], timeout: float = 180,
+               masked: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` with the source prefixes hidden (see the module docstring), and the files in
+    `masked` (host libraries, say) replaced by an empty one."""
     if not UNSHARE:
         pytest.skip("proving relocation needs `unshare -m` and tmpfs mounts (root)")
     mounts = "".join(f"mount -t tmpfs none {shlex.quote(p)} || exit 97; "
                      for p in _hidden_prefixes())
+    mounts += "".join(f"mount --bind /dev/null {shlex.quote(p)} || exit 97; " for p in masked)
     return subprocess.run(["unshare", "-m", "sh", "-c", mounts + 'exec "$@"', "sh", *cmd],
                           capture_output=True, text=True, timeout=timeout)
 

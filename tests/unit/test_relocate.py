@@ -33,11 +33,11 @@ def relocate_interrupted(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = rel._replace_in_file
     calls = []
 
-    def crash_after_first(path: Path, old: bytes, new: bytes) -> None:
+    def crash_after_first(path: Path, old: bytes, new: bytes, binary: bool = False) -> None:
         calls.append(path)
         if len(calls) > 1:
             raise KeyboardInterrupt
-        real(path, old, new)
+        real(path, old, new, binary)
 
     with monkeypatch.context() as patch:
         patch.setattr(rel, "_replace_in_file", crash_after_first)

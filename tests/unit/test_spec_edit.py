@@ -34,7 +34,7 @@ def spec_path(tmp_path: Path) -> Path:
 
 
 def test_edits_keep_comments_and_produce_a_valid_spec(spec_path: Path) -> None:
-    spec_edit.edit(spec_path, lambda d: spec_edit.add_env(d, "pyocr", "envs/base", None,
+    spec_edit.edit(spec_path, lambda d: spec_edit.add_env(d, "pyocr", "envs/base", None, None,
                                                           ["pillow"], None))
     spec_edit.edit(spec_path, lambda d: spec_edit.add_code(d, "v3", None, ".", "v3", [".", "lib"],
                                                            True))
@@ -66,7 +66,7 @@ def test_edits_keep_comments_and_produce_a_valid_spec(spec_path: Path) -> None:
     (lambda d: spec_edit.add_service(d, "b", "base", "v1", "python x", {}, None, None,
                                      {"stopsignall": "INT"}),
      SpecError, "did you mean 'stopsignal'"),
-    (lambda d: spec_edit.add_env(d, "e", "base", "/opt/py", [], None), UsageError,
+    (lambda d: spec_edit.add_env(d, "e", "base", "/opt/py", None, [], None), UsageError,
      "exactly one of --virtualenv"),
     (lambda d: spec_edit.add_code(d, "v3", "src", None, "v1", [], False), UsageError,
      "--ref applies to --git only"),

@@ -1,0 +1,138 @@
+"""Will this bundle run on another machine? Libraries its ELF files need that it does not carry,
+the oldest glibc it can run on, and files that still name a path of the build machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bundler import elf
+from bundler.layout import META
+from bundler.relocate import RECORD
+
+ORIGIN = "origin.json"   # in .bundler/: the build machine's paths, for this check
+_SKIP = ("log", "run", META)
+
+
+@dataclass
+class Report:
+    elf_files: int = 0
+    carried: int = 0                       # non-system libraries found inside the bundle
+    glibc: tuple[int, ...] = ()
+    glibc_file: str = ""
+    missing: dict[str, list[str]] = field(default_factory=dict)   # soname -> needing files
+    outside: dict[str, list[str]] = field(default_factory=dict)   # RUNPATH out of the bundle
+    leaks: dict[str, list[str]] = field(default_factory=dict)     # file -> build paths in it
+    notes: dict[str, list[str]] = field(default_factory=dict)     # binary -> source prefixes
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.outside or self.leaks)
+
+    def lines(self) -> list[str]:
+        glibc = ".".join(map(str, self.glibc)) if self.glibc else "any"
+        out = [f"glibc     needs {glibc} or newer"
+               + (f" (for {self.glibc_file})" if self.glibc_file else "")]
+        out.append(f"libraries {self.elf_files} ELF files; {self.carried} non-system libraries, "
+                   f"{'all' if not self.missing else 'not all'} inside the bundle")
+        for soname, users in sorted(self.missing.items()):
+            out.append(f"missing   {soname}, needed by {_some(users)}")
+        for rel, dirs in sorted(self.outside.items()):
+            out.append(f"outside   {rel} looks for libraries in {', '.join(dirs)}")
+        for rel, paths in sorted(self.leaks.items()):
+            out.append(f"leak      {rel} contains {', '.join(paths)}")
+        if not self.leaks:
+            out.append("leaks     no file names a path of the build machine")
+        for rel, paths in sorted(self.notes.items()):
+            out.append(f"note      {rel} has {', '.join(paths)} compiled in (a default, not "
+                       "used to load libraries)")
+        return out
+
+
+def _some(items: list[str], limit: int = 3) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(sorted(items)[:limit]) + more
+
+
+def check(root: Path) -> Report:
+    report = Report()
+    _check_libraries(root, report)
+    _check_leaks(root, report)
+    return report
+
+
+def _check_libraries(root: Path, report: Report) -> None:
+    files = elf.elf_files(root, skip=_SKIP)
+    names = {p.name for p in files}
+    report.elf_files = len(files)
+    carried: set[str] = set()
+    missing: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        info = elf.read(path)
+        if info is None:
+            continue
+        rel = path.relative_to(root).as_posix()
+        if info.glibc > report.glibc:
+            report.glibc, report.glibc_file = info.glibc, rel
+        dirs = info.search_dirs(path)
+        outside = [str(d) for d in dirs if not _inside(d, root)]
+        if outside:
+            report.outside[rel] = outside
+        for soname in info.needed:
+            if elf.is_expected(soname):
+                continue
+            if any(_inside(d, root) and (d / soname).exists() for d in dirs) or \
+                    (soname.startswith("libpython") and soname in names):
+                carried.add(soname)  # on its search path (libpython: loaded by the executable)
+            else:
+                missing[soname].append(rel)
+    report.carried = len(carried)
+    report.missing = dict(missing)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.normpath(path).startswith(str(root) + os.sep) or Path(path) == root
+
+
+def build_paths(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The build machine's paths the build recorded, each with what it was: (paths no file
+    may name, the source interpreters' prefixes)."""
+    try:
+        origin = json.loads((root / META / ORIGIN).read_text())
+    except FileNotFoundError:
+        return {}, {}
+    build = {origin["staging"]: "the build's staging folder", origin["project"]: "the project"}
+    sources = {path: f"the source of interpreter {name}" for name, path in origin["sources"].items()}
+    return build, sources
+
+
+def _check_leaks(root: Path, report: Report) -> None:
+    """Files naming a path of the build machine. The relocation's own files name the bundle's
+    recorded root (bin/start rewrites them). A source interpreter's prefix compiled into a
+    binary (libpython keeps its configure --prefix as a last-resort default) is only noted: it
+    is not used to find libraries, which the RUNPATH check covers."""
+    build, sources = build_paths(root)
+    record = json.loads((root / META / RECORD).read_text())
+    relocated = set(record["files"]) | set(record.get("binaries", {}))
+    recorded = os.fsencode(record["prefix"])
+    needles = [(os.fsencode(p), p, False) for p in build if p != "/"]
+    needles += [(os.fsencode(p), p, True) for p in sources if p not in ("/", "/usr")]
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if (here / d).relative_to(root).as_posix() not in _SKIP]
+        for name in files:
+            path = here / name
+            if path.is_symlink():
+                continue
+            rel = path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            if rel in relocated:
+                data = data.replace(recorded, b"")
+            binary = b"\x00" in data
+            for needle, text, source in needles:
+                if needle in data:
+                    found = report.notes if source and binary else report.leaks
+                    found.setdefault(rel, []).append(text)
