@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -41,9 +42,15 @@ def test_only_recorded_files_name_the_build_path(archive: Path) -> None:
         naming = {m.name.removeprefix("smartbox/") for m in tar if m.isfile()
                   and needle in tar.extractfile(m).read()}
     assert ".bundler-staging-" in record["prefix"]
-    assert naming == {".bundler/relocate.json", *record["files"]}
-    assert set(record["files"]) == {"envs/pyocr/pyvenv.cfg", "envs/pyocr/bin/activate",
-                                    "envs/tools/pyvenv.cfg", "envs/tools/bin/activate"}
+    assert naming == {".bundler/relocate.json", ".bundler/origin.json", *record["files"]}
+    venvs = {"envs/pyocr/pyvenv.cfg", "envs/pyocr/bin/activate",
+             "envs/tools/pyvenv.cfg", "envs/tools/bin/activate"}
+    assert set(record["files"]) >= venvs
+    # the copied interpreters' build configuration, which named their source prefix
+    config = re.compile(r"(envs/py37/)?lib/python3\.\d+/(_sysconfigdata_.*\.py|"
+                        r"config-[^/]+/(Makefile|python-config\.py))")
+    others = set(record["files"]) - venvs
+    assert others and all(config.fullmatch(f) for f in others), others
 
 
 def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: Path) -> None:

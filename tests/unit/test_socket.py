@@ -51,3 +51,16 @@ def test_without_a_runtime_dir_the_fallback_is_private(short_tmp: Path,
     os.chown(private, 4242, -1)
     chosen = Path(choose_socket(deep, deep / "run"))
     assert chosen.parent == private
+
+
+def test_the_longest_accepted_path_leaves_room_for_supervisords_temporary_name(short_tmp: Path) -> None:
+    """supervisord binds "<socket>.<pid>" first, then renames it to <socket>."""
+    import socket
+
+    run = short_tmp / ("r" * (SOCKET_LIMIT - len(str(short_tmp)) - len("/supervisor.sock") - 1))
+    chosen = choose_socket(short_tmp, run)
+    assert chosen == str(run / "supervisor.sock") and len(os.fsencode(chosen)) == SOCKET_LIMIT
+    run.mkdir()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(chosen + ".4194304")  # the longest pid Linux hands out
+    assert choose_socket(short_tmp, Path(str(run) + "x")) != str(run) + "x/supervisor.sock"
