@@ -75,9 +75,13 @@ class CondaPacked:
             if needle not in data:
                 continue
             if file.file_mode == "binary":
+                if len(needle) < len(os.fsencode(dest)):
+                    raise BundlerError(f"{self.prefix}: {file.target} was built with a "
+                                       f"{len(needle)}-byte prefix placeholder, shorter than the "
+                                       f"build's staging path {dest}: build with a shorter --output")
                 ctx.binary_slots[target] = (dest, len(needle))
                 target.write_bytes(replace_padded(data, needle, os.fsencode(dest)))
-            elif b"\0" not in data:
+            elif file.file_mode == "text" or b"\0" not in data:
                 target.write_bytes(data.replace(needle, os.fsencode(dest)))
             else:
                 ctx.log(f"  warning: {file.target} names the environment's path in binary data "
