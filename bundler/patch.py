@@ -27,6 +27,7 @@ from bundler import filemoves, integrity, live
 from bundler.archive import read_tar
 from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import sha256_file
 from bundler.integrity import CHECKSUMS, Entry
 from bundler.layout import META, Layout
 from bundler.relocate import RECORD, locked, record_text, replace_padded
@@ -87,7 +88,7 @@ def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: 
         target = dest / "files" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
-        files[rel] = {"sha256": _sha256(target), "relocatable": rel in reloc,
+        files[rel] = {"sha256": sha256_file(target), "relocatable": rel in reloc,
                       "checksum": entry}
         if rel in reloc.binaries:
             files[rel]["capacity"] = reloc.binaries[rel]
@@ -103,14 +104,6 @@ def make(root: Path, layout: Layout, project: str, old: dict[str, Entry], dest: 
 def _same(old: Entry | None, new: Entry) -> bool:
     """The same file, or bytecode of the same source (valid whichever build compiled it)."""
     return old == new or (old is not None and "source" in new and old.get("source") == new["source"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- applying, on the server ---------------------------------------------------------------

@@ -3,7 +3,6 @@ unpacked once into bundler's cache, then copied into bundles like any CPython pr
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from bundler.archive import extract
 from bundler.errors import BundlerError
+from bundler.fsutil import sha256_file
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar")
 
@@ -27,11 +27,7 @@ def cache_dir() -> Path:
 def unpack(archive: Path) -> Path:
     """The prefix (the archive's one top-level folder, e.g. python/) unpacked from `archive`;
     reused when the same archive (by SHA-256) was unpacked before."""
-    digest = hashlib.sha256()
-    with open(archive, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    final = cache_dir() / digest.hexdigest()[:32]
+    final = cache_dir() / sha256_file(archive)[:32]
     if not final.is_dir():
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=final.parent))
