@@ -101,12 +101,12 @@ def _text(tag: Any, name: str) -> str:
     return str(getattr(tag, name))
 
 
-def elf_files(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
-    """Every regular ELF file under `root` (symlinks not followed), except under `skip` folders."""
+def elf_files(root: Path) -> list[Path]:
+    """Every regular ELF file under `root` (symlinks not followed)."""
     found = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if (here / d).relative_to(root).as_posix() not in skip)
+        dirs.sort()
         for name in sorted(files):
             path = here / name
             if not path.is_symlink() and is_elf(path):

@@ -9,9 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler import elf
+from bundler import elf, integrity
 from bundler.layout import META
-from bundler.relocate import RECORD
 
 ORIGIN = "origin.json"   # in .bundler/: the build machine's paths, for this check
 _SKIP = ("log", "run", META)
@@ -59,13 +58,12 @@ def _some(items: list[str], limit: int = 3) -> str:
 
 def check(root: Path) -> Report:
     report = Report()
-    _check_libraries(root, report)
-    _check_leaks(root, report)
+    elf_files = _check_leaks(root, report)
+    _check_libraries(root, elf_files, report)
     return report
 
 
-def _check_libraries(root: Path, report: Report) -> None:
-    files = elf.elf_files(root, skip=_SKIP)
+def _check_libraries(root: Path, files: list[Path], report: Report) -> None:
     names = {p.name for p in files}
     report.elf_files = len(files)
     carried: set[str] = set()
@@ -109,30 +107,34 @@ def build_paths(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     return build, sources
 
 
-def _check_leaks(root: Path, report: Report) -> None:
-    """Files naming a path of the build machine. The relocation's own files name the bundle's
-    recorded root (bin/start rewrites them). A source interpreter's prefix compiled into a
-    binary (libpython keeps its configure --prefix as a last-resort default) is only noted: it
-    is not used to find libraries, which the RUNPATH check covers."""
+def _check_leaks(root: Path, report: Report) -> list[Path]:
+    """Files naming a path of the build machine; returns the ELF files, so that each file is
+    read once. The relocation's own files name the bundle's recorded root (bin/start rewrites
+    them). A source interpreter's prefix compiled into a binary (libpython keeps its configure
+    --prefix as a last-resort default) is only noted: it is not used to find libraries, which
+    the RUNPATH check covers."""
     build, sources = build_paths(root)
-    record = json.loads((root / META / RECORD).read_text())
-    relocated = set(record["files"]) | set(record.get("binaries", {}))
-    recorded = os.fsencode(record["prefix"])
+    reloc = integrity.relocation(root)
+    recorded = os.fsencode(reloc.prefix)
     needles = [(os.fsencode(p), p, False) for p in build if p != "/"]
     needles += [(os.fsencode(p), p, True) for p in sources if p not in ("/", "/usr")]
+    elf_files = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        dirs[:] = [d for d in dirs if (here / d).relative_to(root).as_posix() not in _SKIP]
-        for name in files:
+        dirs[:] = sorted(d for d in dirs if (here / d).relative_to(root).as_posix() not in _SKIP)
+        for name in sorted(files):
             path = here / name
             if path.is_symlink():
                 continue
             rel = path.relative_to(root).as_posix()
             data = path.read_bytes()
-            if rel in relocated:
+            if data.startswith(elf.MAGIC):
+                elf_files.append(path)
+            if rel in reloc:
                 data = data.replace(recorded, b"")
             binary = b"\x00" in data
             for needle, text, source in needles:
                 if needle in data:
                     found = report.notes if source and binary else report.leaks
                     found.setdefault(rel, []).append(text)
+    return elf_files
