@@ -19,6 +19,7 @@ SPEC_VERSION = 1
 FORMATS = ("tar.gz", "tar.zst", "dir")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
+PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
@@ -33,13 +34,24 @@ PASSTHROUGH: dict[str, tuple[type, ...]] = {
     "stdout_events_enabled": (bool,), "stderr_events_enabled": (bool,),
     "stdout_syslog": (bool,), "stderr_syslog": (bool,),
 }
-SERVICE_KEYS = ("command", "python", "code", "environment", "numprocs", *PASSTHROUGH)
-TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "groups", "build")
+SERVICE_KEYS = ("command", "python", "code", "environment", "numprocs", "health", "max_rss",
+                *PASSTHROUGH)
+TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "groups", "supervisor",
+            "metrics", "alerts", "build")
 BUNDLE_KEYS = ("name", "version", "project", "format", "layout")
 BASE_KEYS = ("python", "conda", "vendor_libs", "packages", "requirements_file")
 ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "requirements", "requirements_file")
 CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode")
 GROUP_KEYS = ("programs", "priority")
+SUPERVISOR_KEYS = ("user", "socket_group", "http")
+HTTP_KEYS = ("port", "host", "allow_remote", "username")
+METRICS_KEYS = ("port", "host", "allow_remote")
+ALERT_KEYS = ("webhook", "command", "on", "retries", "timeout")
+ALERT_EVENTS = ("fatal", "exit", "health", "memory")
+PROBES = ("http", "tcp", "command")
+HEALTH_KEYS = (*PROBES, "every", "timeout", "failures")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 LATER = {"archive": 'a standalone CPython archive is given as python = "path/to/cpython-...'
                     '-install_only.tar.gz"'}
 
@@ -73,6 +85,17 @@ class CodeVersion:
 
 
 @dataclass(frozen=True)
+class Health:
+    """A probe run by the bundle's monitor: `failures` misses in a row restart the service."""
+
+    probe: str      # "http", "tcp" or "command"
+    target: str     # the URL, host:port or command line
+    every: float = 10.0
+    timeout: float = 3.0
+    failures: int = 3
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     command: str
@@ -82,6 +105,33 @@ class Service:
     numprocs: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)
     group: str | None = None
+    health: Health | None = None
+    max_rss: int | None = None  # bytes: the monitor restarts the service above this
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A TCP endpoint bundler opens (supervisor's web UI, the metrics)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    username: str = "admin"
+
+
+@dataclass(frozen=True)
+class Supervisord:
+    user: str | None = None          # supervisord drops to this user when started as root
+    socket_group: str | None = None  # the socket is 0770 for this group (else 0700)
+    http: Listen | None = None       # supervisor's inet_http_server, off unless asked
+
+
+@dataclass(frozen=True)
+class Alerts:
+    webhook: str | None = None
+    command: str | None = None
+    on: tuple[str, ...] = ALERT_EVENTS
+    retries: int = 3
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +153,15 @@ class Spec:
     code: Mapping[str, CodeVersion]
     services: Mapping[str, Service]
     groups: Mapping[str, Group]
+    supervisor: Supervisord = Supervisord()
+    metrics: Listen | None = None
+    alerts: Alerts | None = None
+
+    @property
+    def monitored(self) -> bool:
+        """Whether the bundle runs its monitor (health, memory, alerts, metrics)."""
+        return bool(self.metrics or self.alerts
+                    or any(s.health or s.max_rss for s in self.services.values()))
 
     @property
     def folder(self) -> Path:
@@ -247,9 +306,12 @@ def _build(raw: dict[str, Any], c: _Checker, path: Path) -> Spec:
     services = {}
     for sname, sraw in services_raw.items():
         services[sname] = _service(sname, sraw, c, interpreters, code, membership.get(sname))
+    supervisor = _supervisor(raw.get("supervisor", {}), c, services_raw)
+    metrics = _listen(raw["metrics"], ("metrics",), c, METRICS_KEYS) if "metrics" in raw else None
+    alerts = _alerts(raw["alerts"], c) if "alerts" in raw else None
     return Spec(path=path, name=name, version=bundle_version, project=project, format=fmt,
                 layout=layout, interpreters=interpreters, code=code, services=services,
-                groups=groups)
+                groups=groups, supervisor=supervisor, metrics=metrics, alerts=alerts)
 
 
 def _check_top(raw: Mapping[str, Any], c: _Checker) -> None:
@@ -384,5 +446,103 @@ def _service(name: str, raw: Any, c: _Checker, interpreters: Mapping[str, Interp
         raise c.fail(t, "autorestart", "autorestart must be true, false or \"unexpected\"")
     if numprocs > 1 and "process_name" in options and "%(process_num)" not in options["process_name"]:
         raise c.fail(t, "process_name", "with numprocs > 1, process_name must contain %(process_num)s")
+    health = _health(raw["health"], t, c) if "health" in raw else None
+    if health is not None and numprocs > 1:
+        raise c.fail(t, "health", "health checks need numprocs = 1: one address cannot tell which "
+                     "of several processes is unhealthy")
+    max_rss = None
+    if "max_rss" in raw:
+        max_rss = parse_size(c.typed(raw, t, "max_rss", (str, int)))
+        if max_rss is None or max_rss <= 0:
+            raise c.fail(t, "max_rss", f"max_rss {raw['max_rss']!r} is not a size like \"512MB\"")
     return Service(name=name, command=command, code=version, python=python,
-                   environment=environment, numprocs=numprocs, options=options, group=group)
+                   environment=environment, numprocs=numprocs, options=options, group=group,
+                   health=health, max_rss=max_rss)
+
+
+def parse_size(value: str | int) -> int | None:
+    """Bytes in "512MB", "1.5GiB", "200K" or a plain integer (K, M, G, T are powers of 1024,
+    as in supervisor's own sizes); None when `value` is no size."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        return None
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
+
+
+def _number(raw: Mapping[str, Any], t: tuple[str, ...], key: str, c: _Checker,
+            default: float, at: str | None = None) -> float:
+    """A positive number; errors point at the line of `at` (the inline table holding it)."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise c.fail(t, at or key, f"{key} must be a number more than 0, not {value!r}")
+    return float(value)
+
+
+def _health(raw: Any, t: tuple[str, ...], c: _Checker) -> Health:
+    raw = c.table(raw, (*t, "health"), HEALTH_KEYS)
+    probes = [p for p in PROBES if p in raw]
+    if len(probes) != 1:
+        raise c.fail(t, "health", "health needs exactly one of http = URL, tcp = \"HOST:PORT\" "
+                     "or command = CMD")
+    probe = probes[0]
+    target = c.typed(raw, t, probe, (str,))
+    if probe == "http" and not target.startswith(("http://", "https://")):
+        raise c.fail(t, "health", f"health http {target!r} must be an http:// or https:// URL")
+    if probe == "tcp" and not re.match(r"^\[?[^\s\]]+\]?:\d+$", target):
+        raise c.fail(t, "health", f"health tcp {target!r} must be HOST:PORT")
+    failures = c.typed(raw, t, "failures", (int,), default=3)
+    if failures < 1:
+        raise c.fail(t, "health", "health failures must be at least 1")
+    return Health(probe=probe, target=target, every=_number(raw, t, "every", c, 10.0, "health"),
+                  timeout=_number(raw, t, "timeout", c, 3.0, "health"), failures=failures)
+
+
+def _listen(raw: Any, t: tuple[str, ...], c: _Checker, keys: tuple[str, ...]) -> Listen:
+    raw = c.table(raw, t, keys)
+    port = c.typed(raw, t, "port", (int,), required=True)
+    if not 0 < port < 65536:
+        raise c.fail(t, "port", f"port {port} is not a TCP port (1-65535)")
+    host = c.typed(raw, t, "host", (str,), default="127.0.0.1")
+    if host not in LOOPBACK and not c.typed(raw, t, "allow_remote", (bool,), default=False):
+        raise c.fail(t, "host", f"host {host!r} opens the port to other machines: add "
+                     "allow_remote = true to mean it (the default, 127.0.0.1, stays on this host)")
+    username = c.typed(raw, t, "username", (str,), default="admin")
+    if not NAME_RE.match(username):
+        raise c.fail(t, "username", f"username {username!r} is invalid: {NAME_RULE}")
+    return Listen(port=port, host=host, username=username)
+
+
+def _supervisor(raw: Any, c: _Checker, services: Mapping[str, Any]) -> Supervisord:
+    t = ("supervisor",)
+    raw = c.table(raw, t, SUPERVISOR_KEYS)
+    user = c.typed(raw, t, "user", (str,))
+    for name, service in services.items():
+        if user and isinstance(service, Mapping) and service.get("user", user) != user:
+            raise c.fail(("services", name), "user", f"user {service['user']!r}: supervisord runs "
+                         f"as {user!r} ([supervisor] user), which cannot start a process as "
+                         "another user")
+    http = _listen(raw["http"], (*t, "http"), c, HTTP_KEYS) if "http" in raw else None
+    return Supervisord(user=user, socket_group=c.typed(raw, t, "socket_group", (str,)), http=http)
+
+
+def _alerts(raw: Any, c: _Checker) -> Alerts:
+    t = ("alerts",)
+    raw = c.table(raw, t, ALERT_KEYS)
+    webhook = c.typed(raw, t, "webhook", (str,))
+    command = c.typed(raw, t, "command", (str,))
+    if webhook is None and command is None:
+        raise c.fail(t, None, "needs webhook = URL, command = CMD or both")
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise c.fail(t, "webhook", f"webhook {webhook!r} must be an http:// or https:// URL")
+    on = c.strings(raw, t, "on") if "on" in raw else ALERT_EVENTS
+    for event in on:
+        if event not in ALERT_EVENTS:
+            raise c.fail(t, "on", f"on names {event!r}, which is not one of "
+                         f"{', '.join(ALERT_EVENTS)}{did_you_mean(event, ALERT_EVENTS)}")
+    retries = c.typed(raw, t, "retries", (int,), default=3)
+    if not 0 <= retries <= 10:
+        raise c.fail(t, "retries", "retries must be between 0 and 10")
+    return Alerts(webhook=webhook, command=command, on=tuple(on), retries=retries,
+                  timeout=_number(raw, t, "timeout", c, 5.0))
