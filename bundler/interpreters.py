@@ -38,7 +38,7 @@ _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 # Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
 # What bin/bundler needs on the server (zstandard: to read .tar.zst patches; pyelftools: verify).
 BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard",
-                 "pyelftools")
+                 "pyelftools", "psutil", "prometheus-client")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
 from bundler.relocate import locked
-from bundler.render import GROUP_PREFIX, Renderer
+from bundler.render import GROUP_PREFIX, MONITOR, Renderer
 from bundler.spec import Service, Spec, parse_spec, toml_error
 from bundler.supervisor import RUNNING, Supervisor
 
@@ -146,7 +146,10 @@ def _plan_files(bundle: Bundle, old: Deployed, new: Deployed) -> tuple[dict[str,
     services: set[str] = set()
     groups: set[str] = set()
     for name in files:
-        if name.startswith(GROUP_PREFIX):
+        if name.startswith(MONITOR + "."):
+            if name.endswith(".ini"):  # the monitor re-reads its .json by itself
+                groups.add(MONITOR)
+        elif name.startswith(GROUP_PREFIX):
             group = name[len(GROUP_PREFIX):-len(".ini")]
             groups.add(group)
             for spec in (old.spec, new.spec):

@@ -9,6 +9,7 @@ which reads its arguments and environment from a JSON file beside the .ini.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,10 +23,10 @@ import jinja2
 from bundler import __version__
 from bundler.errors import BundlerError
 from bundler.layout import META, Layout
-from bundler.spec import Service, Spec
+from bundler.spec import PYTHON_WORD, Service, Spec
 
 GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
-PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")
+MONITOR = "_monitor"      # the event listener of etc/conf.d/_monitor.ini, configured by .json
 _COMMENT = re.compile(r"\s[;#]")
 LAUNCHERS = {
     "start": "start every service (relocating the bundle first if it moved) and wait for them",
@@ -193,7 +194,29 @@ class Renderer:
         group_template = self.jinja.get_template("group.ini.j2")
         for group in self.spec.groups.values():
             files[f"{GROUP_PREFIX}{group.name}.ini"] = group_template.render(g=group)
+        if self.spec.monitored:
+            files[f"{MONITOR}.ini"] = self.jinja.get_template("monitor.ini.j2").render(
+                name=MONITOR, python=f'"{self.here(self.pythons["base"])}"',
+                log=self.here(f"{self.layout.log}/{MONITOR}.log"))
+            files[f"{MONITOR}.json"] = json.dumps(self.monitor_config(), indent=2) + "\n"
         return files
+
+    def monitor_config(self) -> dict[str, Any]:
+        """What bundler.monitor watches; paths relative to the bundle root."""
+        spec = self.spec
+        services = {}
+        for s in spec.services.values():
+            if s.health is None and s.max_rss is None:
+                continue
+            services[s.name] = {
+                "health": dataclasses.asdict(s.health) if s.health else None,
+                "max_rss": s.max_rss, "python": self.pythons[s.python],
+                "directory": self.layout.code_dir(spec.project, s.code)}
+        return {"bundle": spec.name, "version": spec.version, "services": services,
+                "names": list(spec.services),
+                "supervisord_log": f"{self.layout.log}/supervisord.log",
+                "alerts": dataclasses.asdict(spec.alerts) if spec.alerts else None,
+                "metrics": dataclasses.asdict(spec.metrics) if spec.metrics else None}
 
     def write(self, root: Path) -> None:
         layout = self.layout
@@ -204,7 +227,8 @@ class Renderer:
         conf = self.jinja.get_template("supervisord.conf.j2").render(
             bundler_version=__version__, name=self.spec.name, version=self.spec.version,
             up=layout.up_from(layout.etc), log=layout.log, run=layout.run,
-            programs_from_etc=os.path.relpath(layout.programs, layout.etc))
+            programs_from_etc=os.path.relpath(layout.programs, layout.etc),
+            supervisor=self.spec.supervisor)
         (etc / "supervisord.conf").write_text(conf)
         for name, text in self.program_files(root).items():
             (programs / name).write_text(text)

@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import xmlrpc.client
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,15 @@ class Process:
     @property
     def full_name(self) -> str:
         return self.name if self.group == self.name else f"{self.group}:{self.name}"
+
+    def service(self, services: Container[str]) -> str:
+        """The bundle.toml service this process runs (a group member, a numprocs process...)."""
+        if self.group in services:
+            return self.group
+        if self.name in services:
+            return self.name
+        program = self.name.rsplit("_", 1)[0]  # <program>_NN of numprocs
+        return program if program in services else self.name
 
 
 class Supervisor:

@@ -1,0 +1,63 @@
+"""Health probes run by the monitor: an HTTP GET, a TCP connect or a command, each bounded by a
+timeout. A probe returns None when the service is healthy, else why it is not."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bundler.spec import PYTHON_WORD, Health
+
+# No proxy: a health URL names this host, and an http_proxy in the environment must not apply.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def run(health: Health, root: Path, python: str, directory: str) -> str | None:
+    try:
+        if health.probe == "http":
+            return _http(health.target, health.timeout)
+        if health.probe == "tcp":
+            return _tcp(health.target, health.timeout)
+        return _command(health.target, health.timeout, root, python, directory)
+    except Exception as exc:  # a probe that breaks is a failed probe, never a dead monitor
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _http(url: str, timeout: float) -> str | None:
+    request = urllib.request.Request(url, headers={"User-Agent": "bundler-monitor"})
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, urllib.error.URLError) as exc:
+        return f"GET {url}: {getattr(exc, 'reason', exc)}"
+    return None if 200 <= status < 400 else f"GET {url}: HTTP {status}"
+
+
+def _tcp(target: str, timeout: float) -> str | None:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"connect {target}: {exc.strerror or exc}"
+
+
+def _command(command: str, timeout: float, root: Path, python: str, directory: str) -> str | None:
+    words = shlex.split(command)
+    if words and PYTHON_WORD.match(words[0]):
+        words[0] = str(root / python)
+    try:
+        proc = subprocess.run(words, cwd=root / directory, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"{command}: no answer in {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+    return f"{command}: exit {proc.returncode}" + (f": {said[-1]}" if said else "")
