@@ -12,16 +12,17 @@ from typing import Any
 import click
 from tomlkit.toml_document import TOMLDocument
 
-from bundler import __version__, archive, integrity, live, patch, portability, spec_edit
+from bundler import __version__, archive, integrity, live, patch, portability, spec_edit, systemd
 from bundler.build import BuildOptions, build, make_plan
 from bundler.bundle import Bundle, open_bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.layout import META
-from bundler.live import Outcome
+from bundler.live import Outcome, read_manifest
 from bundler.runtime import (
     NOT_RUNNING,
     last_lines,
     log_files,
+    running_pid,
     service_rows,
     start,
     stop,
@@ -155,7 +156,9 @@ def add_code(ctx: click.Context, name: str, path: str | None, git: str | None, r
 @click.option("--numprocs", type=click.IntRange(min=1), help="How many processes to run.")
 @click.option("--group", metavar="GROUP", help="Add it to this group (created if needed).")
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
-              help="Any other supervisor program option, e.g. --set startsecs=10.")
+              help="Any other service key: a supervisor program option (--set startsecs=10, "
+              "--set user=api), --set max_rss=512MB, --set 'health={ http = \"http://127.0.0.1:"
+              "8080/health\", every = 10 }'. VALUE is read as TOML, else as a string.")
 @_root_option
 @_timeout_option
 @click.pass_context
@@ -390,14 +393,16 @@ def _uptime(seconds: int) -> str:
 @cli.command("start")
 @_root_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for the services to settle.")
-def start_cmd(root: Path | None, timeout: float) -> None:
+              help="Seconds to wait for the services to start.")
+@click.option("--foreground", is_flag=True, help="Become supervisord in the foreground instead "
+              "of waiting for the services (what the systemd unit runs).")
+def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
     """Start the bundle: relocate it if it moved, start supervisord, wait for every service.
 
     Exits 1 if a service that should run is not RUNNING, with the tail of its log.
     """
     bundle = open_bundle(root)
-    report = start(bundle, timeout)
+    report = start(bundle, timeout, foreground)
     if report.moved:
         click.echo(f"relocated the bundle to {bundle.root}")
     if report.already_running:
@@ -545,6 +550,49 @@ def _verify(target: Bundle, name: str) -> None:
     if problems:
         raise BundlerError(f"{name}: " + "; ".join(problems))
     click.echo(f"{name}: as built, and carries what it needs")
+
+
+@cli.command("install-systemd")
+@_root_option
+@click.option("--user", metavar="NAME", help="Run supervisord as this user (the bundle is chowned "
+              "to it). Without it systemd starts supervisord as root, which drops to "
+              "[supervisor] user and each service's user.")
+@click.option("--name", metavar="UNIT", help="The unit's name (default bundler-<bundle name>).")
+@click.option("--print", "show", is_flag=True, help="Print the unit and validate it; install "
+              "nothing.")
+def install_systemd_cmd(root: Path | None, user: str | None, name: str | None, show: bool) -> None:
+    """Register this bundle's supervisord as a systemd service that always comes back.
+
+    Writes /etc/systemd/system/<UNIT>.service (Type=simple, supervisord -n, Restart=always,
+    RestartSec=5, StartLimitIntervalSec=0, KillMode=mixed, hardening), enables and starts it.
+    Stop the bundle started by bin/start first.
+    """
+    bundle = open_bundle(root)
+    unit = systemd.render(bundle, read_manifest(bundle).spec, name, user)
+    if show:
+        click.echo(unit.text, nl=False)
+        problem = systemd.validate(unit)
+        if problem:
+            raise BundlerError(f"systemd-analyze rejects the unit: {problem}")
+        return
+    if running_pid(bundle) is not None:
+        raise BundlerError("the bundle runs (started by bin/start): stop it with bin/stop, then "
+                           "install the unit, which starts it")
+    if user:
+        click.echo(f"giving {bundle.root} to user {user}")
+    path = systemd.install(bundle, unit, user)
+    click.echo(f"installed {path}; enabled and started (systemctl status {unit.name})")
+
+
+@cli.command("uninstall-systemd")
+@_root_option
+@click.option("--name", metavar="UNIT", help="The unit's name (default bundler-<bundle name>).")
+def uninstall_systemd_cmd(root: Path | None, name: str | None) -> None:
+    """Stop, disable and remove this bundle's systemd unit (the bundle stays as it is)."""
+    bundle = open_bundle(root)
+    unit = systemd.unit_name(read_manifest(bundle).spec, name)
+    path = systemd.uninstall(bundle, unit)
+    click.echo(f"stopped, disabled and removed {path}")
 
 
 @cli.command("supervisorctl", context_settings={"ignore_unknown_options": True})

@@ -5,7 +5,11 @@ Everything here runs on the server with the bundle's own interpreter.
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
+import pwd
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -18,6 +22,7 @@ from bundler.bundle import Bundle
 from bundler.errors import BundlerError
 from bundler.live import read_manifest, recover
 from bundler.relocate import locked, relocate
+from bundler.spec import Supervisord
 from bundler.supervisor import (
     BACKOFF,
     RUNNING,
@@ -29,8 +34,10 @@ from bundler.supervisor import (
     choose_socket,
     recorded_socket,
 )
+from bundler.systemd import managing_unit
 
 ROOT_VAR = "BUNDLE_ROOT"
+PASSWORD_FILE = "http-password"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
@@ -44,6 +51,58 @@ def supervisord_env(bundle: Bundle, socket_path: str) -> dict[str, str]:
     env[ROOT_VAR] = str(bundle.root)
     env["BUNDLER_SOCKET"] = socket_path
     return env
+
+
+def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> None:
+    """Prepare what supervisord needs to run as [supervisor] user, own its socket and serve
+    [supervisor.http]: writable log/ and run/, the socket's owner, the web password."""
+    uid = os.geteuid()
+    if settings.user:
+        try:
+            user = pwd.getpwnam(settings.user)
+        except KeyError as exc:
+            raise BundlerError(f"this bundle runs as user {settings.user!r} ([supervisor] user in "
+                               "bundle.toml), which does not exist here: create it (useradd "
+                               f"--system {settings.user})") from exc
+        if uid not in (0, user.pw_uid):
+            raise BundlerError(f"this bundle runs as user {settings.user!r} ([supervisor] user): "
+                               f"start it as root (supervisord then drops to {settings.user}) "
+                               f"or as {settings.user}")
+        uid = user.pw_uid
+        if os.geteuid() == 0:
+            for folder in (bundle.root / bundle.layout.log, bundle.run_dir):
+                for path in (folder, *folder.rglob("*")):
+                    os.lchown(path, user.pw_uid, user.pw_gid)
+    if settings.socket_group:
+        try:
+            grp.getgrnam(settings.socket_group)
+        except KeyError as exc:
+            raise BundlerError(f"socket_group {settings.socket_group!r} ([supervisor] in "
+                               "bundle.toml) is no group on this machine: create it "
+                               f"(groupadd {settings.socket_group})") from exc
+        env["BUNDLER_SOCKET_OWNER"] = str(uid)
+    if settings.http:
+        env["BUNDLER_HTTP_PASSWORD"] = "{SHA}" + hashlib.sha1(
+            http_password(bundle, uid).encode()).hexdigest()
+
+
+def http_password(bundle: Bundle, owner: int | None = None) -> str:
+    """The password of supervisor's web server: made where the bundle first runs, kept in
+    run/http-password (0600), never part of a build or an archive."""
+    path = bundle.run_dir / PASSWORD_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        if owner is None:
+            raise BundlerError(f"{path} does not exist yet: bin/start makes it") from None
+    password = secrets.token_urlsafe(24)
+    bundle.run_dir.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    if os.geteuid() == 0:
+        os.chown(path, owner, -1)
+    return password
 
 
 def bundle_processes(bundle: Bundle) -> list[int]:
@@ -82,7 +141,9 @@ class StartReport:
     failed: list[tuple[Process, str]]  # each failed process with the tail of its log
 
 
-def start(bundle: Bundle, timeout: float = 60.0) -> StartReport:
+def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> StartReport:
+    """Relocate if the bundle moved, start supervisord and wait for the services. In the
+    foreground (for systemd) this process becomes `supervisord -n` and never returns."""
     bad = [c for c in _BAD_PATH_CHARS if c in str(bundle.root)]
     if bad:
         raise BundlerError(f"the bundle's path {bundle.root} contains {bad[0]!r}, which supervisor "
@@ -91,31 +152,46 @@ def start(bundle: Bundle, timeout: float = 60.0) -> StartReport:
         moved = relocate(bundle.root, bundle.meta)
         recover(bundle)  # an operation that was killed half-way leaves no half-written config
         already = running_pid(bundle) is not None
+        if already and foreground:
+            raise BundlerError(f"this bundle's supervisord already runs (pid {running_pid(bundle)}),"
+                               " started by bin/start: stop it with bin/stop first")
         if not already:
             orphans = bundle_processes(bundle)
             if orphans:
                 raise BundlerError(
                     f"{len(orphans)} process(es) of this bundle still run without supervisord "
                     f"(pids {' '.join(map(str, orphans))}): run bin/stop first")
-            _launch(bundle)
+            cmd, env = _prepare(bundle)
+            if not foreground:
+                _launch(bundle, cmd, env)
+    if foreground:
+        os.chdir(bundle.root)
+        os.execve(cmd[0], [*cmd, "-n"], env)
     sup = bundle.supervisor()
     processes = _wait_settled(sup, timeout)
     failed = [(p, sup.tail(p)) for p in processes if p.autostart and p.state != RUNNING]
     return StartReport(moved=moved, already_running=already, processes=processes, failed=failed)
 
 
-def _launch(bundle: Bundle) -> None:
+def _prepare(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
+    """supervisord's command line and environment; records the socket it will use."""
     socket_path = choose_socket(bundle.root, bundle.run_dir)
     bundle.run_dir.mkdir(exist_ok=True)
     (bundle.run_dir / SOCKET_RECORD).write_text(socket_path + "\n")
-    cmd = [str(bundle.python), "-I", "-m", "supervisor.supervisord", "-c", str(bundle.conf)]
+    env = supervisord_env(bundle, socket_path)
+    _privileges(bundle, read_manifest(bundle).spec.supervisor, env)
+    return [str(bundle.python), "-I", "-m", "supervisor.supervisord", "-c", str(bundle.conf)], env
+
+
+def _launch(bundle: Bundle, cmd: list[str], env: dict[str, str]) -> None:
     with tempfile.TemporaryFile() as output:
-        code = subprocess.call(cmd, env=supervisord_env(bundle, socket_path), cwd=bundle.root,
+        code = subprocess.call(cmd, env=env, cwd=bundle.root,
                                stdin=subprocess.DEVNULL, stdout=output, stderr=output)
         output.seek(0)
         text = output.read().decode(errors="replace").strip().removeprefix("Error: ")
     if code != 0:
         raise BundlerError(f"supervisord did not start (exit {code}): {text}")
+    socket_path = env["BUNDLER_SOCKET"]
     sup = Supervisor(socket_path)
     deadline = time.monotonic() + 15
     while not sup.alive():
@@ -141,6 +217,10 @@ def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
     """Stop supervisord and its services; kill what is left of this bundle. Returns killed pids."""
     with locked(bundle.meta):
         pid = running_pid(bundle)
+        unit = managing_unit(bundle, pid) if pid is not None else None
+        if unit is not None:
+            raise BundlerError(f"supervisord runs under systemd: stop it with `systemctl stop {unit}`"
+                               " (systemd would start it again after bin/stop)")
         if pid is not None:
             sup = bundle.supervisor()
             if sup.alive():
@@ -210,10 +290,8 @@ def service_rows(bundle: Bundle) -> list[ServiceRow]:
         return [row(name, name, NOT_RUNNING) for name in spec.services]
     rows = []
     for p in sup.processes():
-        service = p.group if p.group in spec.services else p.name
-        if service not in spec.services:
-            service = p.name.rsplit("_", 1)[0]  # a numprocs process, <program>_NN
-        rows.append(row(p.full_name, service, p.state, p.pid, p.uptime, p.autostart))
+        rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
+                        p.autostart))
     return rows
 
 

@@ -1,0 +1,154 @@
+"""A systemd unit for a bundle's supervisord: rendered, validated, installed and removed."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from bundler import __version__
+from bundler.bundle import Bundle
+from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
+from bundler.spec import NAME_RE, Spec
+
+UNIT_DIR = Path("/etc/systemd/system")
+UNIT_RECORD = "systemd-unit"  # run/systemd-unit: the unit that runs this bundle
+NOFILE = 65536
+STOP_MARGIN = 30  # seconds above the longest stopwaitsecs
+HOMES = ("/home", "/root", "/run/user")
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str   # e.g. bundler-smartbox.service
+    text: str
+
+
+def _quote(path: Path) -> str:
+    """A path as one word of a systemd command line."""
+    text = str(path)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def unit_name(spec: Spec, name: str | None) -> str:
+    name = name or f"bundler-{spec.name}"
+    name = name.removesuffix(".service")
+    if not NAME_RE.match(name):
+        raise BundlerError(f"unit name {name!r} is invalid: use letters, digits, '_', '.', '-'")
+    return f"{name}.service"
+
+
+def render(bundle: Bundle, spec: Spec, name: str | None = None, user: str | None = None) -> Unit:
+    if user is not None:
+        try:
+            pwd.getpwnam(user)
+        except KeyError as exc:
+            raise BundlerError(f"no user {user!r} on this machine: create it (useradd --system "
+                               f"{user}) or leave out --user") from exc
+        if spec.supervisor.user and spec.supervisor.user != user:
+            raise BundlerError(f"--user {user}: this bundle runs as {spec.supervisor.user!r} "
+                               "([supervisor] user); leave out --user (systemd starts it as root "
+                               "and supervisord drops to that user)")
+    if user is not None and any(s.options.get("user") not in (None, user)
+                                for s in spec.services.values()):
+        raise BundlerError(f"--user {user}: some services set their own user, which needs "
+                           "supervisord to start as root; leave out --user")
+    waits = [int(s.options.get("stopwaitsecs", 10)) for s in spec.services.values()]
+    root = bundle.root
+    unit = unit_name(spec, name)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bundler", "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    text = env.get_template("systemd.service.j2").render(
+        bundler_version=__version__, name=spec.name, version=spec.version, root=root,
+        root_quoted=_quote(root), start=_quote(root / "bin" / "start"), unit=unit,
+        user=user, stop_timeout=max(waits, default=10) + STOP_MARGIN, nofile=NOFILE,
+        protect_home=not any(str(root).startswith(h + "/") for h in HOMES))
+    return Unit(unit, text)
+
+
+def validate(unit: Unit) -> str | None:
+    """What `systemd-analyze verify` says against the unit, or None when it is clean (or when
+    systemd-analyze is not installed)."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return None
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"bundler-unit-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    try:
+        path = folder / unit.name
+        path.write_text(unit.text)
+        proc = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    said = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if unit.name in line or proc.returncode != 0]
+    if proc.returncode == 0 and not said:
+        return None
+    return "; ".join(said) or f"exit {proc.returncode}"
+
+
+def systemd_running() -> bool:
+    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+
+
+def _systemctl(*args: str) -> None:
+    proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise BundlerError(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_DIR) -> Path:
+    """Write, enable and start the unit."""
+    if not systemd_running():
+        raise BundlerError("systemd is not running on this machine (no /run/systemd/system): "
+                           "`install-systemd --print` shows the unit to install by hand")
+    if os.geteuid() != 0:
+        raise BundlerError("installing a system unit needs root: run it with sudo")
+    problem = validate(unit)
+    if problem:
+        raise BundlerError(f"systemd-analyze rejects the unit: {problem}")
+    path = unit_dir / unit.name
+    if path.exists() and f" at {bundle.root}.\n" not in path.read_text().split("\n", 1)[0] + "\n":
+        raise BundlerError(f"{path} exists and runs another bundle: choose another --name")
+    if user is not None:  # the service user writes logs, sockets and relocations
+        entry = pwd.getpwnam(user)
+        for folder, _, files in os.walk(bundle.root):
+            for item in (folder, *(os.path.join(folder, f) for f in files)):
+                os.lchown(item, entry.pw_uid, entry.pw_gid)
+    write_atomic(path, unit.text)
+    (bundle.run_dir / UNIT_RECORD).write_text(unit.name + "\n")
+    _systemctl("daemon-reload")
+    _systemctl("enable", "--now", unit.name)
+    return path
+
+
+def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
+    """Stop, disable and remove the unit."""
+    if not systemd_running():
+        raise BundlerError("systemd is not running on this machine: nothing to uninstall")
+    path = unit_dir / name
+    if not path.exists():
+        raise BundlerError(f"{path} does not exist: no unit {name} to remove")
+    _systemctl("disable", "--now", name)
+    path.unlink()
+    (bundle.run_dir / UNIT_RECORD).unlink(missing_ok=True)
+    _systemctl("daemon-reload")
+    return path
+
+
+def managing_unit(bundle: Bundle, pid: int) -> str | None:
+    """The unit recorded for this bundle, when the supervisord `pid` runs in its cgroup."""
+    try:
+        name = (bundle.run_dir / UNIT_RECORD).read_text().strip()
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    return name if f"/{name}" in cgroup else None
