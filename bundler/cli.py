@@ -575,6 +575,7 @@ def install_systemd_cmd(root: Path | None, user: str | None, name: str | None, s
         if problem:
             raise BundlerError(f"systemd-analyze rejects the unit: {problem}")
         return
+    systemd.require_systemd()
     if running_pid(bundle) is not None:
         raise BundlerError("the bundle runs (started by bin/start): stop it with bin/stop, then "
                            "install the unit, which starts it")

@@ -22,6 +22,7 @@ from bundler.bundle import Bundle
 from bundler.errors import BundlerError
 from bundler.live import read_manifest, recover
 from bundler.relocate import locked, relocate
+from bundler.render import MONITOR
 from bundler.spec import Supervisord
 from bundler.supervisor import (
     BACKOFF,
@@ -86,15 +87,12 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
             http_password(bundle, uid).encode()).hexdigest()
 
 
-def http_password(bundle: Bundle, owner: int | None = None) -> str:
+def http_password(bundle: Bundle, owner: int) -> str:
     """The password of supervisor's web server: made where the bundle first runs, kept in
-    run/http-password (0600), never part of a build or an archive."""
+    run/http-password (0600, for `owner`), never part of a build or an archive."""
     path = bundle.run_dir / PASSWORD_FILE
-    try:
+    if path.exists():
         return path.read_text().strip()
-    except FileNotFoundError:
-        if owner is None:
-            raise BundlerError(f"{path} does not exist yet: bin/start makes it") from None
     password = secrets.token_urlsafe(24)
     bundle.run_dir.mkdir(exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -280,8 +278,9 @@ def service_rows(bundle: Bundle) -> list[ServiceRow]:
     def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
             autostart: bool = True) -> ServiceRow:
         s = spec.services.get(service)
-        if s is None:
-            return ServiceRow(process, state, pid, uptime, "?", "?", autostart)
+        if s is None:  # bundler's own monitor, or a program added by hand
+            what = "bundler" if process == MONITOR else "?"
+            return ServiceRow(process, state, pid, uptime, what, what, autostart)
         version = interpreters.get(s.python, {}).get("python_version", "?")
         return ServiceRow(process, state, pid, uptime, f"{s.python} ({version})", s.code, autostart)
 

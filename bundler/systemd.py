@@ -95,8 +95,12 @@ def validate(unit: Unit) -> str | None:
     return "; ".join(said) or f"exit {proc.returncode}"
 
 
-def systemd_running() -> bool:
-    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+def require_systemd() -> None:
+    if not (Path("/run/systemd/system").is_dir() and shutil.which("systemctl")):
+        raise BundlerError("systemd is not running on this machine (no /run/systemd/system): "
+                           "`install-systemd --print` shows the unit to install by hand")
+    if os.geteuid() != 0:
+        raise BundlerError("installing or removing a system unit needs root: run it with sudo")
 
 
 def _systemctl(*args: str) -> None:
@@ -106,12 +110,7 @@ def _systemctl(*args: str) -> None:
 
 
 def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_DIR) -> Path:
-    """Write, enable and start the unit."""
-    if not systemd_running():
-        raise BundlerError("systemd is not running on this machine (no /run/systemd/system): "
-                           "`install-systemd --print` shows the unit to install by hand")
-    if os.geteuid() != 0:
-        raise BundlerError("installing a system unit needs root: run it with sudo")
+    """Write, enable and start the unit (the caller checked require_systemd)."""
     problem = validate(unit)
     if problem:
         raise BundlerError(f"systemd-analyze rejects the unit: {problem}")
@@ -132,8 +131,7 @@ def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_
 
 def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
     """Stop, disable and remove the unit."""
-    if not systemd_running():
-        raise BundlerError("systemd is not running on this machine: nothing to uninstall")
+    require_systemd()
     path = unit_dir / name
     if not path.exists():
         raise BundlerError(f"{path} does not exist: no unit {name} to remove")
