@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -33,9 +34,58 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
                     "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "zstandard",
-                    "pyelftools", "pillow"],
+                    "pyelftools", "pillow", "psutil", "prometheus-client"],
                    check=True, timeout=600)
     return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    web: int      # the `web` service's own HTTP server, probed by its health check
+    metrics: int  # the bundle's Prometheus endpoint
+    http: int     # supervisor's web server
+    hook: int     # where the bundle's alerts are POSTed (a test server listens there)
+
+
+@pytest.fixture(scope="session")
+def ports() -> Ports:
+    return Ports(*(_free_port() for _ in range(4)))
+
+
+def _production(project: Path, ports: Ports) -> None:
+    """Services under health and memory watch, metrics, alerts and supervisor's web server,
+    written into bundle.toml as a user would."""
+    with open(project / "bundle.toml", "a", encoding="utf-8") as f:
+        f.write(f"""
+[services.web]
+command = "python -m watched --port {ports.web}"
+code = "probe"
+startsecs = 1
+health = {{ http = "http://127.0.0.1:{ports.web}/health", every = 1, timeout = 1, failures = 2 }}
+
+[services.hog]
+command = "python -m watched"
+code = "probe"
+startsecs = 1
+max_rss = "120MB"
+
+[supervisor.http]
+port = {ports.http}
+
+[metrics]
+port = {ports.metrics}
+
+[alerts]
+webhook = "http://127.0.0.1:{ports.hook}/alert"
+retries = 1
+timeout = 2
+""")
 
 
 @dataclass(frozen=True)
@@ -45,7 +95,7 @@ class Artifacts:
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Artifacts:
+def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ports: Ports) -> Artifacts:
     """The example, extended through the CLI, built once, and a patch for its next release;
     the project is gone afterwards."""
     work = tmp_path_factory.mktemp("build")
@@ -84,6 +134,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Art
     bundler(*c, "add-code", "broken", "--path", "broken_src")
     bundler(*c, "add-service", "worker", "--code", "v1", "--command", "python -m service.sam.run",
             "--group", "sam", "--set", "startsecs=1", "--set", "startretries=1")
+    _production(project, ports)
     (project / "requirements-tools.txt").write_text("# a real package, from the wheelhouse\ntomlkit\n")
     bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
     bundler(*c, "check", env=cache)
