@@ -30,7 +30,7 @@ from bundler.spec import Alerts, Health, Listen
 from bundler.supervisor import RUNNING, Process, Supervisor
 
 MEMORY_EVERY = 5.0  # seconds between memory checks
-TICK = 0.5
+TICK = 1.0  # seconds between two looks at the processes
 
 
 def log(message: str) -> None:

@@ -53,7 +53,7 @@ class Program:
     launch: dict[str, Any] | None
 
 
-def _env() -> jinja2.Environment:
+def templates() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("bundler", "templates"),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                               autoescape=False)
@@ -113,7 +113,7 @@ class Renderer:
         self.spec = spec
         self.layout = layout
         self.pythons = pythons  # interpreter name -> its python, relative to the bundle root
-        self.jinja = _env()
+        self.jinja = templates()
         self.up = layout.up_from(layout.programs)  # from etc/conf.d back to the root
 
     def here(self, relative: str) -> str:

@@ -6,15 +6,15 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
 
 from bundler import __version__
 from bundler.bundle import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
+from bundler.render import templates
 from bundler.spec import NAME_RE, Spec
 
 UNIT_DIR = Path("/etc/systemd/system")
@@ -62,10 +62,7 @@ def render(bundle: Bundle, spec: Spec, name: str | None = None, user: str | None
     waits = [int(s.options.get("stopwaitsecs", 10)) for s in spec.services.values()]
     root = bundle.root
     unit = unit_name(spec, name)
-    env = jinja2.Environment(loader=jinja2.PackageLoader("bundler", "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
-    text = env.get_template("systemd.service.j2").render(
+    text = templates().get_template("systemd.service.j2").render(
         bundler_version=__version__, name=spec.name, version=spec.version, root=root,
         root_quoted=_quote(root), start=_quote(root / "bin" / "start"), unit=unit,
         user=user, stop_timeout=max(waits, default=10) + STOP_MARGIN, nofile=NOFILE,
@@ -79,15 +76,11 @@ def validate(unit: Unit) -> str | None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         return None
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"bundler-unit-{os.getpid()}"
-    folder.mkdir(exist_ok=True)
-    try:
-        path = folder / unit.name
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / unit.name
         path.write_text(unit.text)
         proc = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
                               timeout=60)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     said = [line for line in (proc.stdout + proc.stderr).splitlines()
             if unit.name in line or proc.returncode != 0]
     if proc.returncode == 0 and not said:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import socket
@@ -172,9 +171,4 @@ def unpacked(archive: Path, tmp_path: Path):
     subprocess.run(["tar", "xf", str(archive), "-C", str(dest)], check=True)
     bundle = Bundle(dest / "smartbox")
     yield bundle
-    bundle.stop()
-    for pid in bundle.processes():
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    bundle.finish()

@@ -101,6 +101,15 @@ class Bundle:
         return subprocess.run([str(self.root / "bin" / "stop")], capture_output=True, text=True,
                               timeout=120)
 
+    def finish(self) -> None:
+        """Stop it and kill whatever of it is left (a fixture's teardown)."""
+        self.stop()
+        for pid in self.processes():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.root / "bin" / "supervisorctl"), *args],
                               capture_output=True, text=True, timeout=60)

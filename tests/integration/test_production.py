@@ -77,12 +77,7 @@ def running(archive: Path, hooks: Hooks) -> Iterator[Bundle]:
     bundle = Bundle(folder / "smartbox")
     bundle.start()
     yield bundle
-    bundle.stop()
-    for pid in bundle.processes():
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    bundle.finish()
     shutil.rmtree(folder)
 
 
