@@ -22,16 +22,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bundler.probes import OPENER
 from bundler.spec import Alerts
 
 QUEUE_SIZE = 100
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def webhook(url: str, body: bytes, timeout: float) -> None:
     request = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "User-Agent": "bundler-monitor"})
-    with _OPENER.open(request, timeout=timeout) as response:
+    with OPENER.open(request, timeout=timeout) as response:
         response.read()  # urllib raises HTTPError on 4xx and 5xx
 
 

@@ -29,9 +29,9 @@ from bundler.bundle import MANIFEST, Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
 from bundler.relocate import locked
-from bundler.render import GROUP_PREFIX, MONITOR, Renderer
+from bundler.render import GROUP_PREFIX, Renderer
 from bundler.spec import Service, Spec, parse_spec, toml_error
-from bundler.supervisor import RUNNING, Supervisor
+from bundler.supervisor import MONITOR, RUNNING, Supervisor
 
 HISTORY = "history.jsonl"
 JOURNAL = "transaction.json"

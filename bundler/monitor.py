@@ -27,7 +27,7 @@ from typing import IO, Any
 from bundler import probes
 from bundler.alerts import Alerter
 from bundler.spec import Alerts, Health, Listen
-from bundler.supervisor import RUNNING, Process, Supervisor
+from bundler.supervisor import MONITOR, RUNNING, Process, Supervisor
 
 MEMORY_EVERY = 5.0  # seconds between memory checks
 TICK = 1.0  # seconds between two looks at the processes
@@ -149,7 +149,7 @@ class Monitor:
             return
         headers = dict(word.split(":", 1) for word in payload.split("\n", 1)[0].split())
         group, process = headers.get("groupname", ""), headers.get("processname", "")
-        if group == "_monitor":
+        if group == MONITOR:
             return
         full = process if group == process else f"{group}:{process}"
         state = name.removeprefix("PROCESS_STATE_")
@@ -195,8 +195,10 @@ class Monitor:
         if config.metrics != self.config.metrics:
             log("metrics settings changed: restarting the monitor to apply them")
             os._exit(0)  # supervisord starts it again (autorestart)
+        alerts_changed = config.alerts != self.config.alerts
         self.config = config
-        self._alerter()
+        if alerts_changed:  # a new sender (the old one's thread finishes its queue)
+            self._alerter()
         log(f"configuration reloaded from {self.path}")
 
     def check(self, now: float) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from bundler.spec import PYTHON_WORD, Health
 
-# No proxy: a health URL names this host, and an http_proxy in the environment must not apply.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# No proxy: a health URL names this host, and an http_proxy in the environment must not apply
+# (alerts use it too: the monitor reaches out only where bundle.toml says).
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def run(health: Health, root: Path, python: str, directory: str) -> str | None:
@@ -30,7 +31,7 @@ def run(health: Health, root: Path, python: str, directory: str) -> str | None:
 def _http(url: str, timeout: float) -> str | None:
     request = urllib.request.Request(url, headers={"User-Agent": "bundler-monitor"})
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code

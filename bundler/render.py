@@ -24,9 +24,9 @@ from bundler import __version__
 from bundler.errors import BundlerError
 from bundler.layout import META, Layout
 from bundler.spec import PYTHON_WORD, Service, Spec
+from bundler.supervisor import MONITOR
 
 GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
-MONITOR = "_monitor"      # the event listener of etc/conf.d/_monitor.ini, configured by .json
 _COMMENT = re.compile(r"\s[;#]")
 LAUNCHERS = {
     "start": "start every service (relocating the bundle first if it moved) and wait for them",

@@ -22,10 +22,10 @@ from bundler.bundle import Bundle
 from bundler.errors import BundlerError
 from bundler.live import read_manifest, recover
 from bundler.relocate import locked, relocate
-from bundler.render import MONITOR
 from bundler.spec import Supervisord
 from bundler.supervisor import (
     BACKOFF,
+    MONITOR,
     RUNNING,
     SOCKET_RECORD,
     STARTING,
@@ -149,10 +149,11 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
     with locked(bundle.meta):
         moved = relocate(bundle.root, bundle.meta)
         recover(bundle)  # an operation that was killed half-way leaves no half-written config
-        already = running_pid(bundle) is not None
+        pid = running_pid(bundle)
+        already = pid is not None
         if already and foreground:
-            raise BundlerError(f"this bundle's supervisord already runs (pid {running_pid(bundle)}),"
-                               " started by bin/start: stop it with bin/stop first")
+            raise BundlerError(f"this bundle's supervisord already runs (pid {pid}), started by "
+                               "bin/start: stop it with bin/stop first")
         if not already:
             orphans = bundle_processes(bundle)
             if orphans:

@@ -18,6 +18,7 @@ from bundler.errors import BundlerError
 # "<socket>.<its pid>" (pid_max is at most 4194304: 7 digits) before renaming it.
 SOCKET_LIMIT = 107 - len(".4194304")
 SOCKET_RECORD = "socket.path"
+MONITOR = "_monitor"  # bundler's event listener (etc/conf.d/_monitor.ini and .json)
 RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
 
 

@@ -55,10 +55,9 @@ def render(bundle: Bundle, spec: Spec, name: str | None = None, user: str | None
             raise BundlerError(f"--user {user}: this bundle runs as {spec.supervisor.user!r} "
                                "([supervisor] user); leave out --user (systemd starts it as root "
                                "and supervisord drops to that user)")
-    if user is not None and any(s.options.get("user") not in (None, user)
-                                for s in spec.services.values()):
-        raise BundlerError(f"--user {user}: some services set their own user, which needs "
-                           "supervisord to start as root; leave out --user")
+        if any(s.options.get("user") not in (None, user) for s in spec.services.values()):
+            raise BundlerError(f"--user {user}: some services set their own user, which needs "
+                               "supervisord to start as root; leave out --user")
     waits = [int(s.options.get("stopwaitsecs", 10)) for s in spec.services.values()]
     root = bundle.root
     unit = unit_name(spec, name)
