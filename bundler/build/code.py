@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import shutil
-import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 from bundler.errors import BundlerError
-from bundler.runner import clean_env, run
-from bundler.spec import CodeVersion
+from bundler.runner import call, clean_env, run
+from bundler.spec.model import CodeVersion
 
 # Never shipped: version control, caches, and what builds leave behind.
 JUNK_DIRS = {".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
@@ -27,8 +26,8 @@ def check_code_source(code: CodeVersion, spec_folder: Path) -> None:
         return
     assert code.git is not None
     repo = spec_folder / code.git
-    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
-                            f"{code.ref}^{{commit}}"], capture_output=True, env=clean_env())
+    found = call(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{code.ref}^{{commit}}"],
+                 what=f"code {code.name}", env=clean_env(), timeout=120)
     if found.returncode != 0:
         raise BundlerError(f"code {code.name}: {repo} has no commit {code.ref!r} "
                            "(is it a git repository, and is the tag or branch there?)")
@@ -53,23 +52,18 @@ def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: P
 
 
 def _git_archive(repo: Path, ref: str, dest: Path, name: str) -> None:
-    try:
-        data = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", ref],
-                              capture_output=True, check=True, env=clean_env()).stdout
-    except FileNotFoundError as exc:
-        raise BundlerError(f"code {name}: git is not installed") from exc
-    except subprocess.CalledProcessError as exc:
-        detail = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise BundlerError(f"code {name}: git archive {ref} in {repo} failed: "
-                           f"{detail[-1] if detail else exc}") from exc
-    dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        members = [m for m in tar.getmembers()
-                   if not any(part in JUNK_DIRS for part in Path(m.name).parts)]
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members=members, filter="data")
-        else:  # Python releases without extraction filters
-            tar.extractall(dest, members=members)
+    with tempfile.TemporaryDirectory(prefix="bundler-git-") as tmp:
+        tar_path = Path(tmp) / "code.tar"
+        run(["git", "-C", repo, "archive", "--format=tar", "-o", tar_path, ref],
+            what=f"code {name}: git archive {ref} in {repo}", env=clean_env())
+        dest.mkdir(parents=True)
+        with tarfile.open(tar_path) as tar:
+            members = [m for m in tar.getmembers()
+                       if not any(part in JUNK_DIRS for part in Path(m.name).parts)]
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=members, filter="data")
+            else:  # Python releases without extraction filters
+                tar.extractall(dest, members=members)
 
 
 def compile_bytecode_only(folder: Path, python: Path) -> None:

@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler.build.interpreters import BuildContext, PythonInfo, probe
+from bundler.bundle.cstrings import replace_padded
 from bundler.errors import BundlerError
-from bundler.interpreters import BuildContext, PythonInfo, probe
-from bundler.relocate import replace_padded
 
 # conda-pack's own relocation tool, replaced by the bundle's relocation.
 _DROPPED = ("bin/conda-unpack", "bin/conda_unpack_progress.py")

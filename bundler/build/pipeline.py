@@ -1,138 +1,44 @@
-"""spec -> plan -> materialize -> render -> pack: `bundler check` and `bundler build`."""
+"""spec -> plan -> materialize -> render -> records -> pack: `bundler build`.
+
+The tree is staged in a folder inside the output folder and packed into a temporary file renamed
+into place, so a failed or interrupted build leaves the output as it was.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import tomlkit
-
 import bundler
-from bundler import archive, conda, integrity, patch, portability, standalone
-from bundler.code import check_code_source, compile_bytecode_only, materialize_code
-from bundler.errors import BundlerError
-from bundler.interpreters import (
+from bundler.build import conda, patch
+from bundler.build.code import compile_bytecode_only, materialize_code
+from bundler.build.interpreters import (
     BASE_PACKAGES,
     BuildContext,
     CopiedCPython,
     Materializer,
-    PythonInfo,
     Virtualenv,
-    check_relocatable,
     ensure_pip,
-    find_python,
     installed_versions,
     pip_install,
-    probe,
 )
-from bundler.layout import LAYOUT_FILE, META, Layout, load_layout
-from bundler.relocate import make_scripts_relocatable, make_symlinks_relative, record
-from bundler.render import Renderer
+from bundler.build.plan import Plan, make_plan
+from bundler.build.relocatable import make_scripts_relocatable, make_symlinks_relative, record
+from bundler.bundle import archive, integrity
+from bundler.bundle.records import BuildRecord, BuiltCode, BuiltInterpreter, Manifest, Origin
+from bundler.bundle.render import Renderer
+from bundler.bundle.tree import Bundle
 from bundler.runner import run
-from bundler.spec import Interpreter, Spec
+from bundler.spec.model import Spec
 
 Log = Callable[[str], None]
 STAGING_PREFIX = ".bundler-staging-"
-MIN_BASE = (3, 9)
-
-
-@dataclass(frozen=True)
-class PlannedInterpreter:
-    interp: Interpreter
-    folder: str         # relative to the bundle root: "." or "envs/<name>"
-    python: str         # its python, relative to the bundle root
-    minor: str          # "3.11"
-    source: str         # what it is made from, for people
-    info: PythonInfo | None = None  # the source CPython, for copied and conda interpreters
-    conda: Path | None = None       # the conda environment, for conda interpreters
-
-
-@dataclass(frozen=True)
-class Plan:
-    spec: Spec
-    layout: Layout
-    interpreters: dict[str, PlannedInterpreter]
-    code_interpreter: dict[str, str] = field(default_factory=dict)  # bytecode code -> interpreter
-
-    def describe(self) -> list[str]:
-        spec, layout = self.spec, self.layout
-        lines = [f"bundle {spec.name} {spec.version} (format {spec.format}, layout {spec.layout})"]
-        for p in self.interpreters.values():
-            lines.append(f"  interpreter {p.interp.name:<10} {p.folder:<14} Python {p.minor}  "
-                         f"{p.source}")
-        for c in spec.code.values():
-            origin = f"copy of {c.path}" if c.path else f"git archive {c.ref} of {c.git}"
-            extra = ", bytecode only" if c.bytecode else ""
-            lines.append(f"  code {c.name:<10} {layout.code_dir(spec.project, c.name):<24} {origin}{extra}")
-        for s in spec.services.values():
-            group = f"  [group {s.group}]" if s.group else ""
-            lines.append(f"  service {s.name:<10} python={s.python} code={s.code}: {s.command}{group}")
-        return lines
-
-
-def make_plan(spec: Spec) -> Plan:
-    """Check everything that can be checked before copying a byte."""
-    layout = load_layout(spec.layout)
-    planned: dict[str, PlannedInterpreter] = {}
-    for interp in _ordered(spec):
-        folder = layout.env_dir(interp.name)
-        if interp.virtualenv is not None:
-            parent = planned[interp.virtualenv]
-            planned[interp.name] = PlannedInterpreter(
-                interp, folder, f"{folder}/bin/python", parent.minor, f"virtualenv on {parent.interp.name}")
-            continue
-        python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
-        if interp.conda is not None:
-            prefix = (spec.folder / os.path.expanduser(interp.conda)).absolute()
-            conda.check_env(prefix)
-            info = probe(prefix / "bin" / "python")
-            planned[interp.name] = PlannedInterpreter(
-                interp, folder, python, info.minor, f"conda-pack of {prefix} ({info.version})",
-                info, prefix)
-            continue
-        assert interp.python is not None
-        info = probe(find_python(interp.python, spec.folder))
-        check_relocatable(info, unpacked=standalone.is_archive(interp.python))
-        planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
-                                                  f"copy of {info.prefix} ({info.version})", info)
-    base = planned["base"]
-    if tuple(int(n) for n in base.minor.split(".")) < MIN_BASE:
-        raise BundlerError(f"the base is Python {base.minor}, but it runs supervisor and bundler "
-                           f"itself, which need Python {'.'.join(map(str, MIN_BASE))} or newer: "
-                           "use a newer base and put the older Python in envs/")
-    for interp in spec.interpreters.values():
-        if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
-            raise BundlerError(f"interpreter {interp.name}: requirements_file "
-                               f"{spec.folder / interp.requirements_file} does not exist")
-    for code in spec.code.values():
-        check_code_source(code, spec.folder)
-    code_interpreter = {}
-    for code in spec.code.values():
-        if not code.bytecode:
-            continue
-        services = [s for s in spec.services.values() if s.code == code.name]
-        users = {s.python for s in services} or {"base"}
-        if len({planned[u].minor for u in users}) > 1:
-            detail = ", ".join(f"{s.name} on {s.python} ({planned[s.python].minor})"
-                               for s in services)
-            raise BundlerError(f"code {code.name} ships bytecode only, but its services run it on "
-                               f"different Python versions: {detail}; use bytecode = false or "
-                               "one Python version")
-        code_interpreter[code.name] = sorted(users)[0]
-    return Plan(spec, layout, planned, code_interpreter)
-
-
-def _ordered(spec: Spec) -> list[Interpreter]:
-    """Real interpreters first (base leading), then virtualenvs that sit on them."""
-    interps = list(spec.interpreters.values())
-    return [i for i in interps if i.virtualenv is None] + [i for i in interps if i.virtualenv]
 
 
 @dataclass(frozen=True)
@@ -160,7 +66,7 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
         if old is not None:
             fmt = "tar.zst" if fmt == "dir" else fmt
             patch_dir = staging / f"{spec.name}-{spec.version}.patch"
-            counts = patch.make(root, plan.layout, spec.project, old, patch_dir)
+            counts = patch.make(Bundle(root, plan.layout), spec.project, old, patch_dir)
             log(f"patch against {options.patch_from}: {counts['files']} file(s), "
                 f"{counts['links']} link(s), {counts['remove']} removal(s)")
             root = patch_dir
@@ -218,16 +124,17 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         materialize_code(code, spec.folder, dest, options.output.resolve())
         if code.bytecode:
             compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python)
+    tree = Bundle(root, layout)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
-    _write_manifest(plan, root, resolved)
+    _write_manifest(plan, tree, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
     _drop_bytecode_naming(root)
-    _write_origin(plan, root)
+    _write_origin(plan, tree)
     capacity = {str(path.relative_to(root)): room - (len(os.fsencode(env)) - len(os.fsencode(root)))
                 for path, (env, room) in ctx.binary_slots.items() if path.exists()}
-    stuck = record(root, root / META, capacity)
-    integrity.write(root, layout)
+    stuck = record(tree, capacity)
+    integrity.write(tree)
     for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
 
@@ -243,16 +150,13 @@ def _drop_bytecode_naming(root: Path) -> None:
                 pyc.unlink()
 
 
-def _write_origin(plan: Plan, root: Path) -> None:
-    """The build machine's paths, which `bundler verify` looks for in the bundle's files."""
+def _write_origin(plan: Plan, tree: Bundle) -> None:
     sources = {}
     for name, p in plan.interpreters.items():
         source = p.conda or (p.info.prefix if p.info else None)
         if source is not None:
             sources[name] = str(source)
-    origin = {"staging": str(root), "project": str(plan.spec.folder), "sources": sources}
-    (root / META).mkdir(parents=True, exist_ok=True)
-    (root / META / portability.ORIGIN).write_text(json.dumps(origin, indent=1) + "\n")
+    Origin(staging=str(tree.root), project=str(plan.spec.folder), sources=sources).write(tree.origin)
 
 
 def _has_pip(python: Path) -> bool:
@@ -285,37 +189,22 @@ def install_self(root: Path, minor: str) -> None:
     (info / "RECORD").write_text("".join(f"{f},,\n" for f in sorted(files)))
 
 
-def _write_manifest(plan: Plan, root: Path, resolved: dict[str, dict[str, str]]) -> None:
-    """bundle.toml inside the bundle: the spec as written, plus what the build resolved."""
+def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]]) -> None:
+    """bundle.toml inside the bundle: the spec as written, plus what the build resolved; and
+    the layout the bundle was built with."""
     spec = plan.spec
     text = spec.path.read_text(encoding="utf-8")
-    doc = tomlkit.parse(text)
-    doc.pop("build", None)
-    build = tomlkit.table()
-    build.add(tomlkit.comment("Written by bundler build: what this bundle holds, resolved."))
-    build["bundler_version"] = bundler.__version__
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    build["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                      time.gmtime(int(epoch) if epoch else None))
-    build["spec_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    interps = tomlkit.table(is_super_table=True)
-    for name, p in plan.interpreters.items():
-        entry = tomlkit.table()
-        entry["folder"] = p.folder
-        entry["python"] = p.python
-        entry["python_version"] = p.minor
-        entry["packages"] = dict(sorted(resolved.get(name, {}).items()))
-        interps[name] = entry
-    build["interpreters"] = interps
-    code = tomlkit.table(is_super_table=True)
-    for c in spec.code.values():
-        folder = {"folder": plan.layout.code_dir(spec.project, c.name)}
-        if c.bytecode:  # the only Python version that can run it
-            folder["python_version"] = plan.interpreters[plan.code_interpreter[c.name]].minor
-        code[c.name] = folder
-    build["code"] = code
-    doc["build"] = build
-    (root / "bundle.toml").write_text(tomlkit.dumps(doc), encoding="utf-8")
-    layout = tomlkit.document()
-    layout.update(vars(plan.layout))
-    (root / META / LAYOUT_FILE).write_text(tomlkit.dumps(layout))
+    interpreters = {name: BuiltInterpreter(p.folder, p.python, p.minor, resolved.get(name, {}))
+                    for name, p in plan.interpreters.items()}
+    code = {c.name: BuiltCode(plan.layout.code_dir(spec.project, c.name),
+                              plan.interpreters[plan.code_interpreter[c.name]].minor
+                              if c.bytecode else None)
+            for c in spec.code.values()}
+    build = BuildRecord(
+        bundler_version=bundler.__version__,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch) if epoch else None)),
+        spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        interpreters=interpreters, code=code)
+    tree.manifest.write_text(Manifest.compose(text, build), encoding="utf-8")
+    plan.layout.write(tree.layout_record)

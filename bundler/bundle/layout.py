@@ -1,16 +1,17 @@
-"""Where things go inside a bundle, read from the layout files shipped in bundler/layouts/."""
+"""Where things go inside a bundle, read from the layout files shipped in bundler/layouts/ and
+recorded in every bundle (.bundler/layout.toml)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import tomlkit
 
 from bundler.errors import BundlerError
 
-META = ".bundler"  # bundler's own records inside every bundle, whatever the layout
-LAYOUT_FILE = "layout.toml"
+MONITOR = "_monitor"      # bundler's event listener: etc/conf.d/_monitor.ini and .json
+GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,20 @@ class Layout:
         """The relative path from `folder` back to the bundle root, e.g. '../..'."""
         return "/".join(".." for _ in folder.split("/"))
 
+    @classmethod
+    def read(cls, path: Path) -> Layout:
+        return cls(**tomlkit.parse(path.read_text()).unwrap())
+
+    def write(self, path: Path) -> None:
+        doc = tomlkit.document()
+        doc.update(asdict(self))
+        path.write_text(tomlkit.dumps(doc))
+
 
 def load_layout(name: str = "miniconda") -> Layout:
+    """A layout shipped with bundler (a new bundle's); a built one reads its own record."""
+    from importlib import resources  # not needed to run a bundle: kept off bin/bundler's path
+
     try:
         text = resources.files("bundler").joinpath("layouts", f"{name}.toml").read_text()
     except FileNotFoundError as exc:

@@ -9,7 +9,6 @@ which reads its arguments and environment from a JSON file beside the .ini.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -21,12 +20,12 @@ from typing import Any
 import jinja2
 
 from bundler import __version__
+from bundler.bundle.layout import GROUP_PREFIX, MONITOR, Layout
+from bundler.bundle.records import MonitorConfig, Watched
+from bundler.bundle.tree import META
 from bundler.errors import BundlerError
-from bundler.layout import META, Layout
-from bundler.spec import PYTHON_WORD, Service, Spec
-from bundler.supervisor import MONITOR
+from bundler.spec.model import PYTHON_WORD, Service, Spec
 
-GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
 _COMMENT = re.compile(r"\s[;#]")
 LAUNCHERS = {
     "start": "start every service (relocating the bundle first if it moved) and wait for them",
@@ -198,25 +197,17 @@ class Renderer:
             files[f"{MONITOR}.ini"] = self.jinja.get_template("monitor.ini.j2").render(
                 name=MONITOR, python=f'"{self.here(self.pythons["base"])}"',
                 log=self.here(f"{self.layout.log}/{MONITOR}.log"))
-            files[f"{MONITOR}.json"] = json.dumps(self.monitor_config(), indent=2) + "\n"
+            files[f"{MONITOR}.json"] = self.monitor_config().text()
         return files
 
-    def monitor_config(self) -> dict[str, Any]:
+    def monitor_config(self) -> MonitorConfig:
         """What bundler.monitor watches; paths relative to the bundle root."""
         spec = self.spec
-        services = {}
-        for s in spec.services.values():
-            if s.health is None and s.max_rss is None:
-                continue
-            services[s.name] = {
-                "health": dataclasses.asdict(s.health) if s.health else None,
-                "max_rss": s.max_rss, "python": self.pythons[s.python],
-                "directory": self.layout.code_dir(spec.project, s.code)}
-        return {"bundle": spec.name, "version": spec.version, "services": services,
-                "names": list(spec.services),
-                "supervisord_log": f"{self.layout.log}/supervisord.log",
-                "alerts": dataclasses.asdict(spec.alerts) if spec.alerts else None,
-                "metrics": dataclasses.asdict(spec.metrics) if spec.metrics else None}
+        services = {s.name: Watched(s.name, s.health, s.max_rss, self.pythons[s.python],
+                                    self.layout.code_dir(spec.project, s.code))
+                    for s in spec.services.values() if s.health is not None or s.max_rss is not None}
+        return MonitorConfig(spec.name, spec.version, services, tuple(spec.services),
+                             f"{self.layout.log}/supervisord.log", spec.alerts, spec.metrics)
 
     def write(self, root: Path) -> None:
         layout = self.layout

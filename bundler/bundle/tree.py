@@ -1,64 +1,183 @@
-"""An unpacked bundle: its root and where things are inside it."""
+"""A bundle tree: its root and the path of everything bundler reads or writes in it (its own records
+under .bundler/ and run/ included: each name is spelled here only), the lock that serialises
+operations on it, and how a command tells a bundle from a project folder."""
 
 from __future__ import annotations
 
+import fcntl
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomlkit
-
-from bundler.errors import BundlerError
-from bundler.layout import LAYOUT_FILE, META, Layout
-from bundler.supervisor import Supervisor, recorded_socket
+from bundler.bundle.layout import Layout
+from bundler.errors import BundlerError, UsageError
 
 MANIFEST = "bundle.toml"
+META = ".bundler"  # bundler's own records inside every bundle, whatever the layout
+# Records read before there is a Bundle: from an archive, or to tell a bundle by its layout.
+LAYOUT_RECORD = f"{META}/layout.toml"
+CHECKSUMS_RECORD = f"{META}/checksums.json"
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """An unpacked bundle: its root and where things are inside it."""
+    """A bundle tree: unpacked on a server, or being staged by a build."""
 
     root: Path
     layout: Layout
 
-    @property
-    def meta(self) -> Path:
-        return self.root / META
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / self.layout.run
-
-    @property
-    def conf(self) -> Path:
-        return self.root / self.layout.etc / "supervisord.conf"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.run_dir / "supervisord.pid"
-
-    @property
-    def python(self) -> Path:
-        return self.root / "bin" / "python3"
+    # --- what the bundle is made of
 
     @property
     def manifest(self) -> Path:
         return self.root / MANIFEST
 
     @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python3"
+
+    @property
+    def conf(self) -> Path:
+        return self.root / self.layout.etc / "supervisord.conf"
+
+    @property
     def programs(self) -> Path:
         return self.root / self.layout.programs
 
-    def supervisor(self, timeout: float = 10.0) -> Supervisor:
-        return Supervisor(recorded_socket(self.root, self.run_dir), timeout)
+    @property
+    def log_dir(self) -> Path:
+        return self.root / self.layout.log
+
+    # --- run/: what a running bundle keeps
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / self.layout.run
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    @property
+    def socket_record(self) -> Path:
+        """The socket path bin/start chose (run/supervisor.sock unless that is too long)."""
+        return self.run_dir / "socket.path"
+
+    @property
+    def unit_record(self) -> Path:
+        """The systemd unit that runs this bundle, when one was installed."""
+        return self.run_dir / "systemd-unit"
+
+    @property
+    def http_password(self) -> Path:
+        return self.run_dir / "http-password"
+
+    # --- .bundler/: bundler's own records
+
+    @property
+    def meta(self) -> Path:
+        return self.root / META
+
+    @property
+    def layout_record(self) -> Path:
+        return self.root / LAYOUT_RECORD
+
+    @property
+    def checksums(self) -> Path:
+        return self.root / CHECKSUMS_RECORD
+
+    @property
+    def relocation(self) -> Path:
+        return self.meta / "relocate.json"
+
+    @property
+    def relocation_journal(self) -> Path:
+        return self.meta / "relocate.journal"
+
+    @property
+    def origin(self) -> Path:
+        """The build machine's paths, which `bundler verify` looks for in the bundle's files."""
+        return self.meta / "origin.json"
+
+    @property
+    def history(self) -> Path:
+        return self.meta / "history.jsonl"
+
+    @property
+    def transaction(self) -> Path:
+        """The journal of a service change under way (switch, add, remove)."""
+        return self.meta / "transaction.json"
+
+    @property
+    def apply_journal(self) -> Path:
+        """The journal of files being moved in by a patch."""
+        return self.meta / "apply.json"
+
+    @property
+    def apply_backup(self) -> Path:
+        return self.meta / "apply-backup"
+
+    @property
+    def apply_incoming(self) -> Path:
+        return self.meta / "apply-incoming"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.meta / "lock"
+
+    # --- which paths belong to whom
+
+    def unchecked(self, rel: str) -> bool:
+        """Paths no checksum covers: runtime state, site configuration, bundler's records."""
+        layout = self.layout
+        return any(rel == top or rel.startswith(top + "/")
+                   for top in (layout.log, layout.run, layout.site_config, META))
+
+    def patchable(self, rel: str) -> bool:
+        """Paths a patch may carry: not the manifest, configuration, runtime state or records."""
+        return rel != MANIFEST and not rel.startswith(self.layout.etc + "/") \
+            and not self.unchecked(rel)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the bundle for operations that must not run twice at once."""
+        try:
+            self.meta.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a")
+        except PermissionError as exc:
+            raise BundlerError(f"cannot lock the bundle: {self.meta} is not writable by this user; "
+                               "run as the user that owns the bundle") from exc
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_bundle(root: Path | None) -> Bundle:
     """The bundle at `root`, or the one whose interpreter runs this code."""
     root = Path(root if root is not None else sys.prefix).resolve()
-    layout_file = root / META / LAYOUT_FILE
-    if not layout_file.is_file():
-        raise BundlerError(f"{root} is not a bundle (no {META}/{LAYOUT_FILE}); run this from a "
+    if not (root / LAYOUT_RECORD).is_file():
+        raise BundlerError(f"{root} is not a bundle (no {LAYOUT_RECORD}); run this from a "
                            "bundle's bin/ or pass --root")
-    return Bundle(root=root, layout=Layout(**tomlkit.parse(layout_file.read_text()).unwrap()))
+    return Bundle(root=root, layout=Layout.read(root / LAYOUT_RECORD))
+
+
+def acting_on(folder: Path, root: Path | None) -> Bundle | None:
+    """The built bundle a command acts on, or None when it acts on a project's bundle.toml.
+
+    A project is a folder whose bundle.toml is not a bundle's manifest; otherwise the command
+    acts on --root, on the bundle whose root is the folder, or on the bundle it is run from.
+    """
+    if root is not None:
+        return open_bundle(root)
+    if (folder / MANIFEST).is_file():
+        return open_bundle(folder) if (folder / META).is_dir() else None
+    try:
+        return open_bundle(None)
+    except BundlerError:
+        raise UsageError(f"no bundle.toml in {folder.resolve()}: run this in a project (bundler "
+                         "init NAME makes one), in a bundle, or with --root BUNDLE") from None

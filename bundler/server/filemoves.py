@@ -2,7 +2,7 @@
 
 Each path that is replaced or removed is first moved to a backup folder, and a journal lists the
 moves before the first one is made. A failure undoes them at once; a kill leaves the journal, and
-the next operation on the bundle undoes them (see live.recover).
+the next operation on the bundle undoes them (see transact.recover).
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle.tree import Bundle
 from bundler.fsutil import write_atomic
 
-JOURNAL = "apply.json"
-BACKUP = "apply-backup"
 
-
-def commit(root: Path, meta: Path, ops: list[dict[str, Any]], staged: Path) -> None:
-    """Carry out `ops` in `root`: {"rel", "put": "file" (taken from staged/rel), "link" (to
+def commit(bundle: Bundle, ops: list[dict[str, Any]], staged: Path) -> None:
+    """Carry out `ops` in the bundle: {"rel", "put": "file" (taken from staged/rel), "link" (to
     "target") or None (remove), "existed": whether rel is there now}. All or nothing."""
-    backup = meta / BACKUP
+    root, backup = bundle.root, bundle.apply_backup
     shutil.rmtree(backup, ignore_errors=True)
     created = []
     for op in ops:
@@ -32,7 +30,7 @@ def commit(root: Path, meta: Path, ops: list[dict[str, Any]], staged: Path) -> N
             missing.append(parent)
             parent = parent.parent
         created += [str(p.relative_to(root)) for p in missing if str(p.relative_to(root)) not in created]
-    write_atomic(meta / JOURNAL, json.dumps({"ops": ops, "created": created}, indent=0))
+    write_atomic(bundle.apply_journal, json.dumps({"ops": ops, "created": created}, indent=0))
     try:
         for op in ops:
             path = root / op["rel"]
@@ -47,19 +45,19 @@ def commit(root: Path, meta: Path, ops: list[dict[str, Any]], staged: Path) -> N
                 else:
                     os.replace(staged / op["rel"], path)
     except BaseException:
-        undo(root, meta)
+        undo(bundle)
         raise
-    (meta / JOURNAL).unlink()
+    bundle.apply_journal.unlink()
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def undo(root: Path, meta: Path) -> bool:
+def undo(bundle: Bundle) -> bool:
     """Undo a commit that did not finish (its journal is there). Caller holds the lock."""
-    journal_path = meta / JOURNAL
+    journal_path = bundle.apply_journal
     if not journal_path.exists():
         return False
     journal = json.loads(journal_path.read_text())
-    backup = meta / BACKUP
+    root, backup = bundle.root, bundle.apply_backup
     for op in reversed(journal["ops"]):
         path, saved = root / op["rel"], backup / op["rel"]
         if op["existed"]:

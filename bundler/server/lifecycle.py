@@ -1,7 +1,6 @@
-"""Run a built bundle where it was unpacked: start (relocating first), stop, status.
-
-Everything here runs on the server with the bundle's own interpreter.
-"""
+"""Start a built bundle where it was unpacked (relocating it first if it moved) and stop it: its
+supervisord, a clean environment for it, the privileges it drops to, and the processes of a
+previous run that must not be left beside a new one."""
 
 from __future__ import annotations
 
@@ -11,34 +10,30 @@ import os
 import pwd
 import secrets
 import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle import Bundle
+from bundler.bundle.records import Manifest
+from bundler.bundle.relocation import relocate
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.live import read_manifest, recover
-from bundler.relocate import locked, relocate
-from bundler.spec import Supervisord
-from bundler.supervisor import (
+from bundler.runner import call
+from bundler.server.supervisor import (
     BACKOFF,
-    MONITOR,
     RUNNING,
-    SOCKET_RECORD,
     STARTING,
     STOPPED,
     Process,
     Supervisor,
     choose_socket,
-    recorded_socket,
+    connect,
 )
-from bundler.systemd import managing_unit
+from bundler.server.systemd import managing_unit
+from bundler.server.transact import recover
+from bundler.spec.model import Supervisord
 
 ROOT_VAR = "BUNDLE_ROOT"
-PASSWORD_FILE = "http-password"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
@@ -71,7 +66,7 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
                                f"or as {settings.user}")
         uid = user.pw_uid
         if os.geteuid() == 0:
-            for folder in (bundle.root / bundle.layout.log, bundle.run_dir):
+            for folder in (bundle.log_dir, bundle.run_dir):
                 for path in (folder, *folder.rglob("*")):
                     os.lchown(path, user.pw_uid, user.pw_gid)
     if settings.socket_group:
@@ -90,7 +85,7 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
 def http_password(bundle: Bundle, owner: int) -> str:
     """The password of supervisor's web server: made where the bundle first runs, kept in
     run/http-password (0600, for `owner`), never part of a build or an archive."""
-    path = bundle.run_dir / PASSWORD_FILE
+    path = bundle.http_password
     if path.exists():
         return path.read_text().strip()
     password = secrets.token_urlsafe(24)
@@ -146,8 +141,8 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
     if bad:
         raise BundlerError(f"the bundle's path {bundle.root} contains {bad[0]!r}, which supervisor "
                            "configs and PYTHONPATH cannot carry: move the bundle to another path")
-    with locked(bundle.meta):
-        moved = relocate(bundle.root, bundle.meta)
+    with bundle.locked():
+        moved = relocate(bundle)
         recover(bundle)  # an operation that was killed half-way leaves no half-written config
         pid = running_pid(bundle)
         already = pid is not None
@@ -166,7 +161,7 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
     if foreground:
         os.chdir(bundle.root)
         os.execve(cmd[0], [*cmd, "-n"], env)
-    sup = bundle.supervisor()
+    sup = connect(bundle)
     processes = _wait_settled(sup, timeout)
     failed = [(p, sup.tail(p)) for p in processes if p.autostart and p.state != RUNNING]
     return StartReport(moved=moved, already_running=already, processes=processes, failed=failed)
@@ -176,26 +171,24 @@ def _prepare(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
     """supervisord's command line and environment; records the socket it will use."""
     socket_path = choose_socket(bundle.root, bundle.run_dir)
     bundle.run_dir.mkdir(exist_ok=True)
-    (bundle.run_dir / SOCKET_RECORD).write_text(socket_path + "\n")
+    bundle.socket_record.write_text(socket_path + "\n")
     env = supervisord_env(bundle, socket_path)
-    _privileges(bundle, read_manifest(bundle).spec.supervisor, env)
+    _privileges(bundle, Manifest.read(bundle.manifest).spec.supervisor, env)
     return [str(bundle.python), "-I", "-m", "supervisor.supervisord", "-c", str(bundle.conf)], env
 
 
 def _launch(bundle: Bundle, cmd: list[str], env: dict[str, str]) -> None:
-    with tempfile.TemporaryFile() as output:
-        code = subprocess.call(cmd, env=env, cwd=bundle.root,
-                               stdin=subprocess.DEVNULL, stdout=output, stderr=output)
-        output.seek(0)
-        text = output.read().decode(errors="replace").strip().removeprefix("Error: ")
-    if code != 0:
-        raise BundlerError(f"supervisord did not start (exit {code}): {text}")
+    # supervisord daemonizes: its parent exits, and the child closes the output it inherited
+    done = call(cmd, what="starting supervisord", cwd=bundle.root, env=env, timeout=120)
+    if done.returncode != 0:
+        raise BundlerError(f"supervisord did not start (exit {done.returncode}): "
+                           f"{done.output.strip().removeprefix('Error: ')}")
     socket_path = env["BUNDLER_SOCKET"]
     sup = Supervisor(socket_path)
     deadline = time.monotonic() + 15
     while not sup.alive():
         if time.monotonic() > deadline:
-            log = bundle.root / bundle.layout.log / "supervisord.log"
+            log = bundle.log_dir / "supervisord.log"
             raise BundlerError(f"supervisord did not answer on {socket_path}; see {log}")
         time.sleep(0.1)
 
@@ -214,14 +207,14 @@ def _wait_settled(sup: Supervisor, timeout: float) -> list[Process]:
 
 def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
     """Stop supervisord and its services; kill what is left of this bundle. Returns killed pids."""
-    with locked(bundle.meta):
+    with bundle.locked():
         pid = running_pid(bundle)
         unit = managing_unit(bundle, pid) if pid is not None else None
         if unit is not None:
             raise BundlerError(f"supervisord runs under systemd: stop it with `systemctl stop {unit}`"
                                " (systemd would start it again after bin/stop)")
         if pid is not None:
-            sup = bundle.supervisor()
+            sup = connect(bundle)
             if sup.alive():
                 sup.shutdown()
             _wait_gone([pid], timeout)
@@ -255,91 +248,3 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     except OSError:
         return False
-
-
-NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
-
-
-@dataclass(frozen=True)
-class ServiceRow:
-    process: str
-    state: str
-    pid: int
-    uptime: int
-    python: str      # interpreter name and Python version
-    code: str
-    autostart: bool
-
-
-def service_rows(bundle: Bundle) -> list[ServiceRow]:
-    """One row per process of the running supervisord, or per service when it is not running."""
-    deployed = read_manifest(bundle)
-    spec, interpreters = deployed.spec, deployed.build["interpreters"]
-
-    def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
-            autostart: bool = True) -> ServiceRow:
-        s = spec.services.get(service)
-        if s is None:  # bundler's own monitor, or a program added by hand
-            what = "bundler" if process == MONITOR else "?"
-            return ServiceRow(process, state, pid, uptime, what, what, autostart)
-        version = interpreters.get(s.python, {}).get("python_version", "?")
-        return ServiceRow(process, state, pid, uptime, f"{s.python} ({version})", s.code, autostart)
-
-    sup = bundle.supervisor()
-    if not sup.alive():
-        return [row(name, name, NOT_RUNNING) for name in spec.services]
-    rows = []
-    for p in sup.processes():
-        rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
-                        p.autostart))
-    return rows
-
-
-def supervisorctl(bundle: Bundle, args: list[str]) -> int:
-    env = dict(os.environ, BUNDLER_SOCKET=recorded_socket(bundle.root, bundle.run_dir))
-    return subprocess.call([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
-                            "-c", str(bundle.conf), *args], env=env)
-
-
-def log_files(bundle: Bundle, service: str) -> list[Path]:
-    """The log files of `service` (one per process; .err.log when stderr is kept apart)."""
-    folder = bundle.root / bundle.layout.log
-    names = [f"{service}.log", f"{service}.err.log"]
-    found = [folder / n for n in names if (folder / n).is_file()]
-    for pattern in (f"{service}_[0-9][0-9].log", f"{service}_[0-9][0-9].err.log"):
-        found += sorted(folder.glob(pattern))
-    return found
-
-
-def last_lines(path: Path, count: int) -> list[str]:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 256 * 1024))
-        return f.read().decode(errors="replace").splitlines()[-count:] if count else []
-
-
-def follow(paths: list[Path], interval: float = 0.5) -> Iterator[tuple[Path, str]]:
-    """New complete lines of `paths` as they are written; survives rotation and truncation."""
-    positions = {}
-    for path in paths:
-        st = path.stat()
-        positions[path] = (st.st_ino, st.st_size)
-    while True:
-        for path in paths:
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            inode, pos = positions[path]
-            if st.st_ino != inode or st.st_size < pos:
-                pos = 0
-            if st.st_size > pos:
-                with open(path, "rb") as f:
-                    f.seek(pos)
-                    data = f.read()
-                cut = data.rfind(b"\n") + 1
-                for line in data[:cut].decode(errors="replace").splitlines():
-                    yield path, line
-                pos += cut
-            positions[path] = (st.st_ino, pos)
-        time.sleep(interval)

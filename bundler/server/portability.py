@@ -3,17 +3,14 @@ the oldest glibc it can run on, and files that still name a path of the build ma
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler import elf, integrity
-from bundler.layout import META
-
-ORIGIN = "origin.json"   # in .bundler/: the build machine's paths, for this check
-_SKIP = ("log", "run", META)
+from bundler.bundle import elf
+from bundler.bundle.records import Origin, Relocation
+from bundler.bundle.tree import META, Bundle
 
 
 @dataclass
@@ -56,10 +53,10 @@ def _some(items: list[str], limit: int = 3) -> str:
     return ", ".join(sorted(items)[:limit]) + more
 
 
-def check(root: Path) -> Report:
+def check(bundle: Bundle) -> Report:
     report = Report()
-    elf_files = _check_leaks(root, report)
-    _check_libraries(root, elf_files, report)
+    elf_files = _check_leaks(bundle, report)
+    _check_libraries(bundle.root, elf_files, report)
     return report
 
 
@@ -95,33 +92,34 @@ def _inside(path: Path, root: Path) -> bool:
     return os.path.normpath(path).startswith(str(root) + os.sep) or Path(path) == root
 
 
-def build_paths(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+def build_paths(bundle: Bundle) -> tuple[dict[str, str], dict[str, str]]:
     """The build machine's paths the build recorded, each with what it was: (paths no file
     may name, the source interpreters' prefixes)."""
-    try:
-        origin = json.loads((root / META / ORIGIN).read_text())
-    except FileNotFoundError:
+    origin = Origin.read(bundle.origin)
+    if origin is None:
         return {}, {}
-    build = {origin["staging"]: "the build's staging folder", origin["project"]: "the project"}
-    sources = {path: f"the source of interpreter {name}" for name, path in origin["sources"].items()}
+    build = {origin.staging: "the build's staging folder", origin.project: "the project"}
+    sources = {path: f"the source of interpreter {name}" for name, path in origin.sources.items()}
     return build, sources
 
 
-def _check_leaks(root: Path, report: Report) -> list[Path]:
+def _check_leaks(bundle: Bundle, report: Report) -> list[Path]:
     """Files naming a path of the build machine; returns the ELF files, so that each file is
     read once. The relocation's own files name the bundle's recorded root (bin/start rewrites
     them). A source interpreter's prefix compiled into a binary (libpython keeps its configure
     --prefix as a last-resort default) is only noted: it is not used to find libraries, which
     the RUNPATH check covers."""
-    build, sources = build_paths(root)
-    reloc = integrity.relocation(root)
+    root = bundle.root
+    skip = (bundle.layout.log, bundle.layout.run, META)
+    build, sources = build_paths(bundle)
+    reloc = Relocation.read(bundle.relocation)
     recorded = os.fsencode(reloc.prefix)
     needles = [(os.fsencode(p), p, False) for p in build if p != "/"]
     needles += [(os.fsencode(p), p, True) for p in sources if p not in ("/", "/usr")]
     elf_files = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if (here / d).relative_to(root).as_posix() not in _SKIP)
+        dirs[:] = sorted(d for d in dirs if (here / d).relative_to(root).as_posix() not in skip)
         for name in sorted(files):
             path = here / name
             if path.is_symlink():

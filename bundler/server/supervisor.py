@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 
 # sun_path holds 108 bytes including the terminating NUL, and supervisord first binds
 # "<socket>.<its pid>" (pid_max is at most 4194304: 7 digits) before renaming it.
 SOCKET_LIMIT = 107 - len(".4194304")
-SOCKET_RECORD = "socket.path"
-MONITOR = "_monitor"  # bundler's event listener (etc/conf.d/_monitor.ini and .json)
 RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
 
 
@@ -51,15 +50,18 @@ def _private_tmp() -> str | None:
     return folder if st.st_uid == os.geteuid() and (st.st_mode & 0o077) == 0 else None
 
 
-def recorded_socket(root: Path, run_dir: Path) -> str:
+def recorded_socket(bundle: Bundle) -> str:
     """The socket the running supervisord uses (recorded by bin/start), else the default choice."""
     try:
-        return (run_dir / SOCKET_RECORD).read_text().strip()
+        return bundle.socket_record.read_text().strip()
     except FileNotFoundError:
-        return choose_socket(root, run_dir)
+        return choose_socket(bundle.root, bundle.run_dir)
 
 
 class _UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over the unix socket, like supervisor's own SupervisorTransport, but with a timeout:
+    a hung supervisord must not hang every bundler command."""
+
     def __init__(self, path: str, timeout: float):
         super().__init__()
         self.path = path
@@ -142,3 +144,8 @@ class Supervisor:
 
     def shutdown(self) -> None:
         self.proxy.supervisor.shutdown()
+
+
+def connect(bundle: Bundle, timeout: float = 10.0) -> Supervisor:
+    """The bundle's supervisord, at the socket bin/start chose."""
+    return Supervisor(recorded_socket(bundle), timeout)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import __version__
-from bundler.bundle import Bundle
+from bundler.bundle.render import templates
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
-from bundler.render import templates
-from bundler.spec import NAME_RE, Spec
+from bundler.runner import call
+from bundler.spec.model import NAME_RE, Spec
 
 UNIT_DIR = Path("/etc/systemd/system")
-UNIT_RECORD = "systemd-unit"  # run/systemd-unit: the unit that runs this bundle
 NOFILE = 65536
 STOP_MARGIN = 30  # seconds above the longest stopwaitsecs
 HOMES = ("/home", "/root", "/run/user")
@@ -78,13 +77,11 @@ def validate(unit: Unit) -> str | None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / unit.name
         path.write_text(unit.text)
-        proc = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
-                              timeout=60)
-    said = [line for line in (proc.stdout + proc.stderr).splitlines()
-            if unit.name in line or proc.returncode != 0]
-    if proc.returncode == 0 and not said:
+        done = call([analyze, "verify", path], what="systemd-analyze verify", timeout=60)
+    said = [line for line in done.output.splitlines() if unit.name in line or done.returncode != 0]
+    if done.returncode == 0 and not said:
         return None
-    return "; ".join(said) or f"exit {proc.returncode}"
+    return "; ".join(said) or f"exit {done.returncode}"
 
 
 def require_systemd() -> None:
@@ -96,9 +93,9 @@ def require_systemd() -> None:
 
 
 def _systemctl(*args: str) -> None:
-    proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise BundlerError(f"systemctl {' '.join(args)} failed: {proc.stderr.strip()}")
+    done = call(["systemctl", *args], what=f"systemctl {' '.join(args)}", timeout=120, merge=False)
+    if done.returncode != 0:
+        raise BundlerError(f"systemctl {' '.join(args)} failed: {done.errors.strip()}")
 
 
 def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_DIR) -> Path:
@@ -115,7 +112,7 @@ def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_
             for item in (folder, *(os.path.join(folder, f) for f in files)):
                 os.lchown(item, entry.pw_uid, entry.pw_gid)
     write_atomic(path, unit.text)
-    (bundle.run_dir / UNIT_RECORD).write_text(unit.name + "\n")
+    bundle.unit_record.write_text(unit.name + "\n")
     _systemctl("daemon-reload")
     _systemctl("enable", "--now", unit.name)
     return path
@@ -129,7 +126,7 @@ def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
         raise BundlerError(f"{path} does not exist: no unit {name} to remove")
     _systemctl("disable", "--now", name)
     path.unlink()
-    (bundle.run_dir / UNIT_RECORD).unlink(missing_ok=True)
+    bundle.unit_record.unlink(missing_ok=True)
     _systemctl("daemon-reload")
     return path
 
@@ -137,7 +134,7 @@ def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
 def managing_unit(bundle: Bundle, pid: int) -> str | None:
     """The unit recorded for this bundle, when the supervisord `pid` runs in its cgroup."""
     try:
-        name = (bundle.run_dir / UNIT_RECORD).read_text().strip()
+        name = bundle.unit_record.read_text().strip()
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         return None

@@ -12,15 +12,9 @@ from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
-from bundler.spec import (
-    NAME_RE,
-    NAME_RULE,
-    Spec,
-    did_you_mean,
-    normalize_python,
-    parse_spec,
-    toml_error,
-)
+from bundler.spec.checker import did_you_mean, toml_error
+from bundler.spec.load import parse_spec
+from bundler.spec.model import NAME_RE, NAME_RULE, Spec, normalize_python
 
 INIT_TEMPLATE = '''\
 # bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
@@ -73,8 +67,10 @@ def init_project(folder: Path, name: str) -> Path:
     return spec_path
 
 
-def edit(spec_path: Path, change: Callable[[TOMLDocument], None]) -> Spec:
-    """Apply `change` to the document; save only if the result is a valid spec."""
+def edit(spec_path: Path, change: Callable[[TOMLDocument], object],
+         check: Callable[[Spec], object] | None = None) -> Spec:
+    """Apply `change` to the document; save only if the result is a valid spec (and passes
+    `check`, which raises to refuse it)."""
     try:
         text = spec_path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -85,11 +81,14 @@ def edit(spec_path: Path, change: Callable[[TOMLDocument], None]) -> Spec:
         raise toml_error(exc, text, spec_path) from exc
     if "build" in doc:
         raise BundlerError(f"{spec_path} is the manifest of a built bundle: editing it would not "
-                           "change what runs; edit the project's bundle.toml and rebuild (switching "
-                           "a running bundle is not supported yet)")
+                           "change what runs; edit the project's bundle.toml and rebuild, or change "
+                           "the bundle's services with its bin/bundler (switch, add-service, "
+                           "remove-service)")
     change(doc)
     new_text = tomlkit.dumps(doc)
     spec = parse_spec(new_text, spec_path)
+    if check is not None:
+        check(spec)
     write_atomic(spec_path, new_text)
     return spec
 
@@ -161,6 +160,21 @@ def switch(doc: TOMLDocument, service: str, version: str) -> str:
     previous = str(services[service].get("code", ""))
     services[service]["code"] = version
     return previous
+
+
+def switch_services(spec_path: Path, services: list[str] | None, group: str | None, version: str,
+                    check: Callable[[Spec], object] | None = None) -> list[tuple[str, str]]:
+    """Point `services` (or every member of `group`) at code `version` in a project's
+    bundle.toml, saved only once the new spec is valid and passes `check`; return each service
+    with the version it had."""
+    moved: list[tuple[str, str]] = []
+
+    def change(doc: TOMLDocument) -> None:
+        members = group_members(doc, group) if group else list(services or [])
+        moved.extend((name, switch(doc, name, version)) for name in members)
+
+    edit(spec_path, change, check)
+    return moved
 
 
 def group_members(doc: TOMLDocument, group: str) -> list[str]:

@@ -1,25 +1,36 @@
-"""The bundle spec (`bundle.toml`): frozen dataclasses, loading and validation with line numbers."""
+"""Reading bundle.toml: TOML into the model (model.py), every value checked, every error naming the
+file, the line and the key, with a "did you mean" where a name is close to a known one."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
+from tomlkit.exceptions import TOMLKitError
 
 from bundler.errors import BundlerError
-from bundler.tomlpos import duplicate_line, locate
+from bundler.spec.checker import Checker, did_you_mean, toml_error
+from bundler.spec.model import (
+    ALERT_EVENTS,
+    FORMATS,
+    NAME_RE,
+    NAME_RULE,
+    SPEC_VERSION,
+    Alerts,
+    CodeVersion,
+    Group,
+    Health,
+    Interpreter,
+    Listen,
+    Service,
+    Spec,
+    Supervisord,
+    normalize_python,
+)
 
-SPEC_VERSION = 1
-FORMATS = ("tar.gz", "tar.zst", "dir")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
-PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
@@ -47,196 +58,10 @@ SUPERVISOR_KEYS = ("user", "socket_group", "http")
 HTTP_KEYS = ("port", "host", "allow_remote", "username")
 METRICS_KEYS = ("port", "host", "allow_remote")
 ALERT_KEYS = ("webhook", "command", "on", "retries", "timeout")
-ALERT_EVENTS = ("fatal", "exit", "health", "memory")
 PROBES = ("http", "tcp", "command")
 HEALTH_KEYS = (*PROBES, "every", "timeout", "failures")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
-LATER = {"archive": 'a standalone CPython archive is given as python = "path/to/cpython-...'
-                    '-install_only.tar.gz"'}
-
-
-class SpecError(BundlerError):
-    """A problem in bundle.toml, reported as `file:line: message`."""
-
-
-@dataclass(frozen=True)
-class Interpreter:
-    """The base ("base") or one env: a copied CPython (prefix, executable or standalone archive),
-    a conda environment packed with conda-pack, or a virtualenv on another one."""
-
-    name: str
-    python: str | None = None        # "current", a CPython prefix / executable / archive path
-    virtualenv: str | None = None    # the bundle interpreter this virtualenv sits on
-    conda: str | None = None         # a conda environment's prefix
-    vendor_libs: bool = True         # copy the host libraries a copied CPython loads
-    requirements: tuple[str, ...] = ()
-    requirements_file: str | None = None
-
-
-@dataclass(frozen=True)
-class CodeVersion:
-    name: str
-    path: str | None = None
-    git: str | None = None
-    ref: str = "HEAD"
-    pythonpath: tuple[str, ...] = (".",)
-    bytecode: bool = False
-
-
-@dataclass(frozen=True)
-class Health:
-    """A probe run by the bundle's monitor: `failures` misses in a row restart the service."""
-
-    probe: str      # "http", "tcp" or "command"
-    target: str     # the URL, host:port or command line
-    every: float = 10.0
-    timeout: float = 3.0
-    failures: int = 3
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    command: str
-    code: str
-    python: str = "base"
-    environment: Mapping[str, str] = field(default_factory=dict)
-    numprocs: int = 1
-    options: Mapping[str, Any] = field(default_factory=dict)
-    group: str | None = None
-    health: Health | None = None
-    max_rss: int | None = None  # bytes: the monitor restarts the service above this
-
-
-@dataclass(frozen=True)
-class Listen:
-    """A TCP endpoint bundler opens (supervisor's web UI, the metrics)."""
-
-    port: int
-    host: str = "127.0.0.1"
-    username: str = "admin"
-
-
-@dataclass(frozen=True)
-class Supervisord:
-    user: str | None = None          # supervisord drops to this user when started as root
-    socket_group: str | None = None  # the socket is 0770 for this group (else 0700)
-    http: Listen | None = None       # supervisor's inet_http_server, off unless asked
-
-
-@dataclass(frozen=True)
-class Alerts:
-    webhook: str | None = None
-    command: str | None = None
-    on: tuple[str, ...] = ALERT_EVENTS
-    retries: int = 3
-    timeout: float = 5.0
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    programs: tuple[str, ...]
-    priority: int | None = None
-
-
-@dataclass(frozen=True)
-class Spec:
-    path: Path
-    name: str
-    version: str
-    project: str
-    format: str
-    layout: str
-    interpreters: Mapping[str, Interpreter]
-    code: Mapping[str, CodeVersion]
-    services: Mapping[str, Service]
-    groups: Mapping[str, Group]
-    supervisor: Supervisord = Supervisord()
-    metrics: Listen | None = None
-    alerts: Alerts | None = None
-
-    @property
-    def monitored(self) -> bool:
-        """Whether the bundle runs its monitor (health, memory, alerts, metrics)."""
-        return bool(self.metrics or self.alerts
-                    or any(s.health or s.max_rss for s in self.services.values()))
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-
-def normalize_python(value: str) -> str:
-    """'base', 'pyocr' and 'envs/pyocr' all name bundle interpreters; return 'base' or 'pyocr'."""
-    value = value.strip().rstrip("/")
-    if value in ("", ".", "base"):
-        return "base"
-    return value[len("envs/"):] if value.startswith("envs/") else value
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-class _Checker:
-    """Walks the raw TOML document; every error names the file, the line and the key."""
-
-    def __init__(self, path: Path, text: str):
-        self.path = path
-        self.text = text
-
-    def fail(self, table: tuple[str, ...], key: str | None, message: str) -> SpecError:
-        line = locate(self.text, table, key)
-        where = f"{self.path}:{line}" if line else str(self.path)
-        head = "[" + ".".join(table) + "] " if table else ""
-        return SpecError(f"{where}: {head}{message}")
-
-    def table(self, raw: Any, table: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(raw, Mapping):
-            raise self.fail(table[:-1], table[-1], "must be a table")
-        for key in raw:
-            if key in LATER and key not in allowed:
-                raise self.fail(table, key, f"{key}: {LATER[key]}")
-            if key not in allowed:
-                raise self.fail(table, key, f"unknown key {key!r}{did_you_mean(key, allowed)}")
-        return dict(raw)
-
-    def typed(self, raw: Mapping[str, Any], table: tuple[str, ...], key: str,
-              types: tuple[type, ...], default: Any = None, required: bool = False) -> Any:
-        if key not in raw:
-            if required:
-                raise self.fail(table, None, f"is missing the required key {key!r}")
-            return default
-        value = raw[key]
-        # bool is an int to Python, but `true` is no integer to a person
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(_TYPE_NAMES[t] for t in types)
-            raise self.fail(table, key, f"{key} must be {names}, not {_describe(value)}")
-        return value
-
-    def strings(self, raw: Mapping[str, Any], table: tuple[str, ...], key: str) -> tuple[str, ...]:
-        value = self.typed(raw, table, key, (list,), default=[])
-        if not all(isinstance(v, str) for v in value):
-            raise self.fail(table, key, f"{key} must be a list of strings")
-        return tuple(value)
-
-    def name(self, table: tuple[str, ...], value: str) -> None:
-        if not NAME_RE.match(value):
-            raise self.fail(table, None, f"name {value!r} is invalid: {NAME_RULE}")
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-               dict: "a table", float: "a number"}
-
-
-def _describe(value: Any) -> str:
-    for t, name in _TYPE_NAMES.items():
-        if isinstance(value, t) and not (t is int and isinstance(value, bool)):
-            return f"{name} ({value!r})"
-    return repr(value)
 
 
 def load_spec(path: Path) -> Spec:
@@ -252,23 +77,24 @@ def load_spec(path: Path) -> Spec:
 
 
 def parse_spec(text: str, path: Path) -> Spec:
+    return spec_of(read_toml(text, path), text, path)
+
+
+def read_toml(text: str, path: Path) -> dict[str, Any]:
+    """The TOML document in `text` (read from `path`) as plain values."""
     try:
-        raw = tomlkit.parse(text).unwrap()
+        raw: dict[str, Any] = tomlkit.parse(text).unwrap()
     except TOMLKitError as exc:
         raise toml_error(exc, text, path) from exc
-    return _build(raw, _Checker(path, text), path.resolve())
+    return raw
 
 
-def toml_error(exc: TOMLKitError, text: str, path: Path) -> SpecError:
-    """A TOML syntax error as `file:line: invalid TOML: ...`."""
-    line: int | None = exc.line if isinstance(exc, ParseError) else None
-    if isinstance(exc, KeyAlreadyPresent):
-        key = str(exc).split('"')[1] if '"' in str(exc) else ""
-        line = duplicate_line(text, key)
-    return SpecError(f"{path}:{line}: invalid TOML: {exc}" if line else f"{path}: invalid TOML: {exc}")
+def spec_of(raw: dict[str, Any], text: str, path: Path) -> Spec:
+    """Validate a document `read_toml` returned; errors name the lines of `text`."""
+    return _build(raw, Checker(path, text), path.resolve())
 
 
-def _build(raw: dict[str, Any], c: _Checker, path: Path) -> Spec:
+def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     _check_top(raw, c)
     version = c.typed(raw, (), "spec_version", (int,), default=SPEC_VERSION)
     if version > SPEC_VERSION:
@@ -314,13 +140,13 @@ def _build(raw: dict[str, Any], c: _Checker, path: Path) -> Spec:
                 groups=groups, supervisor=supervisor, metrics=metrics, alerts=alerts)
 
 
-def _check_top(raw: Mapping[str, Any], c: _Checker) -> None:
+def _check_top(raw: Mapping[str, Any], c: Checker) -> None:
     for key in raw:
         if key not in TOP_KEYS:
             raise c.fail((), key, f"unknown key {key!r}{did_you_mean(key, TOP_KEYS)}")
 
 
-def _base(raw: Any, c: _Checker) -> Interpreter:
+def _base(raw: Any, c: Checker) -> Interpreter:
     t = ("base",)
     raw = c.table(raw, t, BASE_KEYS)
     conda = c.typed(raw, t, "conda", (str,))
@@ -333,7 +159,7 @@ def _base(raw: Any, c: _Checker) -> Interpreter:
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
 
 
-def _env(name: str, raw: Any, c: _Checker) -> Interpreter:
+def _env(name: str, raw: Any, c: Checker) -> Interpreter:
     t = ("envs", name)
     raw = c.table(raw, t, ENV_KEYS)
     venv = c.typed(raw, t, "virtualenv", (str,))
@@ -349,14 +175,14 @@ def _env(name: str, raw: Any, c: _Checker) -> Interpreter:
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
 
 
-def _vendor_libs(raw: Mapping[str, Any], t: tuple[str, ...], c: _Checker, python: str | None) -> bool:
+def _vendor_libs(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, python: str | None) -> bool:
     if "vendor_libs" in raw and python is None:
         raise c.fail(t, "vendor_libs", "vendor_libs applies to copied CPythons (python = ...); "
                      "conda environments carry their own libraries, virtualenvs their parent's")
     return bool(c.typed(raw, t, "vendor_libs", (bool,), default=True))
 
 
-def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: _Checker) -> None:
+def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: Checker) -> None:
     for interp in interpreters.values():
         parent = interp.virtualenv
         if parent is None:
@@ -370,7 +196,7 @@ def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: _Check
                          "build it on a real interpreter (base or a python = env)")
 
 
-def _code(name: str, raw: Any, c: _Checker) -> CodeVersion:
+def _code(name: str, raw: Any, c: Checker) -> CodeVersion:
     t = ("code", name)
     c.name(t, name)
     raw = c.table(raw, t, CODE_KEYS)
@@ -388,7 +214,7 @@ def _code(name: str, raw: Any, c: _Checker) -> CodeVersion:
                        pythonpath=pythonpath, bytecode=c.typed(raw, t, "bytecode", (bool,), False))
 
 
-def _group(name: str, raw: Any, c: _Checker, services: Mapping[str, Any],
+def _group(name: str, raw: Any, c: Checker, services: Mapping[str, Any],
            membership: dict[str, str]) -> Group:
     t = ("groups", name)
     c.name(t, name)
@@ -409,7 +235,7 @@ def _group(name: str, raw: Any, c: _Checker, services: Mapping[str, Any],
     return Group(name=name, programs=programs, priority=c.typed(raw, t, "priority", (int,)))
 
 
-def _service(name: str, raw: Any, c: _Checker, interpreters: Mapping[str, Interpreter],
+def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpreter],
              code: Mapping[str, CodeVersion], group: str | None) -> Service:
     t = ("services", name)
     c.name(t, name)
@@ -471,7 +297,7 @@ def parse_size(value: str | int) -> int | None:
     return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
 
 
-def _number(raw: Mapping[str, Any], t: tuple[str, ...], key: str, c: _Checker,
+def _number(raw: Mapping[str, Any], t: tuple[str, ...], key: str, c: Checker,
             default: float, at: str | None = None) -> float:
     """A positive number; errors point at the line of `at` (the inline table holding it)."""
     value = raw.get(key, default)
@@ -480,7 +306,7 @@ def _number(raw: Mapping[str, Any], t: tuple[str, ...], key: str, c: _Checker,
     return float(value)
 
 
-def _health(raw: Any, t: tuple[str, ...], c: _Checker) -> Health:
+def _health(raw: Any, t: tuple[str, ...], c: Checker) -> Health:
     raw = c.table(raw, (*t, "health"), HEALTH_KEYS)
     probes = [p for p in PROBES if p in raw]
     if len(probes) != 1:
@@ -499,7 +325,7 @@ def _health(raw: Any, t: tuple[str, ...], c: _Checker) -> Health:
                   timeout=_number(raw, t, "timeout", c, 3.0, "health"), failures=failures)
 
 
-def _listen(raw: Any, t: tuple[str, ...], c: _Checker, keys: tuple[str, ...]) -> Listen:
+def _listen(raw: Any, t: tuple[str, ...], c: Checker, keys: tuple[str, ...]) -> Listen:
     raw = c.table(raw, t, keys)
     port = c.typed(raw, t, "port", (int,), required=True)
     if not 0 < port < 65536:
@@ -514,7 +340,7 @@ def _listen(raw: Any, t: tuple[str, ...], c: _Checker, keys: tuple[str, ...]) ->
     return Listen(port=port, host=host, username=username)
 
 
-def _supervisor(raw: Any, c: _Checker, services: Mapping[str, Any]) -> Supervisord:
+def _supervisor(raw: Any, c: Checker, services: Mapping[str, Any]) -> Supervisord:
     t = ("supervisor",)
     raw = c.table(raw, t, SUPERVISOR_KEYS)
     user = c.typed(raw, t, "user", (str,))
@@ -527,7 +353,7 @@ def _supervisor(raw: Any, c: _Checker, services: Mapping[str, Any]) -> Superviso
     return Supervisord(user=user, socket_group=c.typed(raw, t, "socket_group", (str,)), http=http)
 
 
-def _alerts(raw: Any, c: _Checker) -> Alerts:
+def _alerts(raw: Any, c: Checker) -> Alerts:
     t = ("alerts",)
     raw = c.table(raw, t, ALERT_KEYS)
     webhook = c.typed(raw, t, "webhook", (str,))

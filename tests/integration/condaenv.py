@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bundler.interpreters import BuildContext, CopiedCPython, probe
+from bundler.build.interpreters import BuildContext, CopiedCPython, probe
 
 # conda-build's own placeholders are this long, so that binaries can take any install prefix.
 PLACEHOLDER = "/opt/conda-bld/_h_env_" + "placehold_" * 18

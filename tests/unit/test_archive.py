@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bundler import archive
+from bundler.bundle import archive
 
 
 def make_root(tmp_path: Path) -> Path:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundler.build import STAGING_PREFIX, _remove_abandoned_staging
+from bundler.build.pipeline import STAGING_PREFIX, _remove_abandoned_staging
 
 
 def test_staging_of_killed_builds_is_removed_and_running_ones_are_kept(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bundler.code import check_code_source, compile_bytecode_only, materialize_code
+from bundler.build.code import check_code_source, compile_bytecode_only, materialize_code
 from bundler.errors import BundlerError
-from bundler.spec import CodeVersion
+from bundler.spec.model import CodeVersion
 
 
 def test_a_copy_skips_vcs_caches_build_junk_and_the_output_folder(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
 from bundler.errors import BundlerError
-from bundler.interpreters import PythonInfo, check_relocatable, find_python, probe
 
 GOOD = PythonInfo(executable=Path("/opt/py/bin/python3.11"), version="3.11.7",
                   prefix=Path("/opt/py"), base_prefix=Path("/opt/py"),

@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 from supervisor.options import ServerOptions
 
-from bundler import probes, systemd
-from bundler.alerts import Alerter
-from bundler.bundle import Bundle
-from bundler.layout import load_layout
-from bundler.monitor import Config, Monitor, listen
-from bundler.render import Renderer
-from bundler.spec import Alerts, Health
-from bundler.supervisor import Supervisor
+from bundler.bundle.layout import load_layout
+from bundler.bundle.records import MonitorConfig as Config
+from bundler.bundle.render import Renderer
+from bundler.bundle.tree import Bundle
+from bundler.server import systemd
+from bundler.server.monitor import probes
+from bundler.server.monitor.alerts import Alerter
+from bundler.server.monitor.listener import Monitor, listen
+from bundler.server.supervisor import Supervisor
+from bundler.spec.model import Alerts, Health
 from tests.unit.test_render import PYTHONS, spec_with
 
 WATCHED = '''

@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from bundler import filemoves, integrity, patch
-from bundler.bundle import Bundle
+from bundler.build import patch as make_patch
+from bundler.bundle import integrity
+from bundler.bundle.layout import load_layout
+from bundler.bundle.records import Entry, PatchRecord
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.layout import LAYOUT_FILE, META, load_layout
+from bundler.server import apply as patch
+from bundler.server import filemoves
 
 MANIFEST = '''spec_version = 1
 [bundle]
@@ -45,15 +49,15 @@ def _tree(root: Path) -> dict[str, bytes]:
 def tiny(tmp_path: Path) -> Bundle:
     """A bundle tree with one code version, its record and its checksums."""
     root = tmp_path / "tiny"
-    layout = load_layout()
-    (root / META).mkdir(parents=True)
-    (root / META / LAYOUT_FILE).write_text(tomlkit.dumps(vars(layout)))
-    (root / META / "relocate.json").write_text(json.dumps({"prefix": str(root), "files": []}))
+    bundle = Bundle(root, load_layout())
+    bundle.meta.mkdir(parents=True)
+    bundle.layout.write(bundle.layout_record)
+    bundle.relocation.write_text(json.dumps({"prefix": str(root), "files": []}))
     (root / "app_v1").mkdir()
     (root / "app_v1" / "web.py").write_text("print('v1')\n")
     (root / "bundle.toml").write_text(MANIFEST)
-    integrity.write(root, layout)
-    return Bundle(root, layout)
+    integrity.write(bundle)
+    return bundle
 
 
 def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
@@ -61,12 +65,12 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
     new_manifest = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
         + '[build.code.v2]\nfolder = "app_v2"\n'
     stage = tmp_path / "stage" / "tiny-2.patch"
-    meta: dict = {"format": patch.FORMAT, "prefix": "/build/tiny", "files": {}, "links": {},
+    meta: dict = {"format": PatchRecord.FORMAT, "prefix": "/build/tiny", "files": {}, "links": {},
                   "remove": [], "base": {}, "manifest": new_manifest}
     for rel, data in files.items():
         (stage / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
         (stage / "files" / rel).write_bytes(data)
-        entry = integrity.entry_of_bytes(data, executable=False)
+        entry = Entry.of_bytes(data, executable=False).to_json()
         meta["files"][rel] = {"sha256": entry["sha256"], "relocatable": False, "checksum": entry}
         meta["base"][rel] = None
     (stage / "patch.json").write_text(json.dumps(meta))
@@ -84,8 +88,8 @@ def test_apply_adds_the_code_and_merges_the_manifest(tiny: Bundle, tmp_path: Pat
     manifest = tomlkit.parse((tiny.root / "bundle.toml").read_text())
     assert manifest["services"]["web"]["code"] == "v1"  # services do not move
     assert manifest["build"]["code"]["v2"]["folder"] == "app_v2"
-    assert integrity.verify(tiny.root, tiny.layout).clean
-    assert not (tiny.meta / filemoves.JOURNAL).exists() and not (tiny.meta / filemoves.BACKUP).exists()
+    assert integrity.verify(tiny).clean
+    assert not tiny.apply_journal.exists() and not tiny.apply_backup.exists()
 
 
 def test_a_failure_half_way_leaves_the_bundle_as_it_was(tiny: Bundle, tmp_path: Path,
@@ -110,12 +114,12 @@ def test_a_failure_half_way_leaves_the_bundle_as_it_was(tiny: Bundle, tmp_path: 
 
 def test_an_interrupted_apply_is_undone_by_the_next_one(tiny: Bundle, tmp_path: Path) -> None:
     before = _tree(tiny.root)
-    (tiny.meta / filemoves.BACKUP).mkdir()
+    tiny.apply_backup.mkdir()
     (tiny.root / "app_v2").mkdir()
     (tiny.root / "app_v2" / "a.py").write_text("half")
-    (tiny.meta / filemoves.JOURNAL).write_text(json.dumps(
+    tiny.apply_journal.write_text(json.dumps(
         {"ops": [{"rel": "app_v2/a.py", "put": "file", "existed": False}], "created": ["app_v2"]}))
-    assert filemoves.undo(tiny.root, tiny.meta)
+    assert filemoves.undo(tiny)
     assert _tree(tiny.root) == before and not (tiny.root / "app_v2").exists()
 
 
@@ -147,9 +151,9 @@ def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: 
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tiny.root, arcname="tiny")
-    assert patch.old_checksums(archive) == expected
-    assert patch.old_checksums(tiny.root) == expected
-    assert patch.old_checksums(tiny.meta / integrity.CHECKSUMS) == expected
+    assert make_patch.old_checksums(archive) == expected
+    assert make_patch.old_checksums(tiny.root) == expected
+    assert make_patch.old_checksums(tiny.checksums) == expected
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(BundlerError, match="not a readable tar archive"):
-        patch.old_checksums(tmp_path / "junk.tar.gz")
+        make_patch.old_checksums(tmp_path / "junk.tar.gz")

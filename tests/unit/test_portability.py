@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from bundler import elf, portability, standalone
-from bundler import relocate as rel
+from bundler.build import relocatable, standalone
+from bundler.bundle import cstrings, elf
+from bundler.bundle.layout import load_layout
+from bundler.bundle.relocation import relocate
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.server import portability
+
+
+def _tree(root: Path) -> Bundle:
+    return Bundle(root, load_layout())
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -60,10 +68,10 @@ def test_elf_facts(tmp_path: Path) -> None:
 @needs_gcc
 def test_a_carried_library_is_not_missing_and_a_removed_one_is(tmp_path: Path) -> None:
     root = _bundle(tmp_path)
-    report = portability.check(root)
+    report = portability.check(_tree(root))
     assert report.clean and report.carried == 1 and report.elf_files == 2
     (root / "lib" / "libfoo.so.1").unlink()
-    report = portability.check(root)
+    report = portability.check(_tree(root))
     assert report.missing == {"libfoo.so.1": ["bin/tool"]}
     assert not report.clean
     assert "missing   libfoo.so.1, needed by bin/tool" in report.lines()
@@ -72,7 +80,7 @@ def test_a_carried_library_is_not_missing_and_a_removed_one_is(tmp_path: Path) -
 @needs_gcc
 def test_a_runpath_out_of_the_bundle_is_reported(tmp_path: Path) -> None:
     root = _bundle(tmp_path, runpath="/opt/elsewhere/lib")
-    report = portability.check(root)
+    report = portability.check(_tree(root))
     assert report.outside == {"bin/tool": ["/opt/elsewhere/lib"]}
     assert report.missing == {"libfoo.so.1": ["bin/tool"]}
 
@@ -86,23 +94,23 @@ def test_build_paths_are_leaks_but_a_source_prefix_in_a_binary_is_a_note(tmp_pat
     (root / "relocated.cfg").write_text("home = /build/x/bin\n")
     record = {"prefix": "/build/x", "files": ["relocated.cfg"]}
     (root / ".bundler" / "relocate.json").write_text(json.dumps(record))
-    report = portability.check(root)
+    report = portability.check(_tree(root))
     assert report.leaks == {"app.cfg": ["/home/dev/proj"], "site.py": ["/opt/py"]}
     assert report.notes == {"lib/blob.bin": ["/opt/py"]}
 
 
 def test_padded_replacement_keeps_every_offset() -> None:
     data = b"A\0/long/placeholder/share/x\0\0B:/long/placeholder/a:/long/placeholder/b\0C"
-    short = rel.replace_padded(data, b"/long/placeholder", b"/q")
+    short = cstrings.replace_padded(data, b"/long/placeholder", b"/q")
     assert len(short) == len(data)
     assert short.split(b"\0")[0] == b"A" and short.endswith(b"\0C")
     assert b"/q/share/x\0" in short and b"B:/q/a:/q/b\0" in short
     # and back out to a longer path, as long as the original slot allows
-    longer = rel.replace_padded(short, b"/q", b"/a/bit/longer")
+    longer = cstrings.replace_padded(short, b"/q", b"/a/bit/longer")
     assert len(longer) == len(data) and b"/a/bit/longer/share/x\0" in longer
     with pytest.raises(BundlerError, match="no room"):
-        rel.replace_padded(short, b"/q", b"/" + b"x" * 40)
-    canon = [rel.canonical_binary(d, p, b"@") for d, p in ((short, b"/q"), (longer, b"/a/bit/longer"))]
+        cstrings.replace_padded(short, b"/q", b"/" + b"x" * 40)
+    canon = [cstrings.canonical_binary(d, p, b"@") for d, p in ((short, b"/q"), (longer, b"/a/bit/longer"))]
     assert canon[0] == canon[1]
 
 
@@ -112,20 +120,20 @@ def test_relocating_a_binary_past_its_capacity_changes_nothing(tmp_path: Path) -
     blob = root / "tool.bin"
     blob.write_bytes(b"\x7f" + os.fsencode(root) + b"/share\0" + b"\0" * 8 + b"end")
     (root / "notes.txt").write_text(f"{root}/share\n")
-    stuck = rel.record(root, root / ".bundler", {"tool.bin": len(os.fsencode(root)) + 8})
+    stuck = relocatable.record(_tree(root), {"tool.bin": len(os.fsencode(root)) + 8})
     assert stuck == []
     far = tmp_path / ("x" * 30) / "r"
     far.parent.mkdir()
     shutil.move(str(root), str(far))
     before = (far / "tool.bin").read_bytes()
     with pytest.raises(BundlerError, match="at most"):
-        rel.relocate(far, far / ".bundler")
+        relocate(_tree(far))
     assert (far / "tool.bin").read_bytes() == before
     assert (far / "notes.txt").read_text() == f"{root}/share\n"
     near = tmp_path / "q" / "r"
     near.parent.mkdir()
     shutil.move(str(far), str(near))
-    assert rel.relocate(near, near / ".bundler")
+    assert relocate(_tree(near))
     moved = (near / "tool.bin").read_bytes()
     assert len(moved) == len(before) and os.fsencode(near) + b"/share\0" in moved
     assert moved.endswith(b"end")

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from bundler import relocate as rel
+from bundler.build import relocatable
+from bundler.bundle import relocation as rel
+from bundler.bundle.layout import load_layout
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+
+
+def tree(root: Path) -> Bundle:
+    return Bundle(root, load_layout())
 
 
 def make_tree(root: Path) -> None:
@@ -42,30 +49,30 @@ def relocate_interrupted(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(rel, "_replace_in_file", crash_after_first)
         with pytest.raises(KeyboardInterrupt):
-            rel.relocate(root, root / ".bundler")
+            rel.relocate(tree(root))
     assert len(calls) == 2
 
 
 def test_record_lists_text_files_and_reports_binaries(tmp_path: Path) -> None:
     root = tmp_path / "a"
     make_tree(root)
-    binaries = rel.record(root, root / ".bundler")
+    binaries = relocatable.record(tree(root))
     assert binaries == ["blob.bin"]
-    assert not rel.relocate(root, root / ".bundler")  # nothing moved
+    assert not rel.relocate(tree(root))  # nothing moved
 
 
 def test_relocate_rewrites_once_and_again_after_a_second_move(tmp_path: Path) -> None:
     root = tmp_path / "a"
     make_tree(root)
-    rel.record(root, root / ".bundler")
+    relocatable.record(tree(root))
     mode = (root / "activate").stat().st_mode
     for dest in (tmp_path / "b b" / "x", tmp_path / "c"):
         root = move(root, dest)
-        assert rel.relocate(root, root / ".bundler")
+        assert rel.relocate(tree(root))
         assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
         assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
         assert (root / "activate").stat().st_mode == mode
-        assert not rel.relocate(root, root / ".bundler")
+        assert not rel.relocate(tree(root))
 
 
 @pytest.mark.parametrize("new_name", ["elsewhere", "a/inside"])
@@ -73,28 +80,28 @@ def test_an_interrupted_relocation_finishes_next_time(tmp_path: Path, monkeypatc
                                                       new_name: str) -> None:
     root = tmp_path / "a"
     make_tree(root)
-    rel.record(root, root / ".bundler")
+    relocatable.record(tree(root))
     if new_name == "a/inside":  # the new path contains the old one as a prefix
         staging = move(root, tmp_path / "tmp")
         root = move(staging, tmp_path / "a" / "inside")
     else:
         root = move(root, tmp_path / new_name)
     relocate_interrupted(root, monkeypatch)
-    assert rel.relocate(root, root / ".bundler")
+    assert rel.relocate(tree(root))
     assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
     assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
-    assert not (root / ".bundler" / rel.JOURNAL).exists()
+    assert not tree(root).relocation_journal.exists()
 
 
 def test_an_interrupted_relocation_then_another_move(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "a"
     make_tree(root)
-    rel.record(root, root / ".bundler")
+    relocatable.record(tree(root))
     root = move(root, tmp_path / "b")
     relocate_interrupted(root, monkeypatch)
     root = move(root, tmp_path / "c")
-    assert rel.relocate(root, root / ".bundler")
+    assert rel.relocate(tree(root))
     assert (root / "env.cfg").read_text() == f"home = {root}/bin\nother = {root}/lib\n"
     assert (root / "activate").read_text() == f'VIRTUAL_ENV="{root}"\n'
 
@@ -105,11 +112,11 @@ def test_symlinks_inside_become_relative_and_links_outside_are_refused(tmp_path:
     (root / "bin" / "python3.11").write_text("")
     (root / "env" / "bin").mkdir(parents=True)
     (root / "env" / "bin" / "python").symlink_to(root / "bin" / "python3.11")
-    rel.make_symlinks_relative(root)
+    relocatable.make_symlinks_relative(root)
     assert os.readlink(root / "env" / "bin" / "python") == "../../bin/python3.11"
     (root / "out").symlink_to("/etc/passwd")
     with pytest.raises(BundlerError, match="outside the bundle"):
-        rel.make_symlinks_relative(root)
+        relocatable.make_symlinks_relative(root)
 
 
 def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) -> None:
@@ -120,7 +127,7 @@ def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) ->
     script.write_text(f"#!{root}/bin/python3\nimport sys\nprint('tool', sys.argv[1:])\n")
     script.chmod(0o755)
     (root / "bin" / "other").write_text("#!/bin/sh\necho hi\n")
-    assert rel.make_scripts_relocatable(root) == 1
+    assert relocatable.make_scripts_relocatable(root) == 1
     assert (root / "bin" / "other").read_text() == "#!/bin/sh\necho hi\n"
     moved = move(root, tmp_path / "with space" / "r")
     out = subprocess.run([str(moved / "bin" / "tool"), "a b"], capture_output=True, text=True,
@@ -132,9 +139,10 @@ def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) ->
 def test_lock_serialises(tmp_path: Path) -> None:
     import fcntl
 
-    with rel.locked(tmp_path):
-        with open(tmp_path / rel.LOCK) as other:
+    bundle = tree(tmp_path)
+    with bundle.locked():
+        with open(bundle.lock_file) as other:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with open(tmp_path / rel.LOCK) as other:
+    with open(bundle.lock_file) as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)

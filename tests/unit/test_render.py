@@ -12,10 +12,10 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
+from bundler.bundle.layout import load_layout
+from bundler.bundle.render import Renderer, command_inline, env_value_inline, option_value
 from bundler.errors import BundlerError
-from bundler.layout import load_layout
-from bundler.render import Renderer, command_inline, env_value_inline, option_value
-from bundler.spec import parse_spec
+from bundler.spec.load import parse_spec
 
 PYTHONS = {"base": "bin/python3", "pyocr": "envs/pyocr/bin/python"}
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from bundler.bundle import Bundle
+from bundler.bundle.layout import load_layout
+from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.layout import load_layout
-from bundler.runtime import start, supervisord_env
+from bundler.server.lifecycle import start, supervisord_env
 
 
 @pytest.mark.parametrize("name", ["100%", "a:b", 'say"', "back\\slash"])

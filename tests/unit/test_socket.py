@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bundler.errors import BundlerError
-from bundler.supervisor import SOCKET_LIMIT, choose_socket
+from bundler.server.supervisor import SOCKET_LIMIT, choose_socket
 
 
 def test_short_roots_use_the_bundles_own_run_folder(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bundler.spec import SpecError, load_spec, normalize_python, parse_spec
+from bundler.spec.checker import SpecError
+from bundler.spec.load import load_spec, parse_spec
+from bundler.spec.model import normalize_python
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from bundler import spec_edit
 from bundler.errors import BundlerError, UsageError
-from bundler.spec import SpecError, load_spec
+from bundler.spec import edit as spec_edit
+from bundler.spec.checker import SpecError
+from bundler.spec.load import load_spec
 
 SPEC = '''\
 # top comment: keep me

@@ -69,5 +69,5 @@ def test_remote_addresses_are_accepted_when_asked_for() -> None:
 @pytest.mark.parametrize("text, size", [("512MB", 512 << 20), ("1.5GiB", 3 << 29), ("200k", 204800),
                                         ("4096", 4096)])
 def test_sizes(text: str, size: int) -> None:
-    from bundler.spec import parse_size
+    from bundler.spec.load import parse_size
     assert parse_size(text) == size

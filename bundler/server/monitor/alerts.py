@@ -22,8 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bundler.probes import OPENER
-from bundler.spec import Alerts
+from bundler.server.monitor.probes import OPENER
+from bundler.spec.model import Alerts
 
 QUEUE_SIZE = 100
 

@@ -6,12 +6,11 @@ event) and nothing else; it logs to stderr. State changes arrive as events; prob
 checks run in a watcher thread on their own clock, each probe in a worker with its timeout, so
 a hung service never delays the listener. Restarts go through supervisord's XML-RPC socket.
 
-    python -m bundler.monitor etc/conf.d/_monitor.json
+    python -m bundler.monitor etc/conf.d/_monitor.json     (bundler/monitor.py runs main here)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -24,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bundler import probes
-from bundler.alerts import Alerter
-from bundler.spec import Alerts, Health, Listen
-from bundler.supervisor import MONITOR, RUNNING, Process, Supervisor
+from bundler.bundle.layout import MONITOR
+from bundler.bundle.records import MonitorConfig, Watched
+from bundler.server.monitor import probes
+from bundler.server.monitor.alerts import Alerter
+from bundler.server.supervisor import RUNNING, Process, Supervisor
+from bundler.spec.model import Health
 
 MEMORY_EVERY = 5.0  # seconds between memory checks
 TICK = 1.0  # seconds between two looks at the processes
@@ -35,40 +36,6 @@ TICK = 1.0  # seconds between two looks at the processes
 
 def log(message: str) -> None:
     print(time.strftime("%Y-%m-%d %H:%M:%S ") + message, file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Watched:
-    name: str
-    health: Health | None
-    max_rss: int | None
-    python: str
-    directory: str
-
-
-@dataclass(frozen=True)
-class Config:
-    bundle: str
-    version: str
-    services: dict[str, Watched]
-    names: tuple[str, ...]  # every service of bundle.toml
-    supervisord_log: str    # relative to the bundle root
-    alerts: Alerts | None
-    metrics: Listen | None
-
-    @classmethod
-    def read(cls, path: Path) -> Config:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        services = {name: Watched(name=name, health=Health(**s["health"]) if s["health"] else None,
-                                  max_rss=s["max_rss"], python=s["python"],
-                                  directory=s["directory"])
-                    for name, s in raw["services"].items()}
-        alerts = raw["alerts"]
-        if alerts is not None:
-            alerts = Alerts(**{**alerts, "on": tuple(alerts["on"])})
-        metrics = Listen(**raw["metrics"]) if raw["metrics"] else None
-        return cls(raw["bundle"], raw["version"], services, tuple(raw["names"]),
-                   raw["supervisord_log"], alerts, metrics)
 
 
 class ExitLog:
@@ -115,7 +82,7 @@ class Monitor:
     path: Path
     root: Path
     sup: Supervisor
-    config: Config
+    config: MonitorConfig
     alerter: Alerter | None = None
     restarts: Counter[str] = field(default_factory=Counter)
     started: set[str] = field(default_factory=set)
@@ -190,7 +157,7 @@ class Monitor:
         mtime = self.path.stat().st_mtime
         if mtime == self.mtime:
             return
-        config = Config.read(self.path)
+        config = MonitorConfig.read(self.path)
         self.mtime = mtime
         if config.metrics != self.config.metrics:
             log("metrics settings changed: restarting the monitor to apply them")
@@ -246,7 +213,7 @@ class Monitor:
             state.running = self.pool.submit(probes.run, health, self.root, w.python, w.directory)
 
     def _memory(self, p: Process, limit: int) -> None:
-        from bundler.metrics import rss  # psutil: imported only by bundles that need it
+        from bundler.server.monitor.memory import rss  # psutil: only where memory is watched
 
         used = rss(p.pid)
         if used > limit:
@@ -300,14 +267,14 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0]).resolve()
     root = Path(os.environ.get("BUNDLE_ROOT") or path.parents[2])
     sup = Supervisor(os.environ["BUNDLER_SOCKET"], timeout=30.0)
-    monitor = Monitor(path, root, sup, Config.read(path))
+    monitor = Monitor(path, root, sup, MonitorConfig.read(path))
     config = monitor.config
     log(f"watching {len(config.services)} service(s); alerts "
         f"{'on' if config.alerts else 'off'}; metrics "
         + (f"on http://{config.metrics.host}:{config.metrics.port}/metrics" if config.metrics
            else "off"))
     if config.metrics is not None:
-        from bundler import metrics
+        from bundler.server.monitor import metrics
 
         metrics.serve(config.metrics, metrics.BundleCollector(
             sup, config.bundle, monitor.restarts, monitor.failures,

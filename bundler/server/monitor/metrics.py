@@ -5,43 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import psutil
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bundler.spec import Listen
-from bundler.supervisor import RUNNING, Supervisor
+from bundler.server.monitor.memory import cpu_seconds, rss
+from bundler.server.supervisor import RUNNING, Supervisor
+from bundler.spec.model import Listen
 
 STATES = ("STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN")
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    """A process and its live descendants (the workers a service forks count as the service)."""
-    try:
-        top = psutil.Process(pid)
-        return [top, *top.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def rss(pid: int) -> int:
-    total = 0
-    for p in tree(pid):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass  # it ended meanwhile
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system time of the process and of the children it has waited for."""
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(t.user + t.system + t.children_user + t.children_system)
 
 
 class BundleCollector(Collector):

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bundler.spec import PYTHON_WORD, Health
+from bundler.spec.model import PYTHON_WORD, Health
 
 # No proxy: a health URL names this host, and an http_proxy in the environment must not apply
 # (alerts use it too: the monitor reaches out only where bundle.toml says).

@@ -1,0 +1,75 @@
+"""Making a patch: only what changed since an earlier build (server/apply.py applies it).
+
+`bundler build --patch-from OLD` builds the whole tree as usual, then stages only the files whose
+checksums differ from OLD's, with patch.json (records.PatchRecord): each member's SHA-256, what
+the patch expects to find in place of each path it touches, the files to remove, and the new
+manifest. Paths a patch may not touch (the manifest, etc/, log/, run/, records) are never shipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bundler.bundle import integrity
+from bundler.bundle.archive import read_tar
+from bundler.bundle.records import PATCH_FILE, Checksums, Entry, PatchFile, PatchRecord, Relocation
+from bundler.bundle.tree import CHECKSUMS_RECORD, Bundle
+from bundler.errors import BundlerError
+from bundler.fsutil import sha256_file
+
+
+def old_checksums(source: Path) -> dict[str, Entry]:
+    """The checksums of an earlier build: its archive, its unpacked tree or its checksums.json."""
+    if source.is_dir():
+        return integrity.load(source)
+    if source.suffix == ".json":
+        return Checksums.read(source).files
+    with read_tar(source) as tar:
+        for member in tar:
+            if member.isfile() and member.name.split("/", 1)[-1] == CHECKSUMS_RECORD:
+                f = tar.extractfile(member)
+                assert f is not None
+                return Checksums.parse(f.read()).files
+    raise BundlerError(f"{source} holds no {CHECKSUMS_RECORD}: is it a bundle built by bundler?")
+
+
+def _unit(rel: str, tree: Bundle, project: str) -> str:
+    """What a path belongs to: a code version's folder, an env's folder, or the base."""
+    layout = tree.layout
+    code_prefix = layout.code_dir(project, "\0").split("\0")[0]
+    depth = code_prefix.count("/") + 1
+    if rel.startswith(code_prefix):
+        return "/".join(rel.split("/")[:depth])
+    if rel.startswith(layout.envs + "/"):
+        return "/".join(rel.split("/")[:2])
+    return "base"
+
+
+def make(tree: Bundle, project: str, old: dict[str, Entry], dest: Path) -> dict[str, int]:
+    """Stage the patch from the built `tree` against `old` in `dest`; return counts."""
+    new = integrity.load(tree.root)
+    reloc = Relocation.read(tree.relocation)
+    present = {_unit(rel, tree, project) for rel in new}
+    files: dict[str, PatchFile] = {}
+    links: dict[str, str] = {}
+    base: dict[str, Entry | None] = {}
+    for rel, entry in new.items():
+        if not tree.patchable(rel) or entry.same_build(old.get(rel)):
+            continue
+        base[rel] = old.get(rel)
+        if entry.link is not None:
+            links[rel] = entry.link
+            continue
+        target = dest / "files" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(tree.root / rel, target)
+        files[rel] = PatchFile(sha256_file(target), rel in reloc, entry, reloc.binaries.get(rel))
+    remove = sorted(rel for rel in old if rel not in new and tree.patchable(rel)
+                    and _unit(rel, tree, project) in present)
+    base.update({rel: old[rel] for rel in remove})
+    record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
+                         tree.manifest.read_text(encoding="utf-8"))
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / PATCH_FILE).write_text(record.text())
+    return {"files": len(files), "links": len(links), "remove": len(remove)}

@@ -1,0 +1,116 @@
+"""What a build will do, checked before a byte is copied: which interpreter each folder gets and
+from where, which Python version runs each bytecode-only code version. `bundler check` prints it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bundler.build import conda, standalone
+from bundler.build.code import check_code_source
+from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
+from bundler.bundle.layout import Layout, load_layout
+from bundler.errors import BundlerError
+from bundler.spec.model import Interpreter, Spec
+
+MIN_BASE = (3, 9)
+
+
+@dataclass(frozen=True)
+class PlannedInterpreter:
+    interp: Interpreter
+    folder: str         # relative to the bundle root: "." or "envs/<name>"
+    python: str         # its python, relative to the bundle root
+    minor: str          # "3.11"
+    source: str         # what it is made from, for people
+    info: PythonInfo | None = None  # the source CPython, for copied and conda interpreters
+    conda: Path | None = None       # the conda environment, for conda interpreters
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: Spec
+    layout: Layout
+    interpreters: dict[str, PlannedInterpreter]
+    code_interpreter: dict[str, str] = field(default_factory=dict)  # bytecode code -> interpreter
+
+    def describe(self) -> list[str]:
+        spec, layout = self.spec, self.layout
+        lines = [f"bundle {spec.name} {spec.version} (format {spec.format}, layout {spec.layout})"]
+        for p in self.interpreters.values():
+            lines.append(f"  interpreter {p.interp.name:<10} {p.folder:<14} Python {p.minor}  "
+                         f"{p.source}")
+        for c in spec.code.values():
+            origin = f"copy of {c.path}" if c.path else f"git archive {c.ref} of {c.git}"
+            extra = ", bytecode only" if c.bytecode else ""
+            lines.append(f"  code {c.name:<10} {layout.code_dir(spec.project, c.name):<24} {origin}{extra}")
+        for s in spec.services.values():
+            group = f"  [group {s.group}]" if s.group else ""
+            lines.append(f"  service {s.name:<10} python={s.python} code={s.code}: {s.command}{group}")
+        return lines
+
+
+def make_plan(spec: Spec) -> Plan:
+    """Check everything that can be checked before copying a byte."""
+    layout = load_layout(spec.layout)
+    planned: dict[str, PlannedInterpreter] = {}
+    for interp in _ordered(spec):
+        folder = layout.env_dir(interp.name)
+        if interp.virtualenv is not None:
+            parent = planned[interp.virtualenv]
+            planned[interp.name] = PlannedInterpreter(
+                interp, folder, f"{folder}/bin/python", parent.minor, f"virtualenv on {parent.interp.name}")
+            continue
+        python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
+        if interp.conda is not None:
+            prefix = (spec.folder / os.path.expanduser(interp.conda)).absolute()
+            conda.check_env(prefix)
+            info = probe(prefix / "bin" / "python")
+            planned[interp.name] = PlannedInterpreter(
+                interp, folder, python, info.minor, f"conda-pack of {prefix} ({info.version})",
+                info, prefix)
+            continue
+        assert interp.python is not None
+        info = probe(find_python(interp.python, spec.folder))
+        check_relocatable(info, unpacked=standalone.is_archive(interp.python))
+        planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
+                                                  f"copy of {info.prefix} ({info.version})", info)
+    base = planned["base"]
+    if tuple(int(n) for n in base.minor.split(".")) < MIN_BASE:
+        raise BundlerError(f"the base is Python {base.minor}, but it runs supervisor and bundler "
+                           f"itself, which need Python {'.'.join(map(str, MIN_BASE))} or newer: "
+                           "use a newer base and put the older Python in envs/")
+    for interp in spec.interpreters.values():
+        if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
+            raise BundlerError(f"interpreter {interp.name}: requirements_file "
+                               f"{spec.folder / interp.requirements_file} does not exist")
+    for code in spec.code.values():
+        check_code_source(code, spec.folder)
+    code_interpreter = {}
+    for code in spec.code.values():
+        if not code.bytecode:
+            continue
+        services = [s for s in spec.services.values() if s.code == code.name]
+        users = {s.python for s in services} or {"base"}
+        if len({planned[u].minor for u in users}) > 1:
+            detail = ", ".join(f"{s.name} on {s.python} ({planned[s.python].minor})"
+                               for s in services)
+            raise BundlerError(f"code {code.name} ships bytecode only, but its services run it on "
+                               f"different Python versions: {detail}; use bytecode = false or "
+                               "one Python version")
+        code_interpreter[code.name] = sorted(users)[0]
+    return Plan(spec, layout, planned, code_interpreter)
+
+
+def _ordered(spec: Spec) -> list[Interpreter]:
+    """Real interpreters first (base leading), then virtualenvs that sit on them."""
+    interps = list(spec.interpreters.values())
+    return [i for i in interps if i.virtualenv is None] + [i for i in interps if i.virtualenv]
+
+
+def check_switch(spec: Spec, version: str) -> None:
+    """A switch in a project to bytecode-only code must leave it one Python version to run on:
+    plan the changed spec (which probes the interpreters); other switches need no probe."""
+    if spec.code[version].bytecode:
+        make_plan(spec)

@@ -1,0 +1,345 @@
+"""The records one side writes and the other reads, one class each with its own read and write:
+the manifest's [build] table, the relocation record, the checksums, the build machine's paths
+(origin.json), the monitor's configuration and a patch's patch.json.
+
+Bundles already deployed hold these files: a new bundler reads them as they are and writes them
+byte for byte as before (a patch that updates bundler itself must not make every conf.d file, and
+so every service, look changed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
+from bundler.spec.load import read_toml, spec_of
+from bundler.spec.model import Alerts, Health, Listen, Spec
+
+PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
+
+
+# --- .bundler/checksums.json --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """A file as built (the SHA-256 of its bytes with the bundle's path taken out, its exec bit,
+    and for hash-based bytecode the hash of its source), or a symlink (its target)."""
+
+    sha256: str | None = None
+    executable: bool = False
+    source: str | None = None
+    link: str | None = None
+
+    @classmethod
+    def of_bytes(cls, data: bytes, executable: bool) -> Entry:
+        return cls(sha256=hashlib.sha256(data).hexdigest(), executable=executable)
+
+    def same_build(self, old: Entry | None) -> bool:
+        """The same file, or bytecode of the same source (valid whichever build compiled it):
+        some Pythons (3.7) do not compile the same source to the same bytes."""
+        return old == self or (old is not None and self.source is not None
+                               and old.source == self.source)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.link is not None:
+            return {"link": self.link}
+        found: dict[str, Any] = {"sha256": self.sha256, "exec": self.executable}
+        if self.source is not None:
+            found["source"] = self.source
+        return found
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Entry:
+        if "link" in raw:
+            return cls(link=str(raw["link"]))
+        return cls(sha256=str(raw["sha256"]), executable=bool(raw["exec"]), source=raw.get("source"))
+
+
+@dataclass(frozen=True)
+class Checksums:
+    """Every file and symlink the checksums cover, by path relative to the bundle root."""
+
+    files: dict[str, Entry]
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Checksums:
+        return cls({rel: Entry.from_json(e) for rel, e in json.loads(text)["files"].items()})
+
+    @classmethod
+    def read(cls, path: Path) -> Checksums:
+        return cls.parse(path.read_text())
+
+    def text(self) -> str:
+        return json.dumps({"files": {rel: e.to_json() for rel, e in sorted(self.files.items())}},
+                          indent=0) + "\n"
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, self.text())
+
+
+# --- .bundler/relocate.json ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Relocation:
+    """The path the relocatable files hold now (`prefix`), the text files that hold it, and the
+    binaries with the longest path each can hold (conda packages' NUL-padded strings)."""
+
+    prefix: str
+    texts: frozenset[str] = frozenset()
+    binaries: Mapping[str, int] = field(default_factory=dict)
+
+    def __contains__(self, rel: object) -> bool:
+        return rel in self.texts or rel in self.binaries
+
+    @classmethod
+    def read(cls, path: Path) -> Relocation:
+        raw = json.loads(path.read_text())
+        return cls(raw["prefix"], frozenset(raw["files"]), raw.get("binaries", {}))
+
+    def text(self) -> str:
+        raw: dict[str, object] = {"prefix": self.prefix, "files": sorted(self.texts)}
+        if self.binaries:
+            raw["binaries"] = dict(sorted(self.binaries.items()))
+        return json.dumps(raw, indent=1) + "\n"
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, self.text())
+
+
+# --- .bundler/origin.json -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Origin:
+    """The build machine's paths, which `bundler verify` looks for in the bundle's files: the
+    staging folder, the project folder and each copied interpreter's source prefix."""
+
+    staging: str
+    project: str
+    sources: Mapping[str, str]  # interpreter -> the prefix it was copied or packed from
+
+    @classmethod
+    def read(cls, path: Path) -> Origin | None:
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None  # built before bundler recorded it
+        return cls(raw["staging"], raw["project"], raw["sources"])
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(dataclasses.asdict(self), indent=1) + "\n")
+
+
+# --- the manifest: bundle.toml inside a bundle, and its [build] table --------------------
+
+@dataclass(frozen=True)
+class BuiltInterpreter:
+    folder: str           # relative to the bundle root: "." or "envs/<name>"
+    python: str           # its python, relative to the bundle root
+    python_version: str   # "3.11"
+    packages: Mapping[str, str] = field(default_factory=dict)  # what pip resolved
+
+
+@dataclass(frozen=True)
+class BuiltCode:
+    folder: str
+    python_version: str | None = None  # bytecode-only code: the one Python version that runs it
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """The manifest's [build] table: what the build resolved."""
+
+    bundler_version: str
+    built_at: str
+    spec_sha256: str
+    interpreters: Mapping[str, BuiltInterpreter]
+    code: Mapping[str, BuiltCode]
+
+    @property
+    def pythons(self) -> dict[str, str]:
+        """Interpreter name -> its python, relative to the bundle root."""
+        return {name: i.python for name, i in self.interpreters.items()}
+
+    @classmethod
+    def from_table(cls, raw: Mapping[str, Any]) -> BuildRecord:
+        interpreters = {name: BuiltInterpreter(i["folder"], i["python"], i["python_version"],
+                                               dict(i.get("packages", {})))
+                        for name, i in raw["interpreters"].items()}
+        code = {name: BuiltCode(c["folder"], c.get("python_version"))
+                for name, c in raw.get("code", {}).items()}
+        return cls(str(raw.get("bundler_version", "")), str(raw.get("built_at", "")),
+                   str(raw.get("spec_sha256", "")), interpreters, code)
+
+    def table(self) -> Any:
+        build = tomlkit.table()
+        build.add(tomlkit.comment("Written by bundler build: what this bundle holds, resolved."))
+        build["bundler_version"] = self.bundler_version
+        build["built_at"] = self.built_at
+        build["spec_sha256"] = self.spec_sha256
+        interpreters = tomlkit.table(is_super_table=True)
+        for name, i in self.interpreters.items():
+            entry = tomlkit.table()
+            entry["folder"] = i.folder
+            entry["python"] = i.python
+            entry["python_version"] = i.python_version
+            entry["packages"] = dict(sorted(i.packages.items()))
+            interpreters[name] = entry
+        build["interpreters"] = interpreters
+        code = tomlkit.table(is_super_table=True)
+        for name, c in self.code.items():
+            code[name] = {"folder": c.folder} if c.python_version is None else \
+                {"folder": c.folder, "python_version": c.python_version}
+        build["code"] = code
+        return build
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """bundle.toml inside a bundle: the spec it was built from (as the user wrote it, comments
+    included, and as changed since on the server), plus its [build] table."""
+
+    text: str
+    spec: Spec
+    build: BuildRecord
+
+    @classmethod
+    def read(cls, path: Path, text: str | None = None) -> Manifest:
+        """The manifest at `path` (or `text`, a manifest about to be written there)."""
+        if text is None:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError as exc:
+                raise BundlerError(f"{path} is missing: this bundle has no manifest") from exc
+        document = read_toml(text, path)
+        spec = spec_of(document, text, path)
+        raw = document.get("build")
+        if not isinstance(raw, dict) or "interpreters" not in raw:
+            raise BundlerError(f"{path} is not a built bundle's manifest (no [build] table)")
+        try:
+            build = BuildRecord.from_table(raw)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise BundlerError(f"{path}: its [build] table is damaged ({exc!r} missing or "
+                               "malformed): restore the bundle.toml the build wrote") from exc
+        return cls(text, spec, build)
+
+    @staticmethod
+    def compose(spec_text: str, build: BuildRecord) -> str:
+        """The manifest's text: the spec as written, its own [build] (if any) replaced."""
+        doc = tomlkit.parse(spec_text)
+        doc.pop("build", None)
+        doc["build"] = build.table()
+        return tomlkit.dumps(doc)
+
+
+# --- etc/conf.d/_monitor.json -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Watched:
+    name: str
+    health: Health | None
+    max_rss: int | None
+    python: str      # relative to the bundle root
+    directory: str   # the service's code folder, relative to the bundle root
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What the monitor watches (rendered with the services, re-read by the monitor whenever it
+    changes); paths are relative to the bundle root."""
+
+    bundle: str
+    version: str
+    services: Mapping[str, Watched]
+    names: tuple[str, ...]  # every service of bundle.toml
+    supervisord_log: str
+    alerts: Alerts | None
+    metrics: Listen | None
+
+    @classmethod
+    def read(cls, path: Path) -> MonitorConfig:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        services = {name: Watched(name=name, health=Health(**s["health"]) if s["health"] else None,
+                                  max_rss=s["max_rss"], python=s["python"],
+                                  directory=s["directory"])
+                    for name, s in raw["services"].items()}
+        alerts = raw["alerts"]
+        if alerts is not None:
+            alerts = Alerts(**{**alerts, "on": tuple(alerts["on"])})
+        metrics = Listen(**raw["metrics"]) if raw["metrics"] else None
+        return cls(raw["bundle"], raw["version"], services, tuple(raw["names"]),
+                   raw["supervisord_log"], alerts, metrics)
+
+    def text(self) -> str:
+        services = {name: {"health": dataclasses.asdict(w.health) if w.health else None,
+                           "max_rss": w.max_rss, "python": w.python, "directory": w.directory}
+                    for name, w in self.services.items()}
+        raw = {"bundle": self.bundle, "version": self.version, "services": services,
+               "names": list(self.names), "supervisord_log": self.supervisord_log,
+               "alerts": dataclasses.asdict(self.alerts) if self.alerts else None,
+               "metrics": dataclasses.asdict(self.metrics) if self.metrics else None}
+        return json.dumps(raw, indent=2) + "\n"
+
+
+# --- patch.json, inside a patch archive ---------------------------------------------------
+
+@dataclass(frozen=True)
+class PatchFile:
+    sha256: str          # of the file as the patch carries it
+    relocatable: bool    # it names the build's path: apply makes it name the bundle's
+    checksum: Entry      # its entry in the bundle's checksums once applied
+    capacity: int | None = None  # a relocatable binary: the longest path it can hold
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """What a patch carries (files, links, removals, the new manifest) and what it expects to
+    find in place of each path it touches (`base`: None where the path must not exist)."""
+
+    FORMAT = 1
+
+    prefix: str  # the build path the relocatable files name
+    files: Mapping[str, PatchFile]
+    links: Mapping[str, str]
+    remove: tuple[str, ...]
+    base: Mapping[str, Entry | None]
+    manifest: str
+
+    @classmethod
+    def parse(cls, data: str | bytes) -> PatchRecord:
+        """Raises ValueError when `data` is no patch.json of this format."""
+        try:
+            raw = json.loads(data)
+            if raw.get("format") != cls.FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}")
+            files = {str(rel): PatchFile(str(f["sha256"]), bool(f["relocatable"]),
+                                         Entry.from_json(f["checksum"]),
+                                         int(f["capacity"]) if "capacity" in f else None)
+                     for rel, f in raw["files"].items()}
+            base = {str(rel): Entry.from_json(e) if e is not None else None
+                    for rel, e in raw["base"].items()}
+            return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
+                       tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed: {exc!r}") from exc
+
+    def text(self) -> str:
+        files = {}
+        for rel, f in self.files.items():
+            files[rel] = {"sha256": f.sha256, "relocatable": f.relocatable,
+                          "checksum": f.checksum.to_json()}
+            if f.capacity is not None:
+                files[rel]["capacity"] = f.capacity
+        raw = {"format": self.FORMAT, "prefix": self.prefix, "files": files,
+               "links": dict(self.links), "remove": list(self.remove),
+               "base": {rel: e.to_json() if e is not None else None for rel, e in self.base.items()},
+               "manifest": self.manifest}
+        return json.dumps(raw, indent=1) + "\n"

@@ -1,0 +1,60 @@
+"""How results are printed: aligned tables, uptimes, and the outcome of a change to a bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from bundler.errors import BundlerError
+
+if TYPE_CHECKING:
+    from bundler.server.supervisor import Process
+    from bundler.server.transact import Outcome
+
+
+def columns(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
+
+def process_table(processes: list[Process]) -> str:
+    return columns(["SERVICE", "STATE", "PID", "DETAIL"],
+                   [[p.full_name, p.state, str(p.pid or "-"), p.description] for p in processes])
+
+
+def uptime(seconds: int) -> str:
+    if not seconds:
+        return "-"
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def log_tail(title: str, log: str) -> None:
+    """The end of a process's log, on stderr, under a title line."""
+    click.echo(title, err=True)
+    click.echo("\n".join(log.splitlines()[-20:]), err=True)
+
+
+def report(outcome: Outcome, entries: list[dict[str, str]], what: Callable[[dict[str, str]], str],
+           undone: str) -> None:
+    """Print what an operation on a bundle did; raise if it had to be undone."""
+    if entries and entries[0]["result"] == "unchanged":
+        click.echo("nothing to change")
+        return
+    if outcome.failed:
+        for failure in outcome.failed:
+            log_tail(f"--- {failure.process} is {failure.state}; end of its log:", failure.log)
+        names = ", ".join(f.process for f in outcome.failed)
+        raise BundlerError(f"{names} did not reach RUNNING, so nothing changed: {undone}")
+    for entry in entries:
+        click.echo(what(entry))
+    if not outcome.live:
+        click.echo("supervisord is not running: the change takes effect at the next bin/start")
+
+
+def switched(entry: dict[str, str]) -> str:
+    return f"{entry['service']}: code {entry['from']} -> {entry['to']}"

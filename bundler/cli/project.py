@@ -1,0 +1,137 @@
+"""The commands of a project (a folder with bundle.toml): init, add-env, add-code, check, build."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bundler.cli.options import project_folder, spec_path
+
+
+@click.command()
+@click.argument("name")
+@click.pass_context
+def init(ctx: click.Context, name: str) -> None:
+    """Create NAME/bundle.toml with one example service (and its code in NAME/src).
+
+    \b
+    Example:
+      bundler init smartbox && cd smartbox && bundler build
+    """
+    from bundler.spec import edit
+
+    path = edit.init_project(project_folder(ctx) / name, name)
+    click.echo(f"created {path}; next: bundler -C {path.parent} check")
+
+
+@click.command("add-env")
+@click.argument("name")
+@click.option("--virtualenv", metavar="ENV", help="Make a virtualenv on this bundle interpreter "
+              "(base, or an env declared with --python).")
+@click.option("--python", metavar="PREFIX", help="Copy this CPython (a prefix folder, an "
+              "executable, a standalone CPython .tar.gz, or 'current') into envs/NAME.")
+@click.option("--conda", metavar="PREFIX", help="Pack this conda environment (with conda-pack) "
+              "into envs/NAME.")
+@click.option("-r", "--requirements-file", metavar="FILE", help="Install this requirements file.")
+@click.option("-p", "--package", "packages", multiple=True, metavar="REQ",
+              help="Install this requirement (repeatable), e.g. -p 'pillow>=10'.")
+@click.pass_context
+def add_env(ctx: click.Context, name: str, virtualenv: str | None, python: str | None,
+            conda: str | None, requirements_file: str | None, packages: tuple[str, ...]) -> None:
+    """Declare envs/NAME: a virtualenv on a bundle interpreter, another CPython, or a conda
+    environment.
+
+    \b
+    Examples:
+      bundler add-env pyocr --virtualenv base -r requirements-ocr.txt
+      bundler add-env py37 --python "$(pyenv prefix 3.7.16)"
+      bundler add-env py312 --python cpython-3.12.8+20250106-x86_64-unknown-linux-gnu-install_only.tar.gz
+      bundler add-env legacy --conda /opt/miniconda3/envs/legacy
+    """
+    from bundler.spec import edit
+
+    edit.edit(spec_path(ctx), lambda doc: edit.add_env(
+        doc, name, virtualenv, python, conda, list(packages), requirements_file))
+    click.echo(f"added env {name} to {spec_path(ctx)}")
+
+
+@click.command("add-code")
+@click.argument("name")
+@click.option("--path", metavar="DIR", help="Copy this folder (relative to bundle.toml).")
+@click.option("--git", metavar="REPO", help="Take a `git archive` of this repository...")
+@click.option("--ref", metavar="REF", help="...at this tag, branch or commit (default HEAD).")
+@click.option("--pythonpath", multiple=True, metavar="ENTRY",
+              help="A PYTHONPATH entry relative to the code folder (repeatable; default '.').")
+@click.option("--bytecode", is_flag=True, help="Ship .pyc files only (no sources).")
+@click.pass_context
+def add_code(ctx: click.Context, name: str, path: str | None, git: str | None, ref: str | None,
+             pythonpath: tuple[str, ...], bytecode: bool) -> None:
+    """Declare code version NAME, shipped as <project>_NAME/ beside the others.
+
+    \b
+    Examples:
+      bundler add-code v3 --path ../sam
+      bundler add-code v3 --git . --ref v3 --pythonpath . --pythonpath code_django
+    """
+    from bundler.spec import edit
+
+    edit.edit(spec_path(ctx), lambda doc: edit.add_code(
+        doc, name, path, git, ref, list(pythonpath), bytecode))
+    click.echo(f"added code {name} to {spec_path(ctx)}")
+
+
+@click.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate bundle.toml and the interpreters it names, and print the build plan."""
+    from bundler.build.plan import make_plan
+    from bundler.spec.load import load_spec
+
+    for line in make_plan(load_spec(spec_path(ctx))).describe():
+        click.echo(line)
+
+
+@click.command("build")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the artifact goes. Default: dist/ beside bundle.toml.")
+@click.option("--format", "fmt", type=click.Choice(["tar.gz", "tar.zst", "dir"]),
+              help="Override [bundle] format.")
+@click.option("--find-links", multiple=True, metavar="DIR",
+              help="Let pip take packages from this folder (repeatable).")
+@click.option("--no-index", is_flag=True, help="Never ask a package index (offline builds).")
+@click.option("--index-url", metavar="URL", help="Use this package index instead of PyPI.")
+@click.option("--keep-staging", is_flag=True, help="Keep the staging tree (for debugging).")
+@click.option("--patch-from", type=click.Path(exists=True, path_type=Path), metavar="OLD",
+              help="Write a patch with only what changed since OLD (an earlier archive, its "
+              "unpacked tree, or its .bundler/checksums.json); apply it with bin/bundler apply.")
+@click.pass_context
+def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
+              find_links: tuple[str, ...], no_index: bool, index_url: str | None,
+              keep_staging: bool, patch_from: Path | None) -> None:
+    """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
+
+    \b
+    Examples:
+      bundler build
+      bundler build --format tar.zst --find-links ./wheels --no-index   # offline
+      bundler build --patch-from dist/smartbox-2026.11.1.tar.gz         # only what changed
+    """
+    from bundler.build.pipeline import BuildOptions, build
+    from bundler.spec.load import load_spec
+
+    spec = load_spec(spec_path(ctx))
+    pip = [a for d in find_links for a in ("--find-links", str(Path(d).resolve()))]
+    pip += ["--no-index"] if no_index else []
+    pip += ["--index-url", index_url] if index_url else []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
+    options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
+                           pip_options=tuple(pip), keep_staging=keep_staging,
+                           patch_from=patch_from)
+    artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
+    click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
+
+
+COMMANDS = [init, add_env, add_code, check, build_cmd]

@@ -1,0 +1,2 @@
+"""The bundle's monitor, one supervisor event listener: the listener and its watcher (listener.py),
+health probes (probes.py), alerts (alerts.py) and the Prometheus endpoint (metrics.py)."""

@@ -1,0 +1,104 @@
+"""What a running bundle shows: one row per process (state, pid, uptime, interpreter, code), the
+logs of a service, and supervisorctl wired to the bundle's supervisord."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.bundle.layout import MONITOR
+from bundler.bundle.records import Manifest
+from bundler.bundle.tree import Bundle
+from bundler.server.supervisor import connect, recorded_socket
+
+NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    process: str
+    state: str
+    pid: int
+    uptime: int
+    python: str      # interpreter name and Python version
+    code: str
+    autostart: bool
+
+
+def service_rows(bundle: Bundle) -> list[ServiceRow]:
+    """One row per process of the running supervisord, or per service when it is not running."""
+    manifest = Manifest.read(bundle.manifest)
+    spec, interpreters = manifest.spec, manifest.build.interpreters
+
+    def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
+            autostart: bool = True) -> ServiceRow:
+        s = spec.services.get(service)
+        if s is None:  # bundler's own monitor, or a program added by hand
+            what = "bundler" if process == MONITOR else "?"
+            return ServiceRow(process, state, pid, uptime, what, what, autostart)
+        interpreter = interpreters.get(s.python)
+        version = interpreter.python_version if interpreter is not None else "?"
+        return ServiceRow(process, state, pid, uptime, f"{s.python} ({version})", s.code, autostart)
+
+    sup = connect(bundle)
+    if not sup.alive():
+        return [row(name, name, NOT_RUNNING) for name in spec.services]
+    rows = []
+    for p in sup.processes():
+        rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
+                        p.autostart))
+    return rows
+
+
+def supervisorctl(bundle: Bundle, args: list[str]) -> int:
+    env = dict(os.environ, BUNDLER_SOCKET=recorded_socket(bundle))
+    return subprocess.call([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
+                            "-c", str(bundle.conf), *args], env=env)
+
+
+def log_files(bundle: Bundle, service: str) -> list[Path]:
+    """The log files of `service` (one per process; .err.log when stderr is kept apart)."""
+    folder = bundle.log_dir
+    names = [f"{service}.log", f"{service}.err.log"]
+    found = [folder / n for n in names if (folder / n).is_file()]
+    for pattern in (f"{service}_[0-9][0-9].log", f"{service}_[0-9][0-9].err.log"):
+        found += sorted(folder.glob(pattern))
+    return found
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 256 * 1024))
+        return f.read().decode(errors="replace").splitlines()[-count:] if count else []
+
+
+def follow(paths: list[Path], interval: float = 0.5) -> Iterator[tuple[Path, str]]:
+    """New complete lines of `paths` as they are written; survives rotation and truncation."""
+    positions = {}
+    for path in paths:
+        st = path.stat()
+        positions[path] = (st.st_ino, st.st_size)
+    while True:
+        for path in paths:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            inode, pos = positions[path]
+            if st.st_ino != inode or st.st_size < pos:
+                pos = 0
+            if st.st_size > pos:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read()
+                cut = data.rfind(b"\n") + 1
+                for line in data[:cut].decode(errors="replace").splitlines():
+                    yield path, line
+                pos += cut
+            positions[path] = (st.st_ino, pos)
+        time.sleep(interval)

@@ -1,0 +1,59 @@
+"""`bundler verify`: is a bundle (or a built archive) file by file as built, and does it carry what
+it needs to run on another machine? Integrity (bundle/integrity.py) and portability
+(portability.py) in one report."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundler.bundle import integrity
+from bundler.bundle.archive import extract
+from bundler.bundle.tree import Bundle, open_bundle
+from bundler.errors import BundlerError
+from bundler.server import portability
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str  # what was checked: the archive, or the bundle's root
+    integrity: integrity.Report
+    portability: portability.Report
+
+    def lines(self) -> list[str]:
+        report = self.integrity
+        out = [f"{title:<8} {path}" for title, paths in (("changed", report.changed),
+                                                          ("missing", report.missing),
+                                                          ("added", report.added))
+               for path in paths]
+        differ = len(report.changed) + len(report.missing) + len(report.added)
+        out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
+                   f"{report.checked} files as built" + (f", {differ} differ" if differ else ""))
+        return out + self.portability.lines()
+
+    def problems(self) -> list[str]:
+        report, port = self.integrity, self.portability
+        differ = len(report.changed) + len(report.missing) + len(report.added)
+        return ([f"{differ} file(s) differ from the build"] if differ else []) + \
+            ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
+            ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
+            ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else [])
+
+
+def verify(target: Path | None) -> Verdict:
+    """Check `target`: a bundle's root, a built archive (unpacked into a temporary folder), or
+    with None the bundle this code runs in."""
+    if target is not None and target.is_file():
+        with tempfile.TemporaryDirectory(prefix="bundler-verify-") as tmp:
+            extract(target, Path(tmp))
+            tops = [p for p in Path(tmp).iterdir() if p.is_dir()]
+            if len(tops) != 1:
+                raise BundlerError(f"{target} is not a bundle archive (expected one top folder)")
+            return _check(open_bundle(tops[0]), str(target))
+    bundle = open_bundle(target)
+    return _check(bundle, str(bundle.root))
+
+
+def _check(bundle: Bundle, name: str) -> Verdict:
+    return Verdict(name, integrity.verify(bundle), portability.check(bundle))
