@@ -88,7 +88,7 @@ def test_bytecode_for_two_python_versions_is_refused_before_building(tmp_path: P
     assert not (project / "dist").exists()
 
 
-def test_the_wheel_ships_templates_and_layouts(tmp_path: Path) -> None:
+def test_the_wheel_ships_every_module_templates_and_layouts(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                     str(tmp_path), str(REPO)], check=True, timeout=600)
     wheel = next(tmp_path.glob("bundler-*.whl"))
@@ -96,3 +96,5 @@ def test_the_wheel_ships_templates_and_layouts(tmp_path: Path) -> None:
     for template in (REPO / "bundler" / "templates").iterdir():
         assert f"bundler/templates/{template.name}" in names
     assert "bundler/layouts/miniconda.toml" in names
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "bundler").rglob("*.py")}
+    assert "bundler/server/monitor/listener.py" in modules and modules <= names

@@ -96,3 +96,13 @@ def test_a_base_older_than_3_9_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
     assert result.exit_code == 1
     assert "the base is Python 3.7" in result.output and "put the older Python in envs/" in result.output
+
+
+def test_a_refused_switch_leaves_the_spec_as_it_was(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = tmp_path / "box"
+    assert invoke("-C", str(project), "add-code", "v2", "--path", "gone", "--bytecode").exit_code == 0
+    before = (project / "bundle.toml").read_text()
+    result = CliRunner().invoke(cli, ["-C", str(project), "switch", "hello", "v2"])
+    assert result.exit_code == 1 and "gone is not a folder" in result.output
+    assert (project / "bundle.toml").read_text() == before
