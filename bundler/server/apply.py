@@ -218,9 +218,14 @@ def merge_manifest(current: str, incoming: str) -> tuple[str, list[str]]:
             if key not in doc:
                 doc[key] = tomlkit.table(is_super_table=True)
             doc[key][name] = table
-    doc["base"] = new["base"]
+    if "base" in new:
+        doc["base"] = new["base"]
+    else:  # the default base (python = "current")
+        doc.pop("base", None)
     for key in ("interpreters", "code"):
-        for name, table in new["build"][key].items():
+        for name, table in new["build"].get(key, {}).items():
+            if key not in doc["build"]:
+                doc["build"][key] = tomlkit.table(is_super_table=True)
             doc["build"][key][name] = table
     doc["bundle"]["version"] = new["bundle"]["version"]
     hints = []

@@ -157,3 +157,12 @@ def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: 
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(BundlerError, match="not a readable tar archive"):
         make_patch.old_checksums(tmp_path / "junk.tar.gz")
+
+
+def test_merge_takes_the_default_base_of_a_spec_without_one() -> None:
+    server = MANIFEST.replace('[base]\npython = "current"\n', '[base]\npython = "/opt/py"\n')
+    new = MANIFEST.replace('[base]\npython = "current"\n', "").replace('version = "1"', 'version = "2"')
+    merged, _ = patch.merge_manifest(server, new)
+    doc = tomlkit.parse(merged)
+    assert "base" not in doc and doc["bundle"]["version"] == "2"
+    assert doc["build"]["code"]["v1"]["folder"] == "app_v1"
