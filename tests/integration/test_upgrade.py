@@ -22,6 +22,41 @@ from tests.integration.harness import EXAMPLE, REPO, Bundle, bundler
 FLAT_LAYOUT = "a8437cc7129edff48cdf228e936c38a0179636c0"  # the last bundler with one flat package
 
 pytestmark = pytest.mark.integration
+# The example's services and code, on the base alone (a virtualenv would only slow the builds).
+SPEC = """
+[bundle]
+name = "smartbox"
+version = "2026.11.1"
+project = "your_project"
+
+[base]  # the flat layout's apply needs the table (fixed since)
+python = "current"
+
+[code.v1]
+path = "sam_v1"
+[code.v3]
+path = "sam_v3"
+
+[services.svc1]
+command = "python -m service.sam.run"
+code = "v1"
+[services.svc2]
+command = "python -m service.sam.run --interval 2"
+code = "v1"
+[services.svc3]
+command = "python -m service.sam.run"
+code = "v3"
+[services.web]
+command = "python -m service.sam.run"
+code = "v1"
+max_rss = "500MB"
+
+[groups.sam]
+programs = ["svc1", "svc2"]
+
+[alerts]
+command = "true"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +76,13 @@ def deployed(old_bundler: Path, wheelhouse: Path, tmp_path: Path) -> Iterator[tu
     """The example with a memory-watched service, built by the old bundler and started from
     elsewhere by its own bin/start; and a patch for it (code v4) built by today's bundler."""
     project = tmp_path / "project"
-    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("dist"))
-    with open(project / "bundle.toml", "a", encoding="utf-8") as f:
-        f.write('\n[services.web]\ncommand = "python -m service.sam.run"\ncode = "v1"\n'
-                'max_rss = "500MB"\n\n[alerts]\ncommand = "true"\n')
+    project.mkdir()
+    for version in ("v1", "v3"):
+        shutil.copytree(EXAMPLE / f"sam_{version}", project / f"sam_{version}")
+    (project / "bundle.toml").write_text(SPEC)
     offline = ("--no-index", "--find-links", str(wheelhouse))
     old = subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
-                          "--output", str(tmp_path / "dist"), *offline],
+                          "--format", "tar.zst", "--output", str(tmp_path / "dist"), *offline],
                          cwd=old_bundler, env={**os.environ, "PYTHONPATH": str(old_bundler)},
                          capture_output=True, text=True, timeout=900)
     assert old.returncode == 0, old.stderr
@@ -60,7 +95,7 @@ def deployed(old_bundler: Path, wheelhouse: Path, tmp_path: Path) -> Iterator[tu
     shutil.rmtree(project)
     server = tmp_path / "srv"
     server.mkdir()
-    subprocess.run(["tar", "xf", str(archive), "-C", str(server)], check=True)
+    subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(server)], check=True)
     bundle = Bundle(server / "smartbox")
     assert next(bundle.root.glob("lib/python3*/site-packages/bundler/cli.py")).is_file()  # flat
     bundle.start()
