@@ -93,8 +93,13 @@ class Report:
     added: list[str] = field(default_factory=list)
 
     @property
+    def differ(self) -> int:
+        """How many files are not as built: changed, missing or added."""
+        return len(self.changed) + len(self.missing) + len(self.added)
+
+    @property
     def clean(self) -> bool:
-        return not (self.changed or self.missing or self.added)
+        return not self.differ
 
 
 def verify(bundle: Bundle) -> Report:

@@ -27,14 +27,13 @@ class Verdict:
                                                           ("missing", report.missing),
                                                           ("added", report.added))
                for path in paths]
-        differ = len(report.changed) + len(report.missing) + len(report.added)
         out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
-                   f"{report.checked} files as built" + (f", {differ} differ" if differ else ""))
+                   f"{report.checked} files as built"
+                   + (f", {report.differ} differ" if report.differ else ""))
         return out + self.portability.lines()
 
     def problems(self) -> list[str]:
-        report, port = self.integrity, self.portability
-        differ = len(report.changed) + len(report.missing) + len(report.added)
+        differ, port = self.integrity.differ, self.portability
         return ([f"{differ} file(s) differ from the build"] if differ else []) + \
             ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
             ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
