@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 
+from bundler.bundle.safetree import extract
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
 from bundler.spec.model import CodeVersion
@@ -56,14 +56,7 @@ def _git_archive(repo: Path, ref: str, dest: Path, name: str) -> None:
         tar_path = Path(tmp) / "code.tar"
         run(["git", "-C", repo, "archive", "--format=tar", "-o", tar_path, ref],
             what=f"code {name}: git archive {ref} in {repo}", env=clean_env())
-        dest.mkdir(parents=True)
-        with tarfile.open(tar_path) as tar:
-            members = [m for m in tar.getmembers()
-                       if not any(part in JUNK_DIRS for part in Path(m.name).parts)]
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, members=members, filter="data")
-            else:  # Python releases without extraction filters
-                tar.extractall(dest, members=members)
+        extract(tar_path, dest)
 
 
 def compile_bytecode_only(folder: Path, python: Path) -> None:

@@ -37,9 +37,10 @@ print(json.dumps({
 # Stdlib folders that only CPython's own test suite uses.
 _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 # Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
-# What bin/bundler needs on the server (zstandard: to read .tar.zst patches; pyelftools: verify).
+# What bin/bundler needs on the server (zstandard: to read .tar.zst patches; pyelftools:
+# verify; cryptography: to check signed patches offline).
 BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard",
-                 "pyelftools", "psutil", "prometheus-client")
+                 "pyelftools", "psutil", "prometheus-client", "cryptography")
 
 
 @dataclass(frozen=True)

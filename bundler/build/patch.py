@@ -8,7 +8,9 @@ manifest. Paths a patch may not touch (the manifest, etc/, log/, run/, records) 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle import integrity
@@ -19,19 +21,36 @@ from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file
 
 
-def old_checksums(source: Path) -> dict[str, Entry]:
+@dataclass(frozen=True)
+class OldBuild:
+    """The build a patch is made against: its checksums, and the SHA-256 of their record."""
+
+    files: dict[str, Entry]
+    digest: str
+
+
+def old_checksums(source: Path) -> OldBuild:
     """The checksums of an earlier build: its archive, its unpacked tree or its checksums.json."""
     if source.is_dir():
-        return integrity.load(source)
+        source = source / CHECKSUMS_RECORD
     if source.suffix == ".json":
-        return Checksums.read(source).files
-    with read_tar(source) as tar:
+        data = source.read_bytes()
+    else:
+        data = _member(source, CHECKSUMS_RECORD)
+    try:
+        return OldBuild(dict(Checksums.parse(data).files), hashlib.sha256(data).hexdigest())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundlerError(f"{source}: {CHECKSUMS_RECORD} is not readable ({exc})") from None
+
+
+def _member(archive: Path, rel: str) -> bytes:
+    with read_tar(archive) as tar:
         for member in tar:
-            if member.isfile() and member.name.split("/", 1)[-1] == CHECKSUMS_RECORD:
+            if member.isfile() and member.name.split("/", 1)[-1] == rel:
                 f = tar.extractfile(member)
                 assert f is not None
-                return Checksums.parse(f.read()).files
-    raise BundlerError(f"{source} holds no {CHECKSUMS_RECORD}: is it a bundle built by bundler?")
+                return f.read()
+    raise BundlerError(f"{archive} holds no {rel}: is it a bundle built by bundler?")
 
 
 def _unit(rel: str, tree: Bundle, project: str) -> str:
@@ -46,8 +65,10 @@ def _unit(rel: str, tree: Bundle, project: str) -> str:
     return "base"
 
 
-def make(tree: Bundle, project: str, old: dict[str, Entry], dest: Path) -> dict[str, int]:
-    """Stage the patch from the built `tree` against `old` in `dest`; return counts."""
+def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> dict[str, int]:
+    """Stage the patch of bundle `name` from the built `tree` against `build` in `dest`; return
+    counts."""
+    old = build.files
     new = integrity.load(tree.root)
     reloc = Relocation.read(tree.relocation)
     present = {_unit(rel, tree, project) for rel in new}
@@ -69,7 +90,7 @@ def make(tree: Bundle, project: str, old: dict[str, Entry], dest: Path) -> dict[
                     and _unit(rel, tree, project) in present)
     base.update({rel: old[rel] for rel in remove})
     record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
-                         tree.manifest.read_text(encoding="utf-8"))
+                         tree.manifest.read_text(encoding="utf-8"), name, build.digest)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PATCH_FILE).write_text(record.text())
     return {"files": len(files), "links": len(links), "remove": len(remove)}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bundler
 from bundler.build import conda, patch
@@ -30,10 +31,19 @@ from bundler.build.interpreters import (
 )
 from bundler.build.plan import Plan, make_plan
 from bundler.build.relocatable import make_scripts_relocatable, make_symlinks_relative, record
-from bundler.bundle import archive, integrity
-from bundler.bundle.records import BuildRecord, BuiltCode, BuiltInterpreter, Manifest, Origin
+from bundler.bundle import archive, integrity, signing
+from bundler.bundle.records import (
+    PATCH_FILE,
+    PATCH_SIGNATURE,
+    BuildRecord,
+    BuiltCode,
+    BuiltInterpreter,
+    Manifest,
+    Origin,
+)
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
+from bundler.errors import BundlerError
 from bundler.runner import run
 from bundler.spec.model import Spec
 
@@ -48,6 +58,7 @@ class BuildOptions:
     pip_options: tuple[str, ...] = ()
     keep_staging: bool = False
     patch_from: Path | None = None  # build a patch against this earlier build instead
+    sign: Path | None = None        # an Ed25519 private key: sign the bundle and the patch
 
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
@@ -55,6 +66,7 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     plan = make_plan(spec)
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
+    key = _signing_key(plan, options.sign, log)
     output = options.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(output)
@@ -63,10 +75,16 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     try:
         started = time.monotonic()
         materialize(plan, root, options, log)
+        tree = Bundle(root, plan.layout)
+        if key is not None:
+            tree.signature.write_text(signing.sign(key, "bundle", tree.checksums.read_bytes()).text())
         if old is not None:
             fmt = "tar.zst" if fmt == "dir" else fmt
             patch_dir = staging / f"{spec.name}-{spec.version}.patch"
-            counts = patch.make(Bundle(root, plan.layout), spec.project, old, patch_dir)
+            counts = patch.make(tree, spec.name, spec.project, old, patch_dir)
+            if key is not None:
+                (patch_dir / PATCH_SIGNATURE).write_text(signing.sign(
+                    key, "patch", (patch_dir / PATCH_FILE).read_bytes()).text())
             log(f"patch against {options.patch_from}: {counts['files']} file(s), "
                 f"{counts['links']} link(s), {counts['remove']} removal(s)")
             root = patch_dir
@@ -80,6 +98,21 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
             log(f"staging kept at {staging}")
         else:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _signing_key(plan: Plan, path: Path | None, log: Log) -> Any:
+    """The private key of --sign, checked against the keys the bundle will trust."""
+    if path is None:
+        if plan.trusted_keys:
+            log("warning: the bundle trusts signing keys but this build is not signed (--sign KEY):"
+                " its patches will be refused")
+        return None
+    key = signing.load_private(path)
+    mine = signing.public_line(key).split()[1]
+    if plan.trusted_keys and mine not in (k.split()[1] for k in plan.trusted_keys):
+        raise BundlerError(f"--sign {path}: this key is not one of [bundle] trusted_keys, so the "
+                           "bundle would refuse what it signs; add its .pub there")
+    return key
 
 
 def _remove_abandoned_staging(output: Path) -> None:
@@ -126,6 +159,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
             compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python)
     tree = Bundle(root, layout)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
+    if plan.trusted_keys:
+        tree.trusted_keys.write_text("".join(f"{k}\n" for k in plan.trusted_keys))
     _write_manifest(plan, tree, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)

@@ -11,6 +11,7 @@ from bundler.build import conda, standalone
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
 from bundler.bundle.layout import Layout, load_layout
+from bundler.bundle.signing import fingerprint, parse_keys
 from bundler.errors import BundlerError
 from bundler.spec.model import Interpreter, Spec
 
@@ -34,6 +35,7 @@ class Plan:
     layout: Layout
     interpreters: dict[str, PlannedInterpreter]
     code_interpreter: dict[str, str] = field(default_factory=dict)  # bytecode code -> interpreter
+    trusted_keys: list[str] = field(default_factory=list)  # public key lines, files read
 
     def describe(self) -> list[str]:
         spec, layout = self.spec, self.layout
@@ -48,6 +50,8 @@ class Plan:
         for s in spec.services.values():
             group = f"  [group {s.group}]" if s.group else ""
             lines.append(f"  service {s.name:<10} python={s.python} code={s.code}: {s.command}{group}")
+        lines += [f"  trusts key {fingerprint(k)}" for k in self.trusted_keys] or \
+            ["  trusts no key: bin/bundler apply accepts unsigned patches"]
         return lines
 
 
@@ -100,7 +104,27 @@ def make_plan(spec: Spec) -> Plan:
                                f"different Python versions: {detail}; use bytecode = false or "
                                "one Python version")
         code_interpreter[code.name] = sorted(users)[0]
-    return Plan(spec, layout, planned, code_interpreter)
+    return Plan(spec, layout, planned, code_interpreter, trusted_keys(spec))
+
+
+def trusted_keys(spec: Spec) -> list[str]:
+    """[bundle] trusted_keys: public key lines as written, and the lines of the files named."""
+    keys = []
+    for entry in spec.trusted_keys:
+        if entry.startswith("ssh-"):
+            keys += parse_keys(entry, f"{spec.path}: [bundle] trusted_keys")
+            continue
+        path = spec.folder / entry
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BundlerError(f"{spec.path}: [bundle] trusted_keys names {entry!r}, which cannot "
+                               f"be read ({exc})") from None
+        found = parse_keys(text, str(path))
+        if not found:
+            raise BundlerError(f"{path} (in [bundle] trusted_keys) holds no public key")
+        keys += found
+    return keys
 
 
 def _ordered(spec: Spec) -> list[Interpreter]:

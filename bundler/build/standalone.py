@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bundler.bundle.archive import extract
+from bundler.bundle.safetree import extract
 from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file
 

@@ -113,26 +113,3 @@ def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
                     yield tar
     except (tarfile.TarError, EOFError, zstandard.ZstdError) as exc:
         raise BundlerError(f"{path} is not a readable tar archive: {exc}") from exc
-
-
-def extract(path: Path, dest: Path) -> None:
-    """Unpack a tar archive into `dest`, refusing members that would land outside it (absolute
-    paths, `..`, links pointing out) and anything but files, folders and links."""
-    with read_tar(path) as tar:
-        for member in tar:
-            if not _safe(member):
-                raise BundlerError(f"{path}: member {member.name!r} would land outside the "
-                                   "archive's folder; refusing to unpack it")
-            if hasattr(tarfile, "fully_trusted_filter"):  # checked above; say so to new Pythons
-                tar.extract(member, dest, filter="fully_trusted")
-            else:
-                tar.extract(member, dest)
-
-
-def _safe(member: tarfile.TarInfo) -> bool:
-    if member.name.startswith("/") or ".." in Path(member.name).parts:
-        return False
-    if member.issym() or member.islnk():
-        target = Path(member.name).parent / member.linkname if member.issym() else Path(member.linkname)
-        return not member.linkname.startswith("/") and not os.path.normpath(target).startswith("..")
-    return member.isfile() or member.isdir()

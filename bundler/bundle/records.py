@@ -25,6 +25,7 @@ from bundler.spec.load import read_toml, spec_of
 from bundler.spec.model import Alerts, Health, Listen, Spec
 
 PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
+PATCH_SIGNATURE = "patch.sig"  # beside patch.json: a signing.Signature of its bytes
 
 
 # --- .bundler/checksums.json --------------------------------------------------------------
@@ -312,6 +313,8 @@ class PatchRecord:
     remove: tuple[str, ...]
     base: Mapping[str, Entry | None]
     manifest: str
+    bundle: str = ""   # the name of the bundle it is for ("": a patch of bundler 0.x, any)
+    against: str = ""  # the SHA-256 of the checksums.json it was made against
 
     @classmethod
     def parse(cls, data: str | bytes) -> PatchRecord:
@@ -327,7 +330,8 @@ class PatchRecord:
             base = {str(rel): Entry.from_json(e) if e is not None else None
                     for rel, e in raw["base"].items()}
             return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
-                       tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]))
+                       tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
+                       str(raw.get("bundle", "")), str(raw.get("against", "")))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed: {exc!r}") from exc
 
@@ -342,4 +346,6 @@ class PatchRecord:
                "links": dict(self.links), "remove": list(self.remove),
                "base": {rel: e.to_json() if e is not None else None for rel, e in self.base.items()},
                "manifest": self.manifest}
+        if self.bundle:
+            raw.update(bundle=self.bundle, against=self.against)
         return json.dumps(raw, indent=1) + "\n"

@@ -45,6 +45,7 @@ def relocate(bundle: Bundle) -> bool:
             for rel in [*sorted(rec.texts), *rec.binaries]:
                 current = rewritten.get(rel, rec.prefix)
                 if current != new:
+                    _inside(root, rel)
                     _replace_in_file(root / rel, current.encode(), new.encode(), rel in rec.binaries)
                     journal.write(json.dumps({"file": rel, "prefix": new}) + "\n")
                     journal.flush()
@@ -54,6 +55,14 @@ def relocate(bundle: Bundle) -> bool:
     dataclasses.replace(rec, prefix=new).write(bundle.relocation)
     bundle.relocation_journal.unlink()
     return True
+
+
+def _inside(root: Path, rel: str) -> None:
+    """A recorded file is rewritten only where it is: inside the bundle, reached through no link."""
+    path = root / rel
+    if path.is_symlink() or not path.parent.resolve().is_relative_to(root.resolve()):
+        raise BundlerError(f"refusing to rewrite {rel}: it is a link or is reached through a link "
+                           "out of the bundle (run bin/bundler verify)")
 
 
 def _read_journal(path: Path) -> dict[str, str]:

@@ -102,6 +102,16 @@ class Bundle:
         return self.meta / "origin.json"
 
     @property
+    def signature(self) -> Path:
+        """The build's signature of checksums.json (bundler build --sign)."""
+        return self.meta / "signature.json"
+
+    @property
+    def trusted_keys(self) -> Path:
+        """The public keys whose patches the bundle accepts; under etc/, so no patch changes it."""
+        return self.root / self.layout.etc / "trusted_keys"
+
+    @property
     def history(self) -> Path:
         return self.meta / "history.jsonl"
 
@@ -137,7 +147,8 @@ class Bundle:
 
     def patchable(self, rel: str) -> bool:
         """Paths a patch may carry: not the manifest, configuration, runtime state or records."""
-        return rel != MANIFEST and not rel.startswith(self.layout.etc + "/") \
+        etc = self.layout.etc
+        return rel not in (MANIFEST, etc) and not rel.startswith(etc + "/") \
             and not self.unchecked(rel)
 
     @contextmanager

@@ -107,10 +107,14 @@ def check(ctx: click.Context) -> None:
 @click.option("--patch-from", type=click.Path(exists=True, path_type=Path), metavar="OLD",
               help="Write a patch with only what changed since OLD (an earlier archive, its "
               "unpacked tree, or its .bundler/checksums.json); apply it with bin/bundler apply.")
+@click.option("--sign", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="KEY", help="Sign the archive and the patch with this Ed25519 private key "
+              "(bundler keygen, or ssh-keygen -t ed25519); an encrypted key takes its passphrase "
+              "from $BUNDLER_KEY_PASSPHRASE.")
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
-              keep_staging: bool, patch_from: Path | None) -> None:
+              keep_staging: bool, patch_from: Path | None, sign: Path | None) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
 
     \b
@@ -118,6 +122,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build
       bundler build --format tar.zst --find-links ./wheels --no-index   # offline
       bundler build --patch-from dist/smartbox-2026.11.1.tar.gz         # only what changed
+      bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
     """
     from bundler.build.pipeline import BuildOptions, build
     from bundler.spec.load import load_spec
@@ -129,9 +134,31 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
                            pip_options=tuple(pip), keep_staging=keep_staging,
-                           patch_from=patch_from)
+                           patch_from=patch_from, sign=sign)
     artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
 
-COMMANDS = [init, add_env, add_code, check, build_cmd]
+@click.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--comment", default="bundler release key", show_default=True,
+              help="Written after the public key, to tell keys apart.")
+def keygen(path: Path, comment: str) -> None:
+    """Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub.
+
+    Keep PATH on the build machine; put PATH.pub in [bundle] trusted_keys, and sign builds and
+    patches with `bundler build --sign PATH`. A bundle that trusts a key refuses patches that are
+    unsigned or signed by another key.
+
+    \b
+    Example:
+      bundler keygen keys/release && bundler build --sign keys/release
+    """
+    from bundler.bundle.signing import keygen as make_key
+
+    line = make_key(path, comment)
+    click.echo(f"wrote {path} (keep it secret) and {path}.pub:")
+    click.echo(line)
+
+
+COMMANDS = [init, add_env, add_code, check, build_cmd, keygen]

@@ -15,16 +15,27 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
-from bundler.bundle import integrity
+from bundler.bundle import integrity, signing
 from bundler.bundle.archive import read_tar
 from bundler.bundle.cstrings import replace_padded
-from bundler.bundle.records import PATCH_FILE, Checksums, Entry, Manifest, PatchRecord, Relocation
+from bundler.bundle.records import (
+    PATCH_FILE,
+    PATCH_SIGNATURE,
+    Checksums,
+    Entry,
+    Manifest,
+    PatchRecord,
+    Relocation,
+)
+from bundler.bundle.safetree import Plan, Refused, check_name, check_space, member_kind
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.server import filemoves, history
@@ -46,78 +57,132 @@ def apply(bundle: Bundle, source: Path) -> Applied:
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir()
         try:
-            patch = _unpack(source, incoming / "files")
+            patch, signer = _unpack(bundle, source, incoming / "files")
             ops, manifest_text, hints = _prepare(bundle, patch, incoming)
             filemoves.commit(bundle, ops, incoming / "files")
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
-        history.stamp(bundle, "apply", [{"to": version, "patch": source.name}], "ok")
+        entry = {"to": version, "patch": source.name}
+        history.stamp(bundle, "apply", [{**entry, "signed_by": signer} if signer else entry], "ok")
         return Applied(len(patch.files) + len(patch.links), len(patch.remove), version, hints)
 
 
 def safe_rel(rel: str) -> bool:
-    parts = rel.split("/")
-    return bool(rel) and not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts) \
-        and "\0" not in rel
+    return check_name(rel) is None
 
 
-def _unpack(source: Path, files_dir: Path) -> PatchRecord:
-    """Read the patch archive: every member checked for its type and path; nothing outside
-    `files_dir` is written, and no link is created."""
+PATCH_FILE_LIMIT = 256 << 20  # patch.json carries the manifest and one line a file
+
+
+def _unpack(bundle: Bundle, source: Path, files_dir: Path) -> tuple[PatchRecord, str | None]:
+    """Read the patch archive: every member checked (safetree.Plan: name, type, duplicates, a
+    file under a file); its files go to `files_dir` (a new folder of ours), its links are only
+    read, and nothing else is written. Returns the patch and who signed it."""
     raw: bytes | None = None
+    signature: bytes | None = None
     seen_files: dict[str, str] = {}
     seen_links: dict[str, str] = {}
     top = None
+    plan = Plan()
     with read_tar(source) as tar:
         for member in tar:
             head, _, rel = member.name.rstrip("/").partition("/")
             top = top or head
-            if head != top:
+            if head != top or check_name(head):
                 raise _refuse(source, member.name, "is outside the patch's one top-level folder")
             if member.isdir() and rel in ("", "files"):
                 continue
-            if rel == PATCH_FILE and member.isfile():
+            if rel == PATCH_FILE and member.isfile() and raw is None:
+                if member.size > PATCH_FILE_LIMIT:
+                    raise _refuse(source, member.name, "is too large to be a patch.json")
                 f = tar.extractfile(member)
                 assert f is not None
                 raw = f.read()
                 continue
-            path = rel.removeprefix("files/")
-            if not rel.startswith("files/") or not safe_rel(path):
-                raise _refuse(source, member.name, "is not a plain relative path inside the bundle")
-            if member.isdir():
+            if rel == PATCH_SIGNATURE and member.isfile() and signature is None \
+                    and member.size < 1 << 16:
+                f = tar.extractfile(member)
+                assert f is not None
+                signature = f.read()
                 continue
-            if member.issym():
+            path = rel.removeprefix("files/")
+            if not rel.startswith("files/"):
+                raise _refuse(source, member.name, "is not a plain relative path inside the bundle")
+            kind = member_kind(member)
+            if kind not in ("file", "dir", "link"):
+                raise _refuse(source, member.name, f"is a {kind}, not a file or a symlink")
+            try:
+                plan.add(path, kind, member.linkname if kind == "link" else "")
+            except Refused as exc:
+                raise BundlerError(f"refusing {source}: member {exc}; nothing was changed") from None
+            if kind == "link":
                 seen_links[path] = member.linkname
-            elif member.isfile():
-                target = files_dir / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                data = tar.extractfile(member)
-                assert data is not None
-                digest = hashlib.sha256()
-                with open(target, "xb") as out:
-                    while block := data.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-                os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
-                seen_files[path] = digest.hexdigest()
-            else:
-                raise _refuse(source, member.name, "is neither a file nor a symlink")
+            elif kind == "file":
+                seen_files[path] = _stage(tar, member, files_dir / path, source)
     try:
         patch = PatchRecord.parse(raw if raw is not None else b"{}")
     except ValueError as exc:
-        raise BundlerError(f"{source} is not a bundler patch (no {PATCH_FILE} of format "
-                           f"{PatchRecord.FORMAT})") from exc
+        raise BundlerError(f"refusing {source}: it is not a bundler patch (no readable "
+                           f"{PATCH_FILE} of format {PatchRecord.FORMAT}); nothing was changed") from exc
+    signer = _check_origin(bundle, patch, raw or b"", signature, source)
     expected = {rel: f.sha256 for rel, f in patch.files.items()}
     for rel in sorted(set(expected) | set(seen_files)):
         if seen_files.get(rel) != expected.get(rel):
             what = "is missing" if rel not in seen_files else "is not listed" \
                 if rel not in expected else "does not match its checksum"
-            raise BundlerError(f"refusing {source}: {rel} {what}; nothing was changed")
+            raise BundlerError(f"refusing {source}: {rel!r} {what}; nothing was changed")
     if seen_links != patch.links:
         raise BundlerError(f"refusing {source}: its links do not match {PATCH_FILE}; "
                            "nothing was changed")
-    return patch
+    return patch, signer
+
+
+def _check_origin(bundle: Bundle, patch: PatchRecord, raw: bytes, signature: bytes | None,
+                  source: Path) -> str | None:
+    """Is the patch for this bundle, and signed by a key it trusts (when it trusts any)? Who
+    signed it."""
+    name = Manifest.read(bundle.manifest).spec.name
+    if patch.bundle != name:
+        made_for = f"bundle {patch.bundle!r}" if patch.bundle else \
+            "no named bundle (an older bundler made it)"
+        raise BundlerError(f"refusing {source}: it is a patch for {made_for}, and this is bundle "
+                           f"{name!r}; nothing was changed")
+    trusted = signing.parse_keys(bundle.trusted_keys.read_text(encoding="utf-8"),
+                                 str(bundle.trusted_keys)) if bundle.trusted_keys.is_file() else []
+    if signature is None:
+        if trusted:
+            raise BundlerError(f"refusing {source}: it is not signed, and this bundle accepts only "
+                               "patches signed by a key it trusts (etc/trusted_keys); "
+                               "nothing was changed")
+        return None
+    try:
+        sig = signing.Signature.parse(signature)
+        signing.check(sig, "patch", raw, trusted)
+    except BundlerError as exc:
+        raise BundlerError(f"refusing {source}: {exc}; nothing was changed") from None
+    return sig.fingerprint
+
+
+def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, source: Path) -> str:
+    """Write one file member to `target`; its SHA-256."""
+    check_space(_existing(target.parent), member.size, f"applying {source.name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = tar.extractfile(member)
+    assert data is not None
+    digest = hashlib.sha256()
+    with open(target, "xb") as out:
+        while block := data.read(1 << 20):
+            digest.update(block)
+            out.write(block)
+    os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
+    return digest.hexdigest()
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _refuse(source: Path, name: str, why: str) -> BundlerError:
@@ -128,24 +193,20 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
                                                                           str, list[str]]:
     """Check every path against the bundle and plan the moves; raise before anything changes."""
     root = bundle.root
-    real_root = root.resolve()
     reloc = Relocation.read(bundle.relocation)
     touched = [*patch.files, *patch.links, *patch.remove]
-    for rel in touched:
-        if not safe_rel(rel) or not bundle.patchable(rel):
-            raise BundlerError(f"refusing the patch: it would write {rel!r}, which a patch may not "
-                               "touch (site configuration, logs, records); nothing was changed")
-        parent = (root / rel).parent
-        while not parent.exists() and not parent.is_symlink():
-            parent = parent.parent
-        if not parent.resolve().is_relative_to(real_root):
-            raise BundlerError(f"refusing the patch: {rel} would be written through a link out of "
-                               "the bundle; nothing was changed")
-    for rel, target in patch.links.items():
-        resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-        if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
-            raise BundlerError(f"refusing the patch: link {rel} -> {target} points out of the "
-                               "bundle; nothing was changed")
+    plan = Plan(root, lambda rel: None if bundle.patchable(rel) else
+                "is a path a patch may not touch (the manifest, etc/, log/, run/, records)")
+    try:
+        for rel in patch.remove:
+            plan.add(rel, "gone")
+        for rel in patch.files:
+            plan.add(rel, "file")
+        for rel, target in patch.links.items():
+            plan.add(rel, "link", target)
+        plan.finish()
+    except Refused as exc:
+        raise BundlerError(f"refusing the patch: {exc}; nothing was changed") from None
     conflicts = []
     for rel in touched:
         path = root / rel
@@ -174,8 +235,12 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
             old, data = os.fsencode(patch.prefix), staged.read_bytes()
             staged.write_bytes(replace_padded(data, old, here) if meta.capacity is not None
                                else data.replace(old, here))
-    manifest_text, hints = merge_manifest(bundle.manifest.read_text(encoding="utf-8"),
-                                          patch.manifest)
+    try:
+        manifest_text, hints = merge_manifest(bundle.manifest.read_text(encoding="utf-8"),
+                                              patch.manifest)
+    except (TOMLKitError, KeyError, TypeError, AttributeError) as exc:
+        raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest ({exc!s:.80}); "
+                           "nothing was changed") from None
     Manifest.read(bundle.manifest, manifest_text)  # still a valid manifest
     checksums = integrity.load(root)
     checksums.update({rel: f.checksum for rel, f in patch.files.items()})

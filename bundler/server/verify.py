@@ -8,11 +8,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle import integrity
-from bundler.bundle.archive import extract
+from bundler.bundle import integrity, signing
+from bundler.bundle.safetree import extract
 from bundler.bundle.tree import Bundle, open_bundle
 from bundler.errors import BundlerError
-from bundler.server import portability
+from bundler.server import history, portability
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Verdict:
     name: str  # what was checked: the archive, or the bundle's root
     integrity: integrity.Report
     portability: portability.Report
+    signature: str = "signature none"
+    signature_problem: str | None = None
 
     def lines(self) -> list[str]:
         report = self.integrity
@@ -30,14 +32,15 @@ class Verdict:
         out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
                    f"{report.checked} files as built"
                    + (f", {report.differ} differ" if report.differ else ""))
-        return out + self.portability.lines()
+        return [*out, self.signature, *self.portability.lines()]
 
     def problems(self) -> list[str]:
         differ, port = self.integrity.differ, self.portability
         return ([f"{differ} file(s) differ from the build"] if differ else []) + \
             ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
             ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
-            ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else [])
+            ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
+            ([self.signature_problem] if self.signature_problem else [])
 
 
 def verify(target: Path | None) -> Verdict:
@@ -55,4 +58,23 @@ def verify(target: Path | None) -> Verdict:
 
 
 def _check(bundle: Bundle, name: str) -> Verdict:
-    return Verdict(name, integrity.verify(bundle), portability.check(bundle))
+    return Verdict(name, integrity.verify(bundle), portability.check(bundle), *_signature(bundle))
+
+
+def _signature(bundle: Bundle) -> tuple[str, str | None]:
+    """A line on the build's signature, and the problem with it if there is one."""
+    trusted = signing.parse_keys(bundle.trusted_keys.read_text(encoding="utf-8"),
+                                 str(bundle.trusted_keys)) if bundle.trusted_keys.is_file() else []
+    if not bundle.signature.is_file():
+        return "signature none: the build is not signed", \
+            "the build is not signed, though it trusts signing keys" if trusted else None
+    try:
+        sig = signing.Signature.parse(bundle.signature.read_bytes())
+        signing.check(sig, "bundle", bundle.checksums.read_bytes(), trusted)
+    except BundlerError as exc:
+        if any(entry.get("op") == "apply" for entry in history.history(bundle)):
+            return ("signature the build's no longer covers its checksums: patches were applied "
+                    "since (bin/bundler history shows who signed them)"), None
+        return f"signature BAD: {exc}", f"its signature is not valid ({exc})"
+    trust = ", a key the bundle trusts" if trusted else " (the bundle lists no trusted key)"
+    return f"signature signed by {sig.fingerprint}{trust}", None

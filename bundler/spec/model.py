@@ -113,6 +113,7 @@ class Spec:
     supervisor: Supervisord = Supervisord()
     metrics: Listen | None = None
     alerts: Alerts | None = None
+    trusted_keys: tuple[str, ...] = ()  # public key lines, or files of them (relative paths)
 
     @property
     def monitored(self) -> bool:

@@ -12,52 +12,13 @@ import tomlkit
 
 from bundler.build import patch as make_patch
 from bundler.bundle import integrity
-from bundler.bundle.layout import load_layout
 from bundler.bundle.records import Entry, PatchRecord
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.server import apply as patch
 from bundler.server import filemoves
-
-MANIFEST = '''spec_version = 1
-[bundle]
-name = "tiny"
-version = "1"
-project = "app"
-[base]
-python = "current"
-[code.v1]
-path = "src"
-[services.web]
-command = "python -m web"
-code = "v1"
-[build.interpreters.base]
-folder = "."
-python = "bin/python3"
-python_version = "3.11"
-[build.code.v1]
-folder = "app_v1"
-'''
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "lock"}
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Bundle:
-    """A bundle tree with one code version, its record and its checksums."""
-    root = tmp_path / "tiny"
-    bundle = Bundle(root, load_layout())
-    bundle.meta.mkdir(parents=True)
-    bundle.layout.write(bundle.layout_record)
-    bundle.relocation.write_text(json.dumps({"prefix": str(root), "files": []}))
-    (root / "app_v1").mkdir()
-    (root / "app_v1" / "web.py").write_text("print('v1')\n")
-    (root / "bundle.toml").write_text(MANIFEST)
-    integrity.write(bundle)
-    return bundle
+from tests.unit.tiny import MANIFEST
+from tests.unit.tiny import files_of as _tree
 
 
 def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
@@ -66,7 +27,7 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
         + '[build.code.v2]\nfolder = "app_v2"\n'
     stage = tmp_path / "stage" / "tiny-2.patch"
     meta: dict = {"format": PatchRecord.FORMAT, "prefix": "/build/tiny", "files": {}, "links": {},
-                  "remove": [], "base": {}, "manifest": new_manifest}
+                  "remove": [], "base": {}, "manifest": new_manifest, "bundle": "tiny"}
     for rel, data in files.items():
         (stage / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
         (stage / "files" / rel).write_bytes(data)
@@ -151,9 +112,9 @@ def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: 
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tiny.root, arcname="tiny")
-    assert make_patch.old_checksums(archive) == expected
-    assert make_patch.old_checksums(tiny.root) == expected
-    assert make_patch.old_checksums(tiny.checksums) == expected
+    assert make_patch.old_checksums(archive).files == expected
+    assert make_patch.old_checksums(tiny.root).files == expected
+    assert make_patch.old_checksums(tiny.checksums).files == expected
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(BundlerError, match="not a readable tar archive"):
         make_patch.old_checksums(tmp_path / "junk.tar.gz")

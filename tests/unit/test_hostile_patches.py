@@ -1,0 +1,301 @@
+"""Hostile patches, applied through the real `bundler apply` command to a tiny bundle that trusts one
+signing key: each is refused in one line on stderr with exit 1, and the bundle and what lies
+around it (a folder outside the bundle that a link of the site points to) stay byte for byte as
+they were. A control case shows the same harness applies a good patch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bundler.bundle import integrity, safetree, signing
+from bundler.bundle.records import Entry, PatchRecord
+from bundler.bundle.tree import Bundle
+from bundler.cli import cli
+from tests.unit.tiny import MANIFEST, make_tiny, snapshot
+
+NEW_MANIFEST = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
+    .replace('version = "1"', 'version = "2"') + '[build.code.v2]\nfolder = "app_v2"\n'
+
+
+@dataclass(frozen=True)
+class M:
+    """One member under files/ (or, with raw, anywhere in the archive)."""
+
+    name: str
+    kind: str = "file"      # file, dir, link, hardlink, chr, blk, fifo
+    data: bytes = b"print('v2')\n"
+    target: str = ""
+    listed: bool = True     # in patch.json
+    raw: bool = False       # name is the whole member name
+
+
+@dataclass
+class Site:
+    root: Path        # what must not change: the bundle and its surroundings
+    bundle: Bundle
+    key: Any          # the private key the bundle trusts
+    other_key: Any
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    key, other = (signing.load_private(_keyfile(tmp_path, n)) for n in ("trusted", "other"))
+    root = tmp_path / "site"
+    (root / "outside").mkdir(parents=True)
+    (root / "outside" / "secret.txt").write_text("not the bundle's\n")
+    bundle = make_tiny(root / "tiny", trusted_keys=signing.public_line(key, "release") + "\n")
+    (bundle.root / "app_v1" / "data").symlink_to("../../outside")  # a site's link to its data
+    integrity.write(bundle)
+    return Site(root, bundle, key, other)
+
+
+def _keyfile(folder: Path, name: str) -> Path:
+    signing.keygen(folder / name, name)
+    return folder / name
+
+
+def build_patch(dest: Path, members: list[M], *, key: Any = None, sign_kind: str = "patch",
+                meta: Callable[[dict[str, Any]], None] | None = None,
+                patch_json: bytes | None = None, tamper_after_signing: bool = False,
+                top: str = "tiny-2.patch") -> Path:
+    record: dict[str, Any] = {"format": PatchRecord.FORMAT, "prefix": "/build/tiny", "files": {},
+                              "links": {}, "remove": [], "base": {}, "manifest": NEW_MANIFEST,
+                              "bundle": "tiny", "against": ""}
+    for m in members:
+        if not m.listed or m.raw:
+            continue
+        if m.kind == "file":
+            entry = Entry.of_bytes(m.data, executable=False).to_json()
+            record["files"][m.name] = {"sha256": hashlib.sha256(m.data).hexdigest(),
+                                       "relocatable": False, "checksum": entry}
+            record["base"][m.name] = None
+        elif m.kind == "link":
+            record["links"][m.name] = m.target
+            record["base"][m.name] = None
+    if meta:
+        meta(record)
+    raw = patch_json if patch_json is not None else json.dumps(record).encode()
+    extra: list[tuple[str, bytes]] = [("patch.json", raw)] if raw != b"-" else []
+    if key is not None:
+        signature = signing.sign(key, sign_kind, raw).text().encode()
+        if tamper_after_signing:
+            extra[0] = ("patch.json", raw.replace(b'"tiny"', b'"tiny" ', 1))
+        extra.append(("patch.sig", signature))
+    archive = dest / "hostile.patch.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in extra:
+            _add(tar, f"{top}/{name}", "file", data)
+        for m in members:
+            _add(tar, m.name if m.raw else f"{top}/files/{m.name}", m.kind, m.data, m.target)
+    return archive
+
+
+def _add(tar: tarfile.TarFile, name: str, kind: str, data: bytes = b"", target: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "link": tarfile.SYMTYPE,
+                 "hardlink": tarfile.LNKTYPE, "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE,
+                 "fifo": tarfile.FIFOTYPE}[kind]
+    info.mode = 0o755 if kind == "dir" else 0o644
+    info.linkname = target
+    if kind == "file":
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    else:
+        tar.addfile(info)
+
+
+GOOD = M("app_v2/web.py")
+CHAIN_OUT = [M("app_v2/a", "link", target="b"), M("app_v2/b", "link", target="c"),
+             M("app_v2/c", "link", target="../../..")]
+HOPS = [M(f"app_v2/l{i}", "link", target=f"l{i + 1}") for i in range(45)] + \
+    [M("app_v2/l45", "link", target="../web.py")]
+
+# (case, members, options for build_patch, text the one line must contain)
+CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
+    ("member above the archive", [GOOD, M("../evil", raw=True)], {}, "top-level folder"),
+    ("traversal under files/", [GOOD, M("app_v2/../../../evil")], {}, "plain relative path"),
+    ("absolute member name", [GOOD, M("/tmp/evil", raw=True)], {}, "top-level folder"),
+    ("absolute path under files/", [M("/etc/passwd", raw=False)], {}, "is an absolute path"),
+    ("dot part", [M("app_v2/./web.py")], {}, "plain relative path"),
+    ("newline in a name", [M("app_v2/a\nb.py")], {}, "control character"),
+    ("300-character name", [M("app_v2/" + "x" * 300)], {}, "longer than"),
+    ("two top folders", [GOOD, M("other/files/x", raw=True)], {}, "top-level folder"),
+    ("member beside files/", [GOOD, M("tiny-2.patch/stray", raw=True)], {}, "plain relative"),
+    ("absolute link", [M("app_v2/passwd", "link", target="/etc/passwd")], {}, "absolute path"),
+    ("link out by ..", [M("app_v2/up", "link", target="../../outside")], {}, "out of the tree"),
+    ("chain of links out", CHAIN_OUT, {}, "out of the tree"),
+    ("link through an earlier link", [M("app_v2/l1", "link", target=".."),
+                                      M("app_v2/l2", "link", target="l1/..")], {}, "out of the tree"),
+    ("loop of links", [M("app_v2/a", "link", target="b"), M("app_v2/b", "link", target="a")],
+     {}, "out of the tree"),
+    ("more hops than the kernel follows", HOPS, {}, "out of the tree"),
+    ("link through the site's link out", [M("app_v2/s", "link", target="../app_v1/data/secret.txt")],
+     {}, "out of the tree"),
+    ("file through the site's link out", [M("app_v1/data/secret.txt", data=b"owned")], {},
+     "through the link 'app_v1/data'"),
+    ("file into etc/conf.d through a link", [M("app_v2/e", "link", target="../etc"),
+                                             M("app_v2/e/conf.d/evil.ini", data=b"[program:x]")],
+     {}, "through the link"),
+    ("file into etc/app through a link", [M("app_v2/e", "link", target="../etc/app"),
+                                          M("app_v2/e/settings.toml")], {}, "through the link"),
+    ("file into log through a link", [M("app_v2/l", "link", target="../log"), M("app_v2/l/x")],
+     {}, "through the link"),
+    ("file into .bundler through a chain", [M("app_v2/a", "link", target="b"),
+                                            M("app_v2/b", "link", target="../.bundler"),
+                                            M("app_v2/a/checksums.json")], {}, "through the link"),
+    ("etc/conf.d directly", [M("etc/conf.d/evil.ini")], {}, "may not touch"),
+    ("etc/app directly", [M("etc/app/settings.toml")], {}, "may not touch"),
+    ("etc itself as a link", [M("etc", "link", target="app_v1")], {}, "may not touch"),
+    ("log/", [M("log/supervisord.log")], {}, "may not touch"),
+    ("run/", [M("run/supervisord.pid")], {}, "may not touch"),
+    ("the records", [M(".bundler/checksums.json")], {}, "may not touch"),
+    ("the manifest", [M("bundle.toml")], {}, "may not touch"),
+    ("removing etc/supervisord.conf", [GOOD],
+     {"meta": lambda r: r.update(remove=["etc/supervisord.conf"])}, "may not touch"),
+    ("removing through the site's link", [GOOD],
+     {"meta": lambda r: r.update(remove=["app_v1/data/secret.txt"])}, "through the link"),
+    ("hard link", [GOOD, M("app_v2/h", "hardlink", target="tiny-2.patch/files/app_v2/web.py")],
+     {}, "hardlink"),
+    ("character device", [GOOD, M("app_v2/tty", "chr")], {}, "character device"),
+    ("block device", [GOOD, M("app_v2/sda", "blk")], {}, "block device"),
+    ("fifo", [GOOD, M("app_v2/pipe", "fifo")], {}, "fifo"),
+    ("duplicate member", [GOOD, M("app_v2/web.py", data=b"again", listed=False)], {}, "comes twice"),
+    ("a path under a file", [M("app_v2/a"), M("app_v2/a/b")], {}, "under the file"),
+    ("a link and a file of one name", [M("app_v2/x", "link", target="web.py"), M("app_v2/x")],
+     {}, "comes twice"),
+    ("a file over a folder", [M("app_v1")], {}, "replace a folder"),
+    ("a link over a folder", [M("app_v1", "link", target="app_v2")], {}, "replace a folder"),
+    ("a lying checksum", [GOOD], {"meta": lambda r: r["files"]["app_v2/web.py"].update(
+        sha256="0" * 64)}, "does not match its checksum"),
+    ("a file patch.json does not list", [GOOD, M("app_v2/extra.py", listed=False)], {}, "not listed"),
+    ("a listed file that is not there", [GOOD], {"meta": lambda r: r["files"].update(
+        {"app_v2/ghost.py": dict(r["files"]["app_v2/web.py"])})}, "is missing"),
+    ("links that disagree", [GOOD], {"meta": lambda r: r["links"].update({"app_v2/l": "web.py"})},
+     "links do not match"),
+    ("patch.json is no JSON", [GOOD], {"patch_json": b"{not json"}, "not a bundler patch"),
+    ("patch.json misses keys", [GOOD], {"patch_json": b'{"format": 1}'}, "not a bundler patch"),
+    ("patch.json of another format", [GOOD], {"meta": lambda r: r.update(format=99)},
+     "not a bundler patch"),
+    ("patch.json with wrong types", [GOOD], {"meta": lambda r: r.update(files=["x"])},
+     "not a bundler patch"),
+    ("no patch.json", [GOOD], {"patch_json": b"-"}, "not a bundler patch"),
+    ("bad TOML in the manifest", [GOOD], {"meta": lambda r: r.update(manifest="[bundle\nx=")},
+     "manifest is not a bundle manifest"),
+    ("a manifest without [build]", [GOOD], {"meta": lambda r: r.update(
+        manifest=NEW_MANIFEST.split("[build.")[0])}, "manifest is not a bundle manifest"),
+    ("another bundle's patch", [GOOD], {"meta": lambda r: r.update(bundle="payroll")},
+     "a patch for bundle 'payroll'"),
+    ("a patch naming no bundle", [GOOD], {"meta": lambda r: r.pop("bundle")}, "no named bundle"),
+    ("made against another build", [M("app_v1/web.py", data=b"x")],
+     {"meta": lambda r: r["base"].update({"app_v1/web.py": Entry.of_bytes(
+         b"other", executable=False).to_json()})}, "not what it was built against"),
+    ("unsigned", [GOOD], {"key": None}, "not signed"),
+    ("signed by another key", [GOOD], {"key": "other"}, "does not trust"),
+    ("signed, then changed", [GOOD], {"tamper_after_signing": True}, "does not match its content"),
+    ("a bundle's signature passed off as a patch's", [GOOD], {"sign_kind": "bundle"},
+     "not a patch's"),
+]
+
+
+def _apply(patch_file: Path, root: Path) -> Any:
+    return CliRunner().invoke(cli, ["apply", str(patch_file), "--root", str(root)])
+
+
+def _build(site: Site, tmp_path: Path, members: list[M], options: dict[str, Any]) -> Path:
+    options = dict(options)
+    key = options.pop("key", "trusted")
+    key = {"trusted": site.key, "other": site.other_key, None: None}[key]
+    (tmp_path / "patches").mkdir(exist_ok=True)
+    return build_patch(tmp_path / "patches", members, key=key, **options)
+
+
+@pytest.mark.parametrize("members,options,says", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_a_hostile_patch_is_refused_in_one_line_and_changes_nothing(
+        site: Site, tmp_path: Path, members: list[M], options: dict[str, Any], says: str) -> None:
+    patch_file = _build(site, tmp_path, members, options)
+    before = snapshot(site.root)
+    result = _apply(patch_file, site.bundle.root)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: refusing"), result.stderr
+    assert says in lines[0]
+    assert result.stdout == ""
+    assert snapshot(site.root) == before
+
+
+def test_a_patch_larger_than_the_free_space_is_refused(site: Site, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_file = _build(site, tmp_path, [GOOD], {})
+    monkeypatch.setattr(safetree, "SPARE_BYTES", 1 << 62)  # as if the disk were full
+    before = snapshot(site.root)
+    result = _apply(patch_file, site.bundle.root)
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "MiB free; nothing was changed" in result.stderr
+    assert snapshot(site.root) == before
+
+
+def test_the_harness_applies_a_good_signed_patch(site: Site, tmp_path: Path) -> None:
+    members = [GOOD, M("app_v2/lib", "dir"), M("app_v2/lib/util.py", data=b""),
+               M("app_v2/current", "link", target="lib/util.py"),
+               M("app_v2/shared", "link", target="../app_v1/web.py")]
+    result = _apply(_build(site, tmp_path, members, {}), site.bundle.root)
+    assert result.exit_code == 0, result.output
+    root = site.bundle.root
+    assert (root / "app_v2" / "web.py").read_text() == "print('v2')\n"
+    assert os.readlink(root / "app_v2" / "shared") == "../app_v1/web.py"
+    assert integrity.verify(site.bundle).clean
+    history = (site.bundle.history).read_text()
+    assert '"signed_by": "SHA256:' in history
+
+
+def test_a_bundle_that_trusts_no_key_takes_an_unsigned_patch(tiny: Bundle, tmp_path: Path) -> None:
+    (tmp_path / "patches").mkdir()
+    patch_file = build_patch(tmp_path / "patches", [GOOD])
+    result = _apply(patch_file, tiny.root)
+    assert result.exit_code == 0, result.output
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CASES) + 1 >= 40
+
+
+ARCHIVES: list[tuple[str, list[tuple[str, str, str]], str]] = [
+    ("a link, then a file through it", [("b/out", "link", ".."), ("b/out/x", "file", "")],
+     "through the link"),
+    ("a chain of links out", [("b/a", "link", "c"), ("b/c", "link", "../..")], "out of the tree"),
+    ("an absolute link", [("b/p", "link", "/etc/passwd")], "absolute path"),
+    ("a hard link to a file outside", [("b/h", "hardlink", "../../outside/secret.txt")],
+     "no file before it"),
+    ("a device", [("b/tty", "chr", "")], "character device"),
+    ("traversal", [("b/../../x", "file", "")], "plain relative path"),
+]
+
+
+@pytest.mark.parametrize("members,says", [c[1:] for c in ARCHIVES], ids=[c[0] for c in ARCHIVES])
+def test_verify_refuses_a_hostile_archive_and_writes_nothing_outside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, members: list[tuple[str, str, str]],
+        says: str) -> None:
+    scratch = tmp_path / "scratch"  # where verify unpacks (its TMPDIR), with a neighbour
+    (scratch / "outside").mkdir(parents=True)
+    (scratch / "outside" / "secret.txt").write_text("keep\n")
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, kind, target in members:
+            _add(tar, name, kind, b"x", target)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(cli, ["verify", str(archive)])
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr
+    assert snapshot(tmp_path) == before
