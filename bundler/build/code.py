@@ -6,24 +6,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bundler.build.sources import Chooser, Selection, check_location, refuse_secrets
 from bundler.bundle.safetree import extract
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
 from bundler.spec.model import CodeVersion
 
-# Never shipped: version control, caches, and what builds leave behind.
-JUNK_DIRS = {".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-             ".tox", ".nox", ".venv", "venv", "build", "dist", ".idea", ".vscode", ".eggs"}
-JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
-JUNK_FILES = {".DS_Store", "bundle.toml"}
 
-
-def check_code_source(code: CodeVersion, spec_folder: Path) -> None:
-    """Fail early, before anything is copied, when a code version's source is missing."""
+def check_code_source(code: CodeVersion, spec_folder: Path, output: Path) -> Selection | None:
+    """Fail early, before anything is copied, when a code version's source is missing, is no code
+    folder (/, a home, one holding `output`) or would ship secrets; what a folder leaves out."""
     if code.path is not None:
-        if not (spec_folder / code.path).is_dir():
-            raise BundlerError(f"code {code.name}: path {spec_folder / code.path} is not a folder")
-        return
+        src = spec_folder / code.path
+        if not src.is_dir():
+            raise BundlerError(f"code {code.name}: path {src} is not a folder")
+        check_location(code, src, output)
+        selection = Chooser(code, src.resolve()).walk()
+        refuse_secrets(code, selection)
+        return selection
     assert code.git is not None
     repo = spec_folder / code.git
     found = call(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{code.ref}^{{commit}}"],
@@ -31,32 +31,35 @@ def check_code_source(code: CodeVersion, spec_folder: Path) -> None:
     if found.returncode != 0:
         raise BundlerError(f"code {code.name}: {repo} has no commit {code.ref!r} "
                            "(is it a git repository, and is the tag or branch there?)")
+    return None
 
 
 def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: Path) -> None:
     """Put the source of `code` (checked by `check_code_source`) into `dest`, which must not
-    exist yet; never copy `output` (a resolved path)."""
+    exist yet: the files sources.Chooser lets through."""
     if code.path is not None:
-        src = (spec_folder / code.path).resolve()
-
-        def ignore(folder: str, names: list[str]) -> set[str]:
-            # copytree walks from the resolved src without following links: paths are real
-            return {n for n in names
-                    if n in JUNK_DIRS or n in JUNK_FILES or n.endswith(JUNK_SUFFIXES)
-                    or Path(folder, n) == output}
-
-        shutil.copytree(src, dest, symlinks=True, ignore=ignore)
-    else:
-        assert code.git is not None
-        _git_archive((spec_folder / code.git).resolve(), code.ref, dest, code.name)
-
-
-def _git_archive(repo: Path, ref: str, dest: Path, name: str) -> None:
+        src = spec_folder / code.path
+        check_location(code, src, output)
+        _copy(code, src.resolve(), dest)
+        return
+    assert code.git is not None
     with tempfile.TemporaryDirectory(prefix="bundler-git-") as tmp:
-        tar_path = Path(tmp) / "code.tar"
-        run(["git", "-C", repo, "archive", "--format=tar", "-o", tar_path, ref],
-            what=f"code {name}: git archive {ref} in {repo}", env=clean_env())
-        extract(tar_path, dest)
+        tree = Path(tmp) / "tree"
+        _git_archive((spec_folder / code.git).resolve(), code.ref, Path(tmp) / "code.tar", code.name)
+        extract(Path(tmp) / "code.tar", tree)
+        _copy(code, tree, dest)
+
+
+def _copy(code: CodeVersion, src: Path, dest: Path) -> None:
+    chooser = Chooser(code, src)
+    # copytree walks from the resolved src without following links: paths are real
+    shutil.copytree(src, dest, symlinks=True, ignore=chooser.ignore)
+    refuse_secrets(code, chooser.selection)
+
+
+def _git_archive(repo: Path, ref: str, tar_path: Path, name: str) -> None:
+    run(["git", "-C", repo, "archive", "--format=tar", "-o", tar_path, ref],
+        what=f"code {name}: git archive {ref} in {repo}", env=clean_env())
 
 
 def compile_bytecode_only(folder: Path, python: Path) -> None:

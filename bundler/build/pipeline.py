@@ -63,7 +63,7 @@ class BuildOptions:
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     """Build the bundle and return the artifact; on any failure nothing is left in the output."""
-    plan = make_plan(spec)
+    plan = make_plan(spec, options.output)
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
     key = _signing_key(plan, options.sign, log)

@@ -10,6 +10,7 @@ from pathlib import Path
 from bundler.build import conda, standalone
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
+from bundler.build.sources import Selection
 from bundler.bundle.layout import Layout, load_layout
 from bundler.bundle.signing import fingerprint, parse_keys
 from bundler.errors import BundlerError
@@ -36,6 +37,7 @@ class Plan:
     interpreters: dict[str, PlannedInterpreter]
     code_interpreter: dict[str, str] = field(default_factory=dict)  # bytecode code -> interpreter
     trusted_keys: list[str] = field(default_factory=list)  # public key lines, files read
+    code_selection: dict[str, Selection] = field(default_factory=dict)  # path code: left out
 
     def describe(self) -> list[str]:
         spec, layout = self.spec, self.layout
@@ -47,6 +49,8 @@ class Plan:
             origin = f"copy of {c.path}" if c.path else f"git archive {c.ref} of {c.git}"
             extra = ", bytecode only" if c.bytecode else ""
             lines.append(f"  code {c.name:<10} {layout.code_dir(spec.project, c.name):<24} {origin}{extra}")
+            selection = self.code_selection.get(c.name)
+            lines += [f"    leaves out {line}" for line in (selection.summary() if selection else [])]
         for s in spec.services.values():
             group = f"  [group {s.group}]" if s.group else ""
             lines.append(f"  service {s.name:<10} python={s.python} code={s.code}: {s.command}{group}")
@@ -55,9 +59,16 @@ class Plan:
         return lines
 
 
-def make_plan(spec: Spec) -> Plan:
-    """Check everything that can be checked before copying a byte."""
+def make_plan(spec: Spec, output: Path | None = None) -> Plan:
+    """Check everything that can be checked before copying a byte (cheap checks first); `output`
+    is where the build writes (default: dist/ beside bundle.toml)."""
     layout = load_layout(spec.layout)
+    keys = trusted_keys(spec)
+    selections = {}
+    for code in spec.code.values():
+        selection = check_code_source(code, spec.folder, output or spec.folder / "dist")
+        if selection is not None:
+            selections[code.name] = selection
     planned: dict[str, PlannedInterpreter] = {}
     for interp in _ordered(spec):
         folder = layout.env_dir(interp.name)
@@ -89,8 +100,6 @@ def make_plan(spec: Spec) -> Plan:
         if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
             raise BundlerError(f"interpreter {interp.name}: requirements_file "
                                f"{spec.folder / interp.requirements_file} does not exist")
-    for code in spec.code.values():
-        check_code_source(code, spec.folder)
     code_interpreter = {}
     for code in spec.code.values():
         if not code.bytecode:
@@ -104,7 +113,7 @@ def make_plan(spec: Spec) -> Plan:
                                f"different Python versions: {detail}; use bytecode = false or "
                                "one Python version")
         code_interpreter[code.name] = sorted(users)[0]
-    return Plan(spec, layout, planned, code_interpreter, trusted_keys(spec))
+    return Plan(spec, layout, planned, code_interpreter, keys, selections)
 
 
 def trusted_keys(spec: Spec) -> list[str]:

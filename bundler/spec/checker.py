@@ -11,7 +11,7 @@ from typing import Any
 from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 
 from bundler.errors import BundlerError
-from bundler.spec.model import NAME_RE, NAME_RULE
+from bundler.spec.model import NAME_RE, NAME_RULE, SERVICE_NAME_RE, SERVICE_NAME_RULE
 from bundler.spec.tomlpos import duplicate_line, locate
 
 # Keys people try that are spelled otherwise here: the advice replaces "unknown key".
@@ -70,9 +70,10 @@ class Checker:
             raise self.fail(table, key, f"{key} must be a list of strings")
         return tuple(value)
 
-    def name(self, table: tuple[str, ...], value: str) -> None:
-        if not NAME_RE.match(value):
-            raise self.fail(table, None, f"name {value!r} is invalid: {NAME_RULE}")
+    def name(self, table: tuple[str, ...], value: str, service: bool = False) -> None:
+        pattern, rule = (SERVICE_NAME_RE, SERVICE_NAME_RULE) if service else (NAME_RE, NAME_RULE)
+        if not pattern.match(value) or len(value) > 64:
+            raise self.fail(table, None, f"name {value!r} is invalid: {rule}; at most 64")
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",

@@ -14,7 +14,14 @@ from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
 from bundler.spec.checker import did_you_mean, toml_error
 from bundler.spec.load import parse_spec
-from bundler.spec.model import NAME_RE, NAME_RULE, Spec, normalize_python
+from bundler.spec.model import (
+    NAME_RE,
+    NAME_RULE,
+    SERVICE_NAME_RE,
+    SERVICE_NAME_RULE,
+    Spec,
+    normalize_python,
+)
 
 INIT_TEMPLATE = '''\
 # bundle.toml: the spec bundler builds {name} from. `bundler check` validates it and prints the plan.
@@ -100,8 +107,9 @@ def _super_table(doc: TOMLDocument, key: str) -> Any:
 
 
 def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) -> None:
-    if not NAME_RE.match(name):
-        raise UsageError(f"invalid {kind} name {name!r}: {NAME_RULE}")
+    pattern, rule = (SERVICE_NAME_RE, SERVICE_NAME_RULE) if kind == "service" else (NAME_RE, NAME_RULE)
+    if not pattern.match(name):
+        raise UsageError(f"invalid {kind} name {name!r}: {rule}")
     section = {"env": "envs", "code": "code", "service": "services"}[kind]
     table = _super_table(doc, section)
     if name in table:

@@ -12,7 +12,8 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from bundler.errors import BundlerError
-from bundler.spec.checker import Checker, did_you_mean, toml_error
+from bundler.spec import values
+from bundler.spec.checker import Checker, SpecError, did_you_mean, toml_error
 from bundler.spec.model import (
     ALERT_EVENTS,
     FORMATS,
@@ -52,7 +53,7 @@ TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "group
 BUNDLE_KEYS = ("name", "version", "project", "format", "layout", "trusted_keys")
 BASE_KEYS = ("python", "conda", "vendor_libs", "packages", "requirements_file")
 ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "requirements", "requirements_file")
-CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode")
+CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode", "include", "exclude")
 GROUP_KEYS = ("programs", "priority")
 SUPERVISOR_KEYS = ("user", "socket_group", "http")
 HTTP_KEYS = ("port", "host", "allow_remote", "username")
@@ -61,6 +62,7 @@ ALERT_KEYS = ("webhook", "command", "on", "retries", "timeout")
 PROBES = ("http", "tcp", "command")
 HEALTH_KEYS = (*PROBES, "every", "timeout", "failures")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HOST_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]+)$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 
 
@@ -70,9 +72,17 @@ def load_spec(path: Path) -> Spec:
     if path.is_dir():
         path = path / "bundle.toml"
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise BundlerError(f"{path}: no such file (run `bundler init` to create one)") from exc
+    except OSError as exc:
+        raise BundlerError(f"{path}: cannot be read ({exc.strerror})") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise SpecError(f"{path}:{line}: is not UTF-8 text (byte {data[exc.start]:#04x}); "
+                        "TOML files are UTF-8") from None
     return parse_spec(text, path)
 
 
@@ -96,6 +106,7 @@ def spec_of(raw: dict[str, Any], text: str, path: Path) -> Spec:
 
 def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     _check_top(raw, c)
+    values.no_control_characters(raw, c)
     version = c.typed(raw, (), "spec_version", (int,), default=SPEC_VERSION)
     if version > SPEC_VERSION:
         raise c.fail((), "spec_version", f"spec_version {version} is newer than this bundler "
@@ -105,6 +116,7 @@ def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     name = c.typed(b, ("bundle",), "name", (str,), required=True)
     c.name(("bundle",), name)
     bundle_version = str(c.typed(b, ("bundle",), "version", (str, int), required=True))
+    values.version(c, bundle_version)
     project = c.typed(b, ("bundle",), "project", (str,), default=name)
     c.name(("bundle",), project)
     fmt = c.typed(b, ("bundle",), "format", (str,), default="tar.gz")
@@ -133,6 +145,7 @@ def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     services = {}
     for sname, sraw in services_raw.items():
         services[sname] = _service(sname, sraw, c, interpreters, code, membership.get(sname))
+    values.unique_logs(c, {s.name: s.numprocs for s in services.values()})
     supervisor = _supervisor(raw.get("supervisor", {}), c, services_raw)
     metrics = _listen(raw["metrics"], ("metrics",), c, METRICS_KEYS) if "metrics" in raw else None
     alerts = _alerts(raw["alerts"], c) if "alerts" in raw else None
@@ -213,13 +226,14 @@ def _code(name: str, raw: Any, c: Checker) -> CodeVersion:
         if entry.startswith("/") or ".." in Path(entry).parts:
             raise c.fail(t, "pythonpath", f"pythonpath entry {entry!r} must stay inside the code folder")
     return CodeVersion(name=name, path=path, git=git, ref=c.typed(raw, t, "ref", (str,), "HEAD"),
-                       pythonpath=pythonpath, bytecode=c.typed(raw, t, "bytecode", (bool,), False))
+                       pythonpath=pythonpath, bytecode=c.typed(raw, t, "bytecode", (bool,), False),
+                       include=c.strings(raw, t, "include"), exclude=c.strings(raw, t, "exclude"))
 
 
 def _group(name: str, raw: Any, c: Checker, services: Mapping[str, Any],
            membership: dict[str, str]) -> Group:
     t = ("groups", name)
-    c.name(t, name)
+    c.name(t, name, service=True)
     raw = c.table(raw, t, GROUP_KEYS)
     programs = c.strings(raw, t, "programs")
     if not programs:
@@ -240,7 +254,7 @@ def _group(name: str, raw: Any, c: Checker, services: Mapping[str, Any],
 def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpreter],
              code: Mapping[str, CodeVersion], group: str | None) -> Service:
     t = ("services", name)
-    c.name(t, name)
+    c.name(t, name, service=True)
     raw = c.table(raw, t, SERVICE_KEYS)
     command = c.typed(raw, t, "command", (str,), required=True)
     if not command.strip():
@@ -264,16 +278,16 @@ def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpr
             raise c.fail(t, "environment", f"environment {key} must be a string or a number")
         environment[key] = str(value)
     numprocs = c.typed(raw, t, "numprocs", (int,), default=1)
-    if numprocs < 1:
-        raise c.fail(t, "numprocs", "numprocs must be at least 1")
     options = {}
     for key, types in PASSTHROUGH.items():
         if key in raw:
             options[key] = c.typed(raw, t, key, types)
+    values.account(c, t, "user", options.get("user"))
     if isinstance(options.get("autorestart"), str) and options["autorestart"] != "unexpected":
         raise c.fail(t, "autorestart", "autorestart must be true, false or \"unexpected\"")
     if numprocs > 1 and "process_name" in options and "%(process_num)" not in options["process_name"]:
         raise c.fail(t, "process_name", "with numprocs > 1, process_name must contain %(process_num)s")
+    values.supervisor_options(c, t, name, options, numprocs)
     health = _health(raw["health"], t, c) if "health" in raw else None
     if health is not None and numprocs > 1:
         raise c.fail(t, "health", "health checks need numprocs = 1: one address cannot tell which "
@@ -333,6 +347,8 @@ def _listen(raw: Any, t: tuple[str, ...], c: Checker, keys: tuple[str, ...]) -> 
     if not 0 < port < 65536:
         raise c.fail(t, "port", f"port {port} is not a TCP port (1-65535)")
     host = c.typed(raw, t, "host", (str,), default="127.0.0.1")
+    if not HOST_RE.match(host):
+        raise c.fail(t, "host", f"host {host!r} is not a host name or IP address")
     if host not in LOOPBACK and not c.typed(raw, t, "allow_remote", (bool,), default=False):
         raise c.fail(t, "host", f"host {host!r} opens the port to other machines: add "
                      "allow_remote = true to mean it (the default, 127.0.0.1, stays on this host)")
@@ -346,13 +362,16 @@ def _supervisor(raw: Any, c: Checker, services: Mapping[str, Any]) -> Supervisor
     t = ("supervisor",)
     raw = c.table(raw, t, SUPERVISOR_KEYS)
     user = c.typed(raw, t, "user", (str,))
+    values.account(c, t, "user", user)
     for name, service in services.items():
         if user and isinstance(service, Mapping) and service.get("user", user) != user:
             raise c.fail(("services", name), "user", f"user {service['user']!r}: supervisord runs "
                          f"as {user!r} ([supervisor] user), which cannot start a process as "
                          "another user")
     http = _listen(raw["http"], (*t, "http"), c, HTTP_KEYS) if "http" in raw else None
-    return Supervisord(user=user, socket_group=c.typed(raw, t, "socket_group", (str,)), http=http)
+    socket_group = c.typed(raw, t, "socket_group", (str,))
+    values.account(c, t, "socket_group", socket_group)
+    return Supervisord(user=user, socket_group=socket_group, http=http)
 
 
 def _alerts(raw: Any, c: Checker) -> Alerts:

@@ -13,6 +13,10 @@ SPEC_VERSION = 1
 FORMATS = ("tar.gz", "tar.zst", "dir")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
+# Services and groups become supervisor program and group names and conf.d file names, where a
+# '.' would be read as the end of the name: they use no dots.
+SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+SERVICE_NAME_RULE = "use letters, digits, '_', '-' (not first); no '.'"
 PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
 ALERT_EVENTS = ("fatal", "exit", "health", "memory")
 
@@ -39,6 +43,8 @@ class CodeVersion:
     ref: str = "HEAD"
     pythonpath: tuple[str, ...] = (".",)
     bytecode: bool = False
+    include: tuple[str, ...] = ()   # .gitignore-style patterns shipped whatever else says
+    exclude: tuple[str, ...] = ()   # .gitignore-style patterns left out
 
 
 @dataclass(frozen=True)

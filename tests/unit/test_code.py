@@ -11,18 +11,86 @@ from bundler.errors import BundlerError
 from bundler.spec.model import CodeVersion
 
 
-def test_a_copy_skips_vcs_caches_build_junk_and_the_output_folder(tmp_path: Path) -> None:
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def _make(src: Path, *paths: str) -> None:
+    for rel in paths:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+
+
+def test_a_copy_leaves_out_vcs_caches_and_build_outputs_at_the_root_only(tmp_path: Path) -> None:
     src = tmp_path / "proj"
-    for junk in (".git/HEAD", "pkg/__pycache__/m.cpython-311.pyc", "build/lib/x.py", "dist/a.whl",
-                 "pkg.egg-info/PKG-INFO", "out/staging/huge", "pkg/m.pyc"):
-        (src / junk).parent.mkdir(parents=True, exist_ok=True)
-        (src / junk).write_text("junk")
-    (src / "pkg" / "m.py").write_text("X = 1\n")
-    (src / "pkg" / "data.json").write_text("{}")
+    _make(src, ".git/HEAD", "pkg/__pycache__/m.cpython-311.pyc", "build/lib/x.py", "dist/a.whl",
+          "pkg.egg-info/PKG-INFO", "pkg/m.pyc", "pkg/m.py", "pkg/data.json",
+          "pkg/build/__init__.py", "pkg/dist/core.py", "venv/bin/python", "pkg/venv/keep.py")
     dest = tmp_path / "bundle" / "proj_v1"
-    materialize_code(CodeVersion("v1", path="."), src, dest, output=src / "out")
-    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert files == ["pkg/data.json", "pkg/m.py"]
+    materialize_code(CodeVersion("v1", path="proj"), tmp_path, dest, output=tmp_path / "out")
+    assert _files(dest) == ["pkg/build/__init__.py", "pkg/data.json", "pkg/dist/core.py",
+                            "pkg/m.py", "pkg/venv/keep.py"]
+
+
+def test_a_root_package_called_build_ships(tmp_path: Path) -> None:
+    _make(tmp_path / "proj", "build/__init__.py", "build/steps.py")
+    dest = tmp_path / "v1"
+    materialize_code(CodeVersion("v1", path="proj"), tmp_path, dest, output=tmp_path / "out")
+    assert _files(dest) == ["build/__init__.py", "build/steps.py"]
+
+
+def test_gitignore_exclude_and_include(tmp_path: Path) -> None:
+    src = tmp_path / "proj"
+    _make(src, "app.py", "data/big.bin", "data/small.csv", "notes.txt", "sub/x.log", "sub/keep.log",
+          "sub/tmp/a", "README.md")
+    (src / ".gitignore").write_text("data/*.bin\n*.log\n")
+    (src / "sub" / ".gitignore").write_text("tmp/\n")
+    code = CodeVersion("v1", path="proj", exclude=("notes.txt",), include=("sub/keep.log",))
+    selection = check_code_source(code, tmp_path, tmp_path / "out")
+    assert selection is not None
+    assert selection.left_out == {"data/big.bin": ".gitignore", "notes.txt": "exclude",
+                                  "sub/x.log": ".gitignore", "sub/tmp": "sub/.gitignore"}
+    dest = tmp_path / "v1"
+    materialize_code(code, tmp_path, dest, output=tmp_path / "out")
+    assert _files(dest) == [".gitignore", "README.md", "app.py", "data/small.csv", "sub/.gitignore",
+                            "sub/keep.log"]
+
+
+@pytest.mark.parametrize("secret", [".env", ".env.production", "deploy/id_rsa", ".ssh/config",
+                                    ".netrc", "certs/server.pem", "conf/credentials.json"])
+def test_likely_secrets_stop_the_build_unless_left_out_or_included(tmp_path: Path,
+                                                                   secret: str) -> None:
+    _make(tmp_path / "proj", "app.py", secret)
+    with pytest.raises(BundlerError, match="looks like a secret"):
+        check_code_source(CodeVersion("v1", path="proj"), tmp_path, tmp_path / "out")
+    assert check_code_source(CodeVersion("v1", path="proj", exclude=(secret,)), tmp_path,
+                             tmp_path / "out") is not None
+    dest = tmp_path / "v1"
+    materialize_code(CodeVersion("v1", path="proj", include=(secret,)), tmp_path, dest,
+                     output=tmp_path / "out")
+    assert secret in _files(dest)
+
+
+def test_a_path_that_is_root_a_home_or_holds_the_output_is_refused(tmp_path: Path) -> None:
+    for path, says in (("/", "is / folder"), (str(Path.home()), "a home folder"),
+                       (".", "holds the output folder")):
+        with pytest.raises(BundlerError, match=says):
+            check_code_source(CodeVersion("v1", path=path), tmp_path, tmp_path / "dist")
+
+
+def test_git_code_is_chosen_like_a_folder(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _make(repo, "app.py", "build/__init__.py", ".env")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], check=True)
+    with pytest.raises(BundlerError, match="looks like a secret: .env"):
+        materialize_code(CodeVersion("v1", git="repo"), tmp_path, tmp_path / "a", tmp_path / "o")
+    dest = tmp_path / "b"
+    materialize_code(CodeVersion("v1", git="repo", exclude=(".env",)), tmp_path, dest,
+                     tmp_path / "o")
+    assert _files(dest) == ["app.py", "build/__init__.py"]
 
 
 def test_bytecode_only_runs_without_sources(tmp_path: Path) -> None:
@@ -39,9 +107,10 @@ def test_bytecode_only_runs_without_sources(tmp_path: Path) -> None:
 
 def test_missing_sources_are_found_before_building(tmp_path: Path) -> None:
     with pytest.raises(BundlerError, match="is not a folder"):
-        check_code_source(CodeVersion("v1", path="nope"), tmp_path)
+        check_code_source(CodeVersion("v1", path="nope"), tmp_path, tmp_path / "dist")
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
     with pytest.raises(BundlerError, match="has no commit 'v3'"):
-        check_code_source(CodeVersion("v3", git="repo", ref="v3"), tmp_path)
+        check_code_source(CodeVersion("v3", git="repo", ref="v3"), tmp_path, tmp_path / "dist")
     with pytest.raises(BundlerError, match="has no commit"):
-        check_code_source(CodeVersion("v3", git="not-a-repo", ref="v3"), tmp_path)
+        check_code_source(CodeVersion("v3", git="not-a-repo", ref="v3"), tmp_path,
+                          tmp_path / "dist")

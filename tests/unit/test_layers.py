@@ -31,7 +31,7 @@ ALLOWED = {
     "metrics": {"server"},   # the shim monitors of older bundles import
     "__init__": set(),
 }
-BUILD_ONLY = ("virtualenv", "conda_pack")
+BUILD_ONLY = ("virtualenv", "conda_pack", "pathspec")
 
 
 def _part(module: str) -> str:

@@ -1,0 +1,141 @@
+"""Which files of a code folder enter the bundle, and why the others stay out.
+
+Left out: version control and virtualenvs at the code's root, the build outputs `build/` and
+`dist/` at its root when they are no package, caches by their well-known names anywhere, what the
+folder's .gitignore files ignore, and the code version's own `exclude` patterns. `include` patterns
+bring anything back. Files that look like secrets (keys, .env, .netrc, credentials) stop the build
+unless they are left out or named in `include`: a bundle travels through many hands.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from bundler.errors import BundlerError
+from bundler.spec.model import CodeVersion
+
+ROOT_ONLY = {".git": "version control", ".hg": "version control", ".svn": "version control",
+             ".venv": "a virtualenv", "venv": "a virtualenv", ".idea": "editor settings",
+             ".vscode": "editor settings", "bundle.toml": "the project's spec"}
+BUILD_OUTPUTS = ("build", "dist")  # left out at the root unless they are packages
+CACHES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".eggs",
+          ".ipynb_checkpoints", ".DS_Store"}
+CACHE_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
+SECRET_NAMES = {".env", ".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials",
+                "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
+                "credentials", "credentials.json", ".htpasswd"}
+SECRET_DIRS = {".ssh", ".aws", ".gnupg"}  # every file in them
+SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore")
+
+
+@dataclass
+class Selection:
+    """What `choose` decided for one code folder."""
+
+    left_out: dict[str, str] = field(default_factory=dict)   # relative path -> why
+    secrets: list[str] = field(default_factory=list)         # would ship, look like secrets
+
+    def summary(self, limit: int = 4) -> list[str]:
+        by_reason: dict[str, list[str]] = {}
+        for rel, why in self.left_out.items():
+            by_reason.setdefault(why, []).append(rel)
+        return [f"{why}: " + ", ".join(paths[:limit]) + (f" (+{len(paths) - limit})"
+                                                          if len(paths) > limit else "")
+                for why, paths in sorted(by_reason.items())]
+
+
+class Chooser:
+    """Decides, path by path under `src`, what a code version ships."""
+
+    def __init__(self, code: CodeVersion, src: Path):
+        self.src = src
+        self.include = pathspec.GitIgnoreSpec.from_lines(code.include)
+        self.exclude = pathspec.GitIgnoreSpec.from_lines(code.exclude)
+        self.ignores: dict[str, pathspec.GitIgnoreSpec] = {}  # folder -> its .gitignore
+        self.selection = Selection()
+
+    def why_out(self, rel: str, is_dir: bool) -> str | None:
+        """Why `rel` stays out of the bundle (None: it ships)."""
+        probe = rel + "/" if is_dir else rel
+        if self.include.match_file(probe):
+            return None
+        name = rel.rpartition("/")[2]
+        top = "/" not in rel
+        if top and name in ROOT_ONLY:
+            return ROOT_ONLY[name]
+        if top and is_dir and name in BUILD_OUTPUTS and not (self.src / rel / "__init__.py").exists():
+            return "a build output"
+        if name in CACHES or name.endswith(CACHE_SUFFIXES):
+            return "a cache"
+        if self.exclude.match_file(probe):
+            return "exclude"
+        for folder, spec in self._gitignores(rel):
+            if spec.match_file(probe[len(folder) + 1:] if folder else probe):
+                return f"{folder + '/' if folder else ''}.gitignore"
+        if not is_dir and (name in SECRET_NAMES or name.startswith(".env.")
+                           or name.endswith(SECRET_SUFFIXES)
+                           or any(part in SECRET_DIRS for part in rel.split("/")[:-1])):
+            self.selection.secrets.append(rel)
+        return None
+
+    def _gitignores(self, rel: str) -> list[tuple[str, pathspec.GitIgnoreSpec]]:
+        parts = rel.split("/")
+        found = []
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in self.ignores:
+                path = self.src / folder / ".gitignore"
+                try:
+                    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+                except OSError:
+                    lines = []
+                self.ignores[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
+            found.append((folder, self.ignores[folder]))
+        return found
+
+    def ignore(self, folder: str, names: list[str]) -> set[str]:
+        """For shutil.copytree: the names in `folder` that stay out."""
+        out = set()
+        base = os.path.relpath(folder, self.src)
+        for name in names:
+            rel = name if base == "." else f"{base}/{name}"
+            path = Path(folder, name)
+            why = self.why_out(rel, path.is_dir() and not path.is_symlink())
+            if why is not None:
+                out.add(name)
+                self.selection.left_out[rel] = why
+        return out
+
+    def walk(self) -> Selection:
+        """Decide for the whole folder without copying (what `bundler check` shows)."""
+        for folder, dirs, files in os.walk(self.src):
+            left = self.ignore(folder, dirs + files)
+            dirs[:] = [d for d in dirs if d not in left]
+        return self.selection
+
+
+def refuse_secrets(code: CodeVersion, selection: Selection) -> None:
+    if selection.secrets:
+        found = ", ".join(selection.secrets[:5]) + (" ..." if len(selection.secrets) > 5 else "")
+        raise BundlerError(f"code {code.name}: would ship what looks like a secret: {found}; leave "
+                           "it out (exclude = [...] or .gitignore) or, to ship it, name it in "
+                           "include = [...]")
+
+
+def check_location(code: CodeVersion, src: Path, output: Path) -> None:
+    """Refuse a code path that is /, a home folder, or holds the output folder."""
+    src, output = src.resolve(), output.resolve()
+    homes = {Path(p.pw_dir).resolve() for p in pwd.getpwall() if p.pw_dir not in ("", "/")}
+    homes.add(Path.home().resolve())
+    if src == Path("/") or src in homes:
+        raise BundlerError(f"code {code.name}: path {src} is {'/' if src == Path('/') else 'a home'}"
+                           " folder: point path at the code's own folder")
+    if output == src or output.is_relative_to(src):
+        raise BundlerError(f"code {code.name}: path {src} holds the output folder {output}: build "
+                           "into a folder outside it (bundler build -o DIR) or point path at the "
+                           "code's own folder")
