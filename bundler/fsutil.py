@@ -12,16 +12,20 @@ from pathlib import Path
 def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
     """Write `data` to a temp file beside `path`, then rename it over `path`.
 
-    The file keeps its current permissions (or gets `mode`, default 0644, when it is new).
+    The file keeps its current permissions and, for root, its owner and group (or gets `mode`,
+    default 0644, when it is new).
     """
+    current = path.stat() if path.exists() else None
     if mode is None:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+        mode = current.st_mode & 0o7777 if current is not None else 0o644
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
         os.chmod(tmp, mode)
+        if current is not None and os.geteuid() == 0:
+            os.chown(tmp, current.st_uid, current.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,16 +5,29 @@ whole group when any member changes, so switching one member of `[group:sam]` re
 `bundler.update(group)` replaces only the processes whose configuration changed, and leaves their
 siblings running. The caller stops the changed processes first (`bundler.diff` names them).
 
+It also keeps supervisord alive when it cannot write its logs. Supervisor's RotatingFileHandler
+lets an OSError out of its rollover (log/ read-only, full or removed), and the exception stops
+supervisord and orphans every service (supervisor issues #136, #240, #629). Here a failed rollover
+keeps the file it had, or drops the output until the file can be opened again (retried every
+RETRY seconds), and records the fault in run/log-faults.jsonl, from which the monitor alerts.
+
 Imported by supervisord (see [rpcinterface:bundler] in supervisord.conf): standard library and
 supervisor only.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from typing import Any
 
+from supervisor import loggers
 from supervisor.states import STOPPED_STATES
 from supervisor.xmlrpc import Faults, RPCError
+
+RETRY = 10.0  # seconds between two attempts to reopen a log file that failed
+FAULTS = "log-faults.jsonl"  # in run/, beside supervisord's pid file: Bundle.log_faults
 
 
 class BundlerNamespace:
@@ -68,4 +81,58 @@ class BundlerNamespace:
 
 
 def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:
+    pidfile = getattr(supervisord.options, "pidfile", None)
+    if pidfile:
+        _guard_log_rotation(os.path.join(os.path.dirname(pidfile), FAULTS))
     return BundlerNamespace(supervisord)
+
+
+def _guard_log_rotation(faults: str) -> None:
+    """Make every RotatingFileHandler survive its file's write errors (see the module's text)."""
+    handler_class = loggers.RotatingFileHandler
+    if getattr(handler_class, "_bundler_guarded", False):
+        return
+    rollover = handler_class.doRollover
+
+    def guarded(self: Any) -> None:
+        now = time.monotonic()
+        if now < getattr(self, "_bundler_pause", 0.0):
+            return
+        if getattr(self, "_bundler_dropping", False):
+            try:
+                stream = open(self.baseFilename, "ab")
+            except OSError:
+                self._bundler_pause = now + RETRY
+                return
+            self.stream.close()
+            self.stream, self._bundler_dropping = stream, False
+        try:
+            rollover(self)
+        except (OSError, ValueError) as exc:
+            self._bundler_pause = now + RETRY
+            if self.stream.closed:
+                try:
+                    self.stream = open(self.baseFilename, "ab")
+                except OSError:
+                    self.stream, self._bundler_dropping = open(os.devnull, "ab"), True
+            if not getattr(self, "_bundler_failing", False):
+                self._bundler_failing = True
+                _record(faults, self.baseFilename, "failing", f"cannot rotate or write it ({exc}); "
+                        + ("its output is dropped" if getattr(self, "_bundler_dropping", False) else
+                           "it grows past its size limit") + " until it can be written")
+            return
+        if getattr(self, "_bundler_failing", False) and not getattr(self, "_bundler_dropping", False):
+            self._bundler_failing = False
+            _record(faults, self.baseFilename, "recovered", "can be written again")
+
+    handler_class.doRollover = guarded
+    handler_class._bundler_guarded = True
+
+
+def _record(faults: str, path: str, state: str, what: str) -> None:
+    try:
+        with open(faults, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "file": path, "state": state, "what": what}) + "\n")
+    except OSError:
+        pass  # run/ unwritable too: nothing left to tell

@@ -41,7 +41,7 @@ from bundler.bundle.records import (
     Manifest,
     Origin,
 )
-from bundler.bundle.render import Renderer
+from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.runner import run
@@ -116,11 +116,16 @@ def _signing_key(plan: Plan, path: Path | None, log: Log) -> Any:
 
 
 def _remove_abandoned_staging(output: Path) -> None:
-    """Staging folders of builds that were killed (their pid no longer runs)."""
+    """Staging folders and half-written archives of builds that were killed (their pid no longer
+    runs)."""
     for folder in output.glob(f"{STAGING_PREFIX}*"):
         pid = folder.name[len(STAGING_PREFIX):].split("-")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(folder, ignore_errors=True)
+    for partial in output.glob(f".*{archive.PARTIAL}"):
+        pid = partial.name[:-len(archive.PARTIAL)].rpartition("-")[0].rpartition(".")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            partial.unlink(missing_ok=True)
 
 
 def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None:
@@ -242,4 +247,5 @@ def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]
         spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
         interpreters=interpreters, code=code)
     tree.manifest.write_text(Manifest.compose(text, build), encoding="utf-8")
+    tree.manifest.chmod(PRIVATE)
     plan.layout.write(tree.layout_record)

@@ -14,6 +14,7 @@ from typing import IO
 from bundler.errors import BundlerError
 
 SUFFIXES = {"tar.gz": ".tar.gz", "tar.zst": ".tar.zst", "dir": ""}
+PARTIAL = ".partial"  # .<artifact>.<pid>-<random>.partial while it is written
 
 
 def artifact_path(output: Path, basename: str, fmt: str) -> Path:
@@ -26,7 +27,8 @@ def pack(root: Path, output: Path, basename: str, fmt: str) -> Path:
     if fmt == "dir":
         _replace_dir(root, final)
         return final
-    fd, tmp_name = tempfile.mkstemp(dir=output, prefix=f".{final.name}.", suffix=".partial")
+    fd, tmp_name = tempfile.mkstemp(dir=output, prefix=f".{final.name}.{os.getpid()}-",
+                                    suffix=PARTIAL)
     try:
         with os.fdopen(fd, "wb") as raw, _compressor(raw, fmt) as stream:
             _write_tar(root, stream)

@@ -58,6 +58,9 @@ def templates() -> jinja2.Environment:
                               autoescape=False)
 
 
+PRIVATE = 0o640  # files that hold services' environments: bundle.toml, etc/conf.d/*
+
+
 def ini_safe(value: str) -> bool:
     """True when the ini parser reads `value` back unchanged as the value of `key=value`."""
     return not _COMMENT.search(value) and "\n" not in value and "\r" not in value \
@@ -223,6 +226,7 @@ class Renderer:
         (etc / "supervisord.conf").write_text(conf)
         for name, text in self.program_files(root).items():
             (programs / name).write_text(text)
+            (programs / name).chmod(PRIVATE)  # services' environments: tokens, passwords
         self.write_launchers(root / "bin")
 
     def write_launchers(self, bin_dir: Path) -> None:

@@ -102,6 +102,16 @@ class Bundle:
         return self.meta / "origin.json"
 
     @property
+    def log_faults(self) -> Path:
+        """Log files supervisord could not write (bundler/supervisor_rpc.py records them)."""
+        return self.run_dir / "log-faults.jsonl"
+
+    @property
+    def run_token(self) -> Path:
+        """A secret only the bundle's user can read; its processes carry it in their environment."""
+        return self.run_dir / "token"
+
+    @property
     def signature(self) -> Path:
         """The build's signature of checksums.json (bundler build --sign)."""
         return self.meta / "signature.json"

@@ -25,13 +25,17 @@ class _Failure(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns every BundlerError into one message on stderr and its exit code."""
+    """Turns every BundlerError, and the system's errors (a full disk, a read-only folder, a
+    permission), into one message on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BundlerError as exc:
             raise _Failure(exc) from exc
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise _Failure(BundlerError(f"{exc.strerror or exc}{where}")) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

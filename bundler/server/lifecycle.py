@@ -34,6 +34,7 @@ from bundler.server.transact import recover
 from bundler.spec.model import Supervisord
 
 ROOT_VAR = "BUNDLE_ROOT"
+TOKEN_VAR = "BUNDLER_TOKEN"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
@@ -44,7 +45,7 @@ _BAD_PATH_CHARS = ('"', "\\", "\n", "\r", "%", ":")
 def supervisord_env(bundle: Bundle, socket_path: str) -> dict[str, str]:
     env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
     env["PATH"] = f"{bundle.root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    env[ROOT_VAR] = str(bundle.root)
+    env[ROOT_VAR] = str(bundle.root)  # for the services; it proves nothing (anyone can set it)
     env["BUNDLER_SOCKET"] = socket_path
     return env
 
@@ -69,6 +70,13 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
             for folder in (bundle.log_dir, bundle.run_dir):
                 for path in (folder, *folder.rglob("*")):
                     os.lchown(path, user.pw_uid, user.pw_gid)
+            # supervisord re-reads these as the user when a service changes
+            for path in (bundle.manifest, *bundle.programs.iterdir()):
+                os.lchown(path, -1, user.pw_gid)
+    env[TOKEN_VAR] = _token(bundle, uid)
+    for log in bundle.log_dir.glob("*"):
+        if log.is_file() and not log.is_symlink():
+            log.chmod(log.stat().st_mode & 0o750)  # logs of older runs: not for other users
     if settings.socket_group:
         try:
             grp.getgrnam(settings.socket_group)
@@ -98,18 +106,59 @@ def http_password(bundle: Bundle, owner: int) -> str:
     return password
 
 
+def _token(bundle: Bundle, owner: int) -> str:
+    """run/token: made at the first start, readable by `owner` only, kept across starts (processes
+    left from an earlier run carry it too)."""
+    path = bundle.run_token
+    if path.exists():
+        if os.geteuid() == 0:
+            os.chown(path, owner, -1)  # the user the bundle runs as now
+        return path.read_text().strip()
+    token = secrets.token_hex(16)
+    bundle.run_dir.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    if os.geteuid() == 0:
+        os.chown(path, owner, -1)
+    return token
+
+
+def _marker(bundle: Bundle) -> tuple[bytes, int] | None:
+    """What a process of this bundle carries in its environment, and the user it runs as."""
+    try:
+        owner = bundle.run_token.stat().st_uid
+        return f"{TOKEN_VAR}={bundle.run_token.read_text().strip()}\0".encode(), owner
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        raise BundlerError(f"permission denied: {bundle.run_token} is readable by the bundle's "
+                           "user only; run this as that user or as root") from None
+    try:  # started by a bundler without run/token: its root marker, owned as its pid file is
+        owner = bundle.pidfile.stat().st_uid
+    except FileNotFoundError:
+        return None
+    return f"{ROOT_VAR}={bundle.root}\0".encode(), owner
+
+
 def bundle_processes(bundle: Bundle) -> list[int]:
-    """Pids of live processes started for this bundle (they carry BUNDLE_ROOT=<root>)."""
-    marker = f"{ROOT_VAR}={bundle.root}\0".encode()
+    """Pids of live processes started for this bundle: they run as its user and carry its token
+    (run/token, which other users cannot read) in their environment."""
+    marker = _marker(bundle)
+    if marker is None:
+        return []
+    text, owner = marker
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            if entry.stat().st_uid != owner:
+                continue
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ and not _zombie(int(entry.name)):
+        if text in environ and not _zombie(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -120,6 +169,9 @@ def running_pid(bundle: Bundle) -> int | None:
         pid = int(bundle.pidfile.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+    except PermissionError:
+        raise BundlerError(f"permission denied: cannot read {bundle.pidfile}; run this as the "
+                           "bundle's user or as root") from None
     if pid in bundle_processes(bundle):
         return pid
     bundle.pidfile.unlink(missing_ok=True)

@@ -117,6 +117,10 @@ class Supervisor:
     def alive(self) -> bool:
         try:
             return bool(self.proxy.supervisor.getState()["statename"] == "RUNNING")
+        except PermissionError:
+            raise BundlerError(f"permission denied on supervisord's socket {self.socket_path}: run "
+                               "this as the bundle's user, root, or a member of its socket_group") \
+                from None
         except (OSError, xmlrpc.client.Error):
             return False
 

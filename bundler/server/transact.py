@@ -13,6 +13,7 @@ half-way is undone by the next one, or by bin/start.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import xmlrpc.client
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from tomlkit.toml_document import TOMLDocument
 from bundler.bundle import integrity
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR
 from bundler.bundle.records import Manifest
-from bundler.bundle.render import Renderer
+from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
@@ -157,14 +158,16 @@ def _write_files(bundle: Bundle, manifest: str, files: dict[str, str | None]) ->
         if text is None:
             path.unlink(missing_ok=True)
         else:
-            write_atomic(path, text)
+            write_atomic(path, text, PRIVATE if not path.exists() else None)
     write_atomic(bundle.manifest, manifest)
     integrity.refresh(bundle, [MANIFEST, *(f"{bundle.layout.programs}/{name}" for name in files)])
 
 
 def recover(bundle: Bundle) -> bool:
     """Undo operations that were interrupted (their journals are still there): a patch being
-    applied, then a switch or service change. Caller holds the lock."""
+    applied, then a switch or service change; and drop what a killed apply unpacked. Caller holds
+    the lock."""
+    shutil.rmtree(bundle.apply_incoming, ignore_errors=True)
     undone = filemoves.undo(bundle)
     if not bundle.transaction.exists():
         return undone

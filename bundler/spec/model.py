@@ -18,7 +18,7 @@ NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
 SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SERVICE_NAME_RULE = "use letters, digits, '_', '-' (not first); no '.'"
 PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
-ALERT_EVENTS = ("fatal", "exit", "health", "memory")
+ALERT_EVENTS = ("fatal", "exit", "health", "memory", "log")
 
 
 @dataclass(frozen=True)

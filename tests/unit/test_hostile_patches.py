@@ -22,6 +22,7 @@ from bundler.bundle import integrity, safetree, signing
 from bundler.bundle.records import Entry, PatchRecord
 from bundler.bundle.tree import Bundle
 from bundler.cli import cli
+from bundler.server import filemoves
 from tests.unit.tiny import MANIFEST, make_tiny, snapshot
 
 NEW_MANIFEST = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
@@ -242,6 +243,25 @@ def test_a_patch_larger_than_the_free_space_is_refused(site: Site, tmp_path: Pat
     result = _apply(patch_file, site.bundle.root)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
     assert "MiB free; nothing was changed" in result.stderr
+    assert snapshot(site.root) == before
+
+
+def test_a_disk_that_fills_during_apply_is_one_line_and_the_bundle_stays(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    patch_file = _build(site, tmp_path, [GOOD, M("app_v2/util.py", data=b"")], {})
+    real, moves = os.replace, []
+
+    def full(src: str, dst: str) -> None:
+        moves.append(dst)
+        if len(moves) == 2:
+            raise OSError(28, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(filemoves.os, "replace", full)
+    before = snapshot(site.root)
+    result = _apply(patch_file, site.bundle.root)
+    assert result.exit_code == 1 and result.stderr.splitlines() == [
+        f"Error: No space left on device: {moves[1]}"]
     assert snapshot(site.root) == before
 
 

@@ -51,7 +51,7 @@ def test_a_plain_bundle_has_no_monitor_and_no_web_server() -> None:
      "user 'bob': supervisord runs as 'svc' ([supervisor] user)"),
     ('[alerts]\nretries = 2\n', "[alerts]", "needs webhook = URL, command = CMD or both"),
     ('[alerts]\ncommand = "mail"\non = ["fatl"]\n', "fatl", "on names 'fatl', which is not one of "
-     "fatal, exit, health, memory (did you mean 'fatal'?)"),
+     "fatal, exit, health, memory, log (did you mean 'fatal'?)"),
     ('[supervisor]\nusr = "x"\n', "usr", "unknown key 'usr' (did you mean 'user'?)"),
 ])
 def test_production_mistakes_name_the_key_and_the_line(body: str, needle: str, message: str) -> None:

@@ -11,6 +11,7 @@ a hung service never delays the listener. Restarts go through supervisord's XML-
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from typing import IO, Any
 
 from bundler.bundle.layout import MONITOR
 from bundler.bundle.records import MonitorConfig, Watched
+from bundler.bundle.tree import open_bundle
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
 from bundler.server.supervisor import RUNNING, Process, Supervisor
@@ -38,21 +40,17 @@ def log(message: str) -> None:
     print(time.strftime("%Y-%m-%d %H:%M:%S ") + message, file=sys.stderr, flush=True)
 
 
-class ExitLog:
-    """How processes ended, read from supervisord's log as it grows: per process name, the
-    unexpected exits not yet reported."""
-
-    LINE = re.compile(r"exited: (\S+) \((.*?); not expected\)")
+class Tail:
+    """The lines a file gains, from when the monitor starts (what came before is not news)."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.pending: defaultdict[str, deque[str]] = defaultdict(deque)
         try:
-            self.offset = path.stat().st_size  # what happened before the monitor is not news
+            self.offset = path.stat().st_size
         except OSError:
             self.offset = 0
 
-    def read(self) -> None:
+    def new_lines(self) -> str:
         try:
             with open(self.path, "rb") as f:
                 if f.seek(0, os.SEEK_END) < self.offset:
@@ -60,10 +58,24 @@ class ExitLog:
                 f.seek(self.offset)
                 data = f.read()
         except OSError:
-            return
+            return ""
         end = data.rfind(b"\n") + 1  # a line being written is read next time
         self.offset += end
-        for name, how in self.LINE.findall(data[:end].decode(errors="replace")):
+        return data[:end].decode(errors="replace")
+
+
+class ExitLog(Tail):
+    """How processes ended, read from supervisord's log as it grows: per process name, the
+    unexpected exits not yet reported."""
+
+    LINE = re.compile(r"exited: (\S+) \((.*?); not expected\)")
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.pending: defaultdict[str, deque[str]] = defaultdict(deque)
+
+    def read(self) -> None:
+        for name, how in self.LINE.findall(self.new_lines()):
             self.pending[name].append(how)
 
 
@@ -84,9 +96,11 @@ class Monitor:
     sup: Supervisor
     config: MonitorConfig
     alerter: Alerter | None = None
+    faults: Path | None = None  # run/log-faults.jsonl: logs supervisord cannot write
     restarts: Counter[str] = field(default_factory=Counter)
     started: set[str] = field(default_factory=set)
     exits: ExitLog = field(init=False)
+    log_faults: Tail | None = None
     probing: dict[str, Probing] = field(default_factory=dict)
     restarting: set[str] = field(default_factory=set)
     mtime: float = 0.0
@@ -96,6 +110,7 @@ class Monitor:
     def __post_init__(self) -> None:
         self.mtime = self.path.stat().st_mtime
         self.exits = ExitLog(self.root / self.config.supervisord_log)
+        self.log_faults = Tail(self.faults) if self.faults is not None else None
         self._alerter()
 
     def _alerter(self) -> None:
@@ -148,6 +163,7 @@ class Monitor:
         while True:
             try:
                 self.reload()
+                self.check_logs()
                 self.check(time.monotonic())
             except Exception:
                 log("watcher: " + traceback.format_exc())
@@ -167,6 +183,16 @@ class Monitor:
         if alerts_changed:  # a new sender (the old one's thread finishes its queue)
             self._alerter()
         log(f"configuration reloaded from {self.path}")
+
+    def check_logs(self) -> None:
+        """Alert when supervisord cannot write a log file (supervisor_rpc records it)."""
+        for line in self.log_faults.new_lines().splitlines() if self.log_faults else ():
+            try:
+                fault = json.loads(line)
+            except ValueError:
+                continue
+            self.alert("log", "supervisord", f"log file {fault.get('file')}: {fault.get('what')}",
+                       state=fault.get("state"))
 
     def check(self, now: float) -> None:
         watched = self.config.services
@@ -267,7 +293,8 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0]).resolve()
     root = Path(os.environ.get("BUNDLE_ROOT") or path.parents[2])
     sup = Supervisor(os.environ["BUNDLER_SOCKET"], timeout=30.0)
-    monitor = Monitor(path, root, sup, MonitorConfig.read(path))
+    monitor = Monitor(path, root, sup, MonitorConfig.read(path),
+                      faults=open_bundle(root).log_faults)
     config = monitor.config
     log(f"watching {len(config.services)} service(s); alerts "
         f"{'on' if config.alerts else 'off'}; metrics "
