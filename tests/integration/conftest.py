@@ -33,7 +33,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
                     "-d", str(folder), "supervisor>=4.3.0", "click", "jinja2", "tomlkit", "zstandard",
-                    "pyelftools", "pillow", "psutil", "prometheus-client"],
+                    "pyelftools", "pillow", "psutil", "prometheus-client", "cryptography"],
                    check=True, timeout=600)
     return folder
 
@@ -57,6 +57,11 @@ def ports() -> Ports:
     return Ports(*(_free_port() for _ in range(4)))
 
 
+# A service that logs 2 KB a second into a 1 KB log: it rotates all the time.
+CHATTY = ("import itertools, time; "
+          "[print(chr(120) * 100, flush=True) or time.sleep(0.05) for _ in itertools.count()]")
+
+
 def _production(project: Path, ports: Ports) -> None:
     """Services under health and memory watch, metrics, alerts and supervisor's web server,
     written into bundle.toml as a user would."""
@@ -74,6 +79,12 @@ code = "probe"
 startsecs = 1
 max_rss = "120MB"
 
+[services.chatty]
+command = 'python -c "{CHATTY}"'
+code = "probe"
+stdout_logfile_maxbytes = "1KB"
+stdout_logfile_backups = 1
+
 [supervisor.http]
 port = {ports.http}
 
@@ -89,8 +100,9 @@ timeout = 2
 
 @dataclass(frozen=True)
 class Artifacts:
-    archive: Path  # the whole bundle
-    patch: Path    # what the next release (code v4) adds to it
+    archive: Path  # the whole bundle, signed
+    patch: Path    # what the next release (code v4) adds to it, signed
+    key: Path      # the private key both are signed with (the bundle trusts its .pub)
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +120,13 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ports:
         subprocess.run([*git, *args], check=True, capture_output=True)
     (repo / "probe.py").write_text("raise SystemExit('uncommitted change must not ship')\n")
 
+    keep = tmp_path_factory.mktemp("artifact")
+    bundler("keygen", str(keep / "release"), "--comment", "release@test")
+    shutil.copy(keep / "release.pub", project / "release.pub")
+    spec = project / "bundle.toml"
+    spec.write_text(spec.read_text().replace("[bundle]\n", '[bundle]\ntrusted_keys = ["release.pub"]\n',
+                                             1))
+    sign = ("--sign", str(keep / "release"))
     c = ["-C", str(project)]
     bundler(*c, "add-code", "probe", "--git", "probe_repo", "--ref", "v9")
     bundler(*c, "add-code", "probec", "--path", "probe_src", "--bytecode")
@@ -138,11 +157,10 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ports:
     bundler(*c, "add-env", "tools", "--virtualenv", "base", "-r", "requirements-tools.txt")
     bundler(*c, "check", env=cache)
     result = bundler(*c, "build", "--output", str(project / "dist"), "--no-index",
-                     "--find-links", str(wheelhouse), env=cache)
+                     "--find-links", str(wheelhouse), *sign, env=cache)
     built = list((project / "dist").iterdir())
     assert [p.name for p in built] == ["smartbox-2026.11.1.tar.gz"], built
     assert result.stdout == f"{built[0]}\n"
-    keep = tmp_path_factory.mktemp("artifact")
     shutil.move(str(built[0]), keep / built[0].name)
 
     # the next release adds code v4 only: a patch against the archive above
@@ -151,11 +169,11 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ports:
     bundler(*c, "add-code", "v4", "--path", "sam_v4")
     result = bundler(*c, "build", "--output", str(project / "patches"), "--no-index",
                      "--find-links", str(wheelhouse), "--patch-from", str(keep / built[0].name),
-                     env=cache)
+                     *sign, env=cache)
     patch = Path(result.stdout.strip())
     shutil.move(str(patch), keep / patch.name)
     shutil.rmtree(work)  # the build tree and its staging copies are gone from here on
-    return Artifacts(keep / built[0].name, keep / patch.name)
+    return Artifacts(keep / built[0].name, keep / patch.name, keep / "release")
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bundler.bundle import signing
 from tests.integration.conftest import Artifacts
 from tests.integration.harness import Bundle
 
@@ -39,9 +40,12 @@ def test_code_only_patch_applies_and_is_switched_to(unpacked: Bundle, artifacts:
     assert artifacts.archive.stat().st_size > 100 * artifacts.patch.stat().st_size
     unpacked.start()
     before = {name: pid for name, (_, pid) in unpacked.states().items()}
+    verify = unpacked.cli("verify")
+    assert "signature signed by SHA256:" in verify.stdout and "a key the bundle trusts" in verify.stdout
     proc = unpacked.cli("apply", str(artifacts.patch))
     assert proc.returncode == 0, proc.stderr
     assert (unpacked.root / "your_project_v4" / "service" / "sam" / "run.py").is_file()
+    assert '"signed_by": "SHA256:' in (unpacked.root / ".bundler" / "history.jsonl").read_text()
     assert {name: pid for name, (_, pid) in unpacked.states().items()} == before  # nothing restarted
     (unpacked.root / "log" / "svc3.json").unlink()
     proc = unpacked.cli("switch", "svc3", "v4")
@@ -69,8 +73,10 @@ def test_verify_reports_changed_files(unpacked: Bundle) -> None:
 Members = dict[str, tuple[tarfile.TarInfo, bytes]]
 
 
-def _rewrite(patch: Path, dest: Path, change: Callable[[dict, Members], None]) -> Path:
-    """A copy of `patch` with its members (and patch.json) changed by `change`."""
+def _rewrite(patch: Path, dest: Path, change: Callable[[dict, Members], None],
+             key: Path | str | None = None) -> Path:
+    """A copy of `patch` with its members (and patch.json) changed by `change`, signed again with
+    `key`, left with its old signature (key "keep"), or with none."""
     members: Members = {}
     with tarfile.open(patch) as tar:
         for info in tar:
@@ -79,7 +85,14 @@ def _rewrite(patch: Path, dest: Path, change: Callable[[dict, Members], None]) -
     top = next(iter(members)).split("/")[0]
     meta = json.loads(members[f"{top}/patch.json"][1])
     change(meta, members)
-    members[f"{top}/patch.json"] = (members[f"{top}/patch.json"][0], json.dumps(meta).encode())
+    raw = json.dumps(meta).encode()
+    members[f"{top}/patch.json"] = (members[f"{top}/patch.json"][0], raw)
+    signature = members.pop(f"{top}/patch.sig")
+    if key == "keep":
+        members[f"{top}/patch.sig"] = signature
+    elif key is not None:
+        text = signing.sign(signing.load_private(key), "patch", raw).text().encode()
+        members[f"{top}/patch.sig"] = (signature[0], text)
     with tarfile.open(dest, "w:gz") as tar:
         for info, data in members.values():
             info.size = len(data)
@@ -127,16 +140,46 @@ def _site_config(meta: dict, members: dict) -> None:
                                              "checksum": {"sha256": "0", "exec": False}}
 
 
+def _no_change(meta: dict, members: Members) -> None:
+    pass
+
+
+def _retarget(meta: dict, members: Members) -> None:
+    meta["bundle"] = "payroll"
+
+
+@pytest.mark.parametrize("change,key,message", [
+    (_no_change, None, "it is not signed"),
+    (_no_change, "other", "a key this bundle does not trust"),
+    (_bad_checksum, "keep", "does not match its content"),
+    (_retarget, "release", "a patch for bundle 'payroll'"),
+])
+def test_only_a_patch_signed_for_this_bundle_by_a_trusted_key_applies(
+        unpacked: Bundle, artifacts: Artifacts, tmp_path: Path, change, key: str | None,
+        message: str) -> None:
+    """The round trip's other half: what an attacker can do without the release key."""
+    signer: Path | str | None = {"release": artifacts.key, "keep": "keep"}.get(key or "")
+    if key == "other":
+        signer = tmp_path / "other"
+        signing.keygen(signer, "other")
+    bad = _rewrite(artifacts.patch, tmp_path / "bad.patch.tar.gz", change, signer)
+    before = _tree(unpacked.root)
+    proc = unpacked.cli("apply", str(bad))
+    assert proc.returncode == 1, proc.stdout
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert _tree(unpacked.root) == before
+
+
 @pytest.mark.parametrize("attack,message", [
     (_traversal, "is not a plain relative path"),
-    (_link_out, "points out of the bundle"),
+    (_link_out, "leads out of the tree"),
     (_bad_checksum, "does not match its checksum"),
-    (_site_config, "which a patch may not touch"),
+    (_site_config, "a patch may not touch"),
 ])
 def test_a_malicious_patch_is_refused_with_nothing_written(
         unpacked: Bundle, artifacts: Artifacts, tmp_path: Path, attack, message: str) -> None:
     (unpacked.root / "etc" / "app" / "settings.ini").write_text("site setting\n")
-    bad = _rewrite(artifacts.patch, tmp_path / "bad.patch.tar.gz", attack)
+    bad = _rewrite(artifacts.patch, tmp_path / "bad.patch.tar.gz", attack, artifacts.key)
     before = _tree(unpacked.root)
     proc = unpacked.cli("apply", str(bad))
     assert proc.returncode == 1, proc.stdout
@@ -152,7 +195,7 @@ def test_a_patch_is_not_written_through_a_link_out_of_the_bundle(
     outside.mkdir()
     (unpacked.root / "your_project_v4").symlink_to(outside)
     proc = unpacked.cli("apply", str(artifacts.patch))
-    assert proc.returncode == 1 and "through a link out of the bundle" in proc.stderr
+    assert proc.returncode == 1 and "through the link 'your_project_v4'" in proc.stderr
     assert list(outside.iterdir()) == []
 
 

@@ -134,6 +134,35 @@ def test_a_crash_is_posted_to_the_webhook(running: Bundle, hooks: Hooks) -> None
     _replaced(running, "hog", old)  # supervisord's autorestart brought it back
 
 
+def test_supervisord_outlives_a_log_it_cannot_rotate_and_says_so(running: Bundle,
+                                                                   hooks: Hooks) -> None:
+    """chatty rotates its 1 KB log twice a second; a folder where its backup goes makes every
+    rotation fail (as a full or read-only log/ does), which stops a bare supervisord."""
+    before = {name: pid for name, (_, pid) in running.states().items()}
+    backup = running.root / "log" / "chatty.log.1"
+    deadline = time.monotonic() + 10
+    while True:  # supervisord may put a new backup there between our two steps
+        backup.unlink(missing_ok=True)
+        try:
+            backup.mkdir()
+            break
+        except FileExistsError:
+            assert time.monotonic() < deadline
+    (backup / "x").write_text("in the way\n")
+    try:
+        alert = hooks.wait("log", "supervisord")
+        assert "chatty.log" in alert["message"] and "cannot rotate" in alert["message"]
+        time.sleep(2)
+        after = running.states()
+        assert {name: pid for name, (_, pid) in after.items()} == before
+        assert after["chatty"][0] == "RUNNING"
+        size = (running.root / "log" / "chatty.log").stat().st_size
+        time.sleep(1)
+        assert (running.root / "log" / "chatty.log").stat().st_size > size  # still written
+    finally:
+        shutil.rmtree(backup)
+
+
 def _metrics(running: Bundle, port: int) -> dict[tuple[str, str], float]:
     text = NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     values = {}
