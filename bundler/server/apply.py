@@ -255,6 +255,10 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
         reloc, texts=(reloc.texts - gone) | {rel for rel, f in patch.files.items()
                                              if f.relocatable and f.capacity is None},
         binaries=dict(sorted(binaries.items())))
+    for rel, meta in patch.files.items():  # what checksums.json will say of it, checked now
+        if integrity.entry(incoming / "files" / rel, rel, record) != meta.checksum:
+            raise BundlerError(f"refusing the patch: the checksum it records for {rel!r} does not "
+                               "match the file; nothing was changed")
     generated = {MANIFEST: manifest_text,
                  CHECKSUMS_RECORD: Checksums(checksums).text(),
                  str(bundle.relocation.relative_to(root)): record.text()}

@@ -232,6 +232,21 @@ def test_the_socket_is_private_and_the_web_server_needs_the_local_password(
     assert state["statename"] == "RUNNING"
 
 
+def test_what_holds_secrets_is_private_and_another_user_hears_permission_denied(
+        running: Bundle) -> None:
+    root = running.root
+    for path in (root / "bundle.toml", *(root / "etc" / "conf.d").glob("*.ini"),
+                 *(root / "log").glob("*.log")):
+        assert path.stat().st_mode & 0o007 == 0, oct(path.stat().st_mode)  # nothing for others
+    assert stat.S_IMODE((root / "run" / "token").stat().st_mode) == 0o600
+    proc = subprocess.run([str(root / "bin" / "bundler"), "status"], user="nobody",
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    assert proc.returncode == 1, proc.stdout
+    assert "Permission denied" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "not running" not in proc.stdout
+
+
 def test_a_service_runs_as_its_own_user(running: Bundle) -> None:
     if os.geteuid() != 0:
         pytest.skip("switching users needs supervisord to run as root")

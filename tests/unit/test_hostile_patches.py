@@ -179,6 +179,8 @@ CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
     ("a link over a folder", [M("app_v1", "link", target="app_v2")], {}, "replace a folder"),
     ("a lying checksum", [GOOD], {"meta": lambda r: r["files"]["app_v2/web.py"].update(
         sha256="0" * 64)}, "does not match its checksum"),
+    ("a lying checksums.json entry", [GOOD], {"meta": lambda r: r["files"]["app_v2/web.py"][
+        "checksum"].update(sha256="1" * 64)}, "checksum it records"),
     ("a file patch.json does not list", [GOOD, M("app_v2/extra.py", listed=False)], {}, "not listed"),
     ("a listed file that is not there", [GOOD], {"meta": lambda r: r["files"].update(
         {"app_v2/ghost.py": dict(r["files"]["app_v2/web.py"])})}, "is missing"),
