@@ -11,6 +11,7 @@ import pwd
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,35 +94,30 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
 def http_password(bundle: Bundle, owner: int) -> str:
     """The password of supervisor's web server: made where the bundle first runs, kept in
     run/http-password (0600, for `owner`), never part of a build or an archive."""
-    path = bundle.http_password
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(24)
-    bundle.run_dir.mkdir(exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-    if os.geteuid() == 0:
-        os.chown(path, owner, -1)
-    return password
+    return _run_secret(bundle.http_password, owner, lambda: secrets.token_urlsafe(24))
 
 
 def _token(bundle: Bundle, owner: int) -> str:
     """run/token: made at the first start, readable by `owner` only, kept across starts (processes
     left from an earlier run carry it too)."""
-    path = bundle.run_token
-    if path.exists():
-        if os.geteuid() == 0:
-            os.chown(path, owner, -1)  # the user the bundle runs as now
-        return path.read_text().strip()
-    token = secrets.token_hex(16)
-    bundle.run_dir.mkdir(exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    return _run_secret(bundle.run_token, owner, lambda: secrets.token_hex(16))
+
+
+def _run_secret(path: Path, owner: int, make: Callable[[], str]) -> str:
+    """A secret in run/, made once where the bundle runs: mode 0600, owned by `owner` (the user
+    the bundle runs as now, when root starts it)."""
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made a moment ago by another start
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(make() + "\n")
     if os.geteuid() == 0:
         os.chown(path, owner, -1)
-    return token
+    return path.read_text().strip()
 
 
 def _marker(bundle: Bundle) -> tuple[bytes, int] | None:
