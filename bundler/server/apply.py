@@ -220,9 +220,11 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
             conflicts.append(rel)
     if conflicts:
         listed = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
+        built = hashlib.sha256(bundle.checksums.read_bytes()).hexdigest()
+        why = "the patch was made against another build of this bundle" \
+            if patch.against and patch.against != built else "changed here since the build"
         raise BundlerError(f"refusing the patch: {len(conflicts)} file(s) are not what it was built "
-                           f"against (changed here, or the patch is for another build): {listed}; "
-                           "nothing was changed")
+                           f"against ({why}): {listed}; nothing was changed")
 
     here = os.fsencode(reloc.prefix)
     for rel, meta in patch.files.items():

@@ -13,6 +13,7 @@ half-way is undone by the next one, or by bin/start.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import xmlrpc.client
@@ -153,12 +154,17 @@ def _write_journal(bundle: Bundle, manifest: str, files: dict[str, str | None],
 
 
 def _write_files(bundle: Bundle, manifest: str, files: dict[str, str | None]) -> None:
+    like = bundle.manifest.stat()  # bin/start gave it the group supervisord runs with
     for name, text in files.items():
         path = bundle.programs / name
         if text is None:
             path.unlink(missing_ok=True)
+        elif path.exists():
+            write_atomic(path, text)
         else:
-            write_atomic(path, text, PRIVATE if not path.exists() else None)
+            write_atomic(path, text, PRIVATE)
+            if os.geteuid() == 0:
+                os.chown(path, like.st_uid, like.st_gid)
     write_atomic(bundle.manifest, manifest)
     integrity.refresh(bundle, [MANIFEST, *(f"{bundle.layout.programs}/{name}" for name in files)])
 
