@@ -21,6 +21,7 @@ from bundler.build import conda, patch
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import (
     BASE_PACKAGES,
+    SIGNING_PACKAGES,
     BuildContext,
     CopiedCPython,
     Materializer,
@@ -147,7 +148,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         python = root / p.python
         requirements = p.interp.requirements
         if name == "base":
-            requirements = (*BASE_PACKAGES, *requirements)
+            signs = plan.trusted_keys or options.sign
+            requirements = (*BASE_PACKAGES, *(SIGNING_PACKAGES if signs else ()), *requirements)
         if requirements or p.interp.requirements_file:
             ensure_pip(python)
         pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")

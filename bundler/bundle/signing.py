@@ -138,9 +138,22 @@ def sign(private: Any, kind: str, data: bytes, comment: str = "") -> Signature:
     return Signature(kind, public_line(private, comment), private.sign(_message(kind, data)))
 
 
+def available() -> bool:
+    """Whether this Python can check signatures: bundles that trust no key and were not signed
+    are built without cryptography."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def check(signature: Signature, kind: str, data: bytes, trusted: list[str]) -> None:
     """Raise BundlerError unless `signature` is a valid `kind` signature of `data` by a key in
     `trusted` (any valid key, when `trusted` is empty)."""
+    if not available():
+        raise BundlerError("this bundle cannot check signatures: it was built without trusted "
+                           "keys or --sign, so it does not carry cryptography")
     from cryptography.exceptions import InvalidSignature
 
     if signature.kind != kind:
