@@ -157,8 +157,9 @@ def apply_cmd(patch_file: Path, root: Path | None) -> None:
 
     Every member's checksum and path is checked before anything is written; files changed
     here since the build, site configuration (etc/app/) and logs are never overwritten; a
-    failure leaves the bundle as it was. Services keep running their code: move them to new
-    versions with `bin/bundler switch`.
+    failure leaves the bundle as it was. A patch for another bundle is refused, and so is an
+    unsigned or wrongly signed one once the bundle trusts a key (etc/trusted_keys). Services keep
+    running their code: move them to new versions with `bin/bundler switch`.
 
     \b
     Example:
@@ -186,8 +187,11 @@ def verify_cmd(bundle: Path | None) -> None:
     Portability: for every ELF file, the libraries it needs that the bundle does not carry
     (glibc and the compiler runtime come from the system); the oldest glibc the bundle runs
     on; files that still contain a path of the build machine.
+    Signature: who signed the build (bundler build --sign), and whether the bundle trusts that
+    key (compare the fingerprint with your release key's: ssh-keygen -lf KEY.pub).
 
-    Exits 1 if any file differs, any library is missing or any build path is left.
+    Exits 1 if any file differs, any library is missing, any build path is left, or the
+    signature does not match.
 
     \b
     Examples:
