@@ -109,8 +109,8 @@ def _signing_key(plan: Plan, path: Path | None, log: Log) -> Any:
                 " its patches will be refused")
         return None
     key = signing.load_private(path)
-    mine = signing.public_line(key).split()[1]
-    if plan.trusted_keys and mine not in (k.split()[1] for k in plan.trusted_keys):
+    mine = signing.identity(signing.public_line(key))
+    if plan.trusted_keys and mine not in {signing.identity(k) for k in plan.trusted_keys}:
         raise BundlerError(f"--sign {path}: this key is not one of [bundle] trusted_keys, so the "
                            "bundle would refuse what it signs; add its .pub there")
     return key

@@ -78,7 +78,7 @@ def _public(line: str) -> Any:
     return key
 
 
-def _identity(line: str) -> str:
+def identity(line: str) -> str:
     """The key itself, without the comment: what two lines must share to be the same key."""
     return " ".join(line.split()[:2])
 
@@ -96,6 +96,11 @@ def parse_keys(text: str, where: str) -> list[str]:
             raise BundlerError(f"{where}:{number}: {exc}") from None
         keys.append(line)
     return keys
+
+
+def trusted_keys(path: Path) -> list[str]:
+    """The keys a bundle trusts (its etc/trusted_keys; none when there is no such file)."""
+    return parse_keys(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else []
 
 
 def load_private(path: Path) -> Any:
@@ -158,7 +163,7 @@ def check(signature: Signature, kind: str, data: bytes, trusted: list[str]) -> N
 
     if signature.kind != kind:
         raise BundlerError(f"the signature is a {signature.kind}'s, not a {kind}'s")
-    if trusted and _identity(signature.key) not in {_identity(k) for k in trusted}:
+    if trusted and identity(signature.key) not in {identity(k) for k in trusted}:
         raise BundlerError(f"it is signed by {signature.fingerprint}, a key this bundle does "
                            "not trust")
     try:

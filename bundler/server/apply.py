@@ -148,8 +148,7 @@ def _check_origin(bundle: Bundle, patch: PatchRecord, raw: bytes, signature: byt
             "no named bundle (an older bundler made it)"
         raise BundlerError(f"refusing {source}: it is a patch for {made_for}, and this is bundle "
                            f"{name!r}; nothing was changed")
-    trusted = signing.parse_keys(bundle.trusted_keys.read_text(encoding="utf-8"),
-                                 str(bundle.trusted_keys)) if bundle.trusted_keys.is_file() else []
+    trusted = signing.trusted_keys(bundle.trusted_keys)
     if signature is None or not (trusted or signing.available()):
         if trusted:
             raise BundlerError(f"refusing {source}: it is not signed, and this bundle accepts only "

@@ -63,8 +63,7 @@ def _check(bundle: Bundle, name: str) -> Verdict:
 
 def _signature(bundle: Bundle) -> tuple[str, str | None]:
     """A line on the build's signature, and the problem with it if there is one."""
-    trusted = signing.parse_keys(bundle.trusted_keys.read_text(encoding="utf-8"),
-                                 str(bundle.trusted_keys)) if bundle.trusted_keys.is_file() else []
+    trusted = signing.trusted_keys(bundle.trusted_keys)
     if not bundle.signature.is_file():
         return "signature none: the build is not signed", \
             "the build is not signed, though it trusts signing keys" if trusted else None
