@@ -148,3 +148,23 @@ def test_check_lists_what_each_code_version_leaves_out(tmp_path: Path) -> None:
 
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
+
+
+def test_a_signing_key_the_bundle_would_not_trust_is_refused_before_building(
+        tmp_path: Path) -> None:
+    from bundler.bundle import signing
+
+    project = tmp_path / "shop"
+    (project / "src").mkdir(parents=True)
+    signing.keygen(tmp_path / "release", "release")
+    signing.keygen(tmp_path / "other", "other")
+    (project / "release.pub").write_text((tmp_path / "release.pub").read_text())
+    (project / "bundle.toml").write_text(_with(bundle='trusted_keys = ["release.pub"]\n'))
+    check = CliRunner().invoke(cli, ["-C", str(project), "check"])
+    fingerprint = signing.fingerprint((tmp_path / "release.pub").read_text().strip())
+    assert check.exit_code == 0 and f"trusts key {fingerprint}" in check.stdout, check.output
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(cli, ["-C", str(project), "build", "--sign", str(tmp_path / "other")])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "not one of [bundle] trusted_keys" in result.stderr
+    assert snapshot(tmp_path) == before
