@@ -31,7 +31,7 @@ def no_control_characters(raw: Any, c: Checker, table: tuple[str, ...] = (),
         for name, value in raw.items():
             if _CONTROL.search(str(name)):
                 raise c.fail(table, None, f"key {str(name)!r} has a control character")
-            if table[:1] == ("services",) and key is None and name in _LAUNCHED:
+            if len(table) == 2 and table[0] == "services" and key is None and name in _LAUNCHED:
                 # written to a JSON file when supervisor's syntax cannot hold them; no process
                 # can be given a NUL, though
                 if _has_nul(value):

@@ -79,6 +79,8 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("a key given twice", GOOD.replace('code = "v1"\n', 'code = "v1"\ncode = "v1"\n'),
      "invalid TOML"),
     ("a misspelt key", GOOD.replace("command =", "comand ="), "did you mean 'command'"),
+    ("a service named like a key the launcher carries",
+     GOOD.replace("[services.web]", "[services.command]") + 'umask = "0\\n22"\n', "line break"),
     ("a control character in a key", _with(service='"a\\u0001" = 1\n'), "control character"),
     ("pythonpath out of the code", _with(code='pythonpath = ["../x"]\n'), "inside the code folder"),
     ("http open to the world", _with(extra='[supervisor.http]\nport = 9001\nhost = "0.0.0.0"\n'),
