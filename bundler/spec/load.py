@@ -33,6 +33,7 @@ from bundler.spec.model import (
 )
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = ("BUNDLE_ROOT", "BUNDLER_TOKEN", "BUNDLER_SOCKET")
 
 # [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
 PASSTHROUGH: dict[str, tuple[type, ...]] = {
@@ -272,6 +273,9 @@ def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpr
     for key, value in env_raw.items():
         if not ENV_KEY_RE.match(key):
             raise c.fail(t, "environment", f"environment variable name {key!r} is invalid")
+        if key in RESERVED_ENV:
+            raise c.fail(t, "environment", f"{key} is set by bundler for every service (it is how "
+                         "bin/stop knows the bundle's processes)")
         if isinstance(value, bool):
             value = "true" if value else "false"
         if not isinstance(value, (str, int, float)):

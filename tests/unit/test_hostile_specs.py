@@ -91,6 +91,8 @@ CASES: list[tuple[str, str | bytes, str]] = [
                                        'host = "h ;x"\n'), "not a host name"),
     ("an environment name with a dash", _with(service='environment = { BAD-NAME = "1" }\n'),
      "environment variable name"),
+    ("a service that sets bundler's token", _with(service='environment = { BUNDLER_TOKEN = "x" }\n'),
+     "set by bundler"),
     ("a NUL in an environment value", _with(service='environment = { T = "a\\u0000b" }\n'),
      "NUL character"),
     ("autorestart sometimes", _service("autorestart", "sometimes"), "autorestart must be"),
