@@ -102,6 +102,10 @@ class Bundle:
         return self.meta / "origin.json"
 
     @property
+    def supervisord_log(self) -> Path:
+        return self.log_dir / "supervisord.log"
+
+    @property
     def log_faults(self) -> Path:
         """Log files supervisord could not write (bundler/supervisor_rpc.py records them)."""
         return self.run_dir / "log-faults.jsonl"

@@ -55,6 +55,9 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
     """Prepare what supervisord needs to run as [supervisor] user, own its socket and serve
     [supervisor.http]: writable log/ and run/, the socket's owner, the web password."""
     uid = os.geteuid()
+    # supervisord opens its own log before it applies its umask: made here, not world-readable
+    bundle.log_dir.mkdir(exist_ok=True)
+    os.close(os.open(bundle.supervisord_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
     if settings.user:
         try:
             user = pwd.getpwnam(settings.user)
@@ -236,7 +239,7 @@ def _launch(bundle: Bundle, cmd: list[str], env: dict[str, str]) -> None:
     deadline = time.monotonic() + 15
     while not sup.alive():
         if time.monotonic() > deadline:
-            log = bundle.log_dir / "supervisord.log"
+            log = bundle.supervisord_log
             raise BundlerError(f"supervisord did not answer on {socket_path}; see {log}")
         time.sleep(0.1)
 

@@ -243,7 +243,8 @@ def test_what_holds_secrets_is_private_and_another_user_hears_permission_denied(
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     assert proc.returncode == 1, proc.stdout
-    assert "Permission denied" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "permission denied" in proc.stderr.lower() and len(proc.stderr.splitlines()) == 1, \
+        proc.stderr
     assert "not running" not in proc.stdout
 
 
