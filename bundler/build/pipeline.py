@@ -119,13 +119,14 @@ def _signing_key(plan: Plan, path: Path | None, log: Log) -> Any:
 def _remove_abandoned_staging(output: Path) -> None:
     """Staging folders and half-written archives of builds that were killed (their pid no longer
     runs)."""
+    def dead(pid: str) -> bool:
+        return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
     for folder in output.glob(f"{STAGING_PREFIX}*"):
-        pid = folder.name[len(STAGING_PREFIX):].split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if dead(folder.name[len(STAGING_PREFIX):].split("-")[0]):
             shutil.rmtree(folder, ignore_errors=True)
     for partial in output.glob(f".*{archive.PARTIAL}"):
-        pid = partial.name[:-len(archive.PARTIAL)].rpartition("-")[0].rpartition(".")[2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if dead(partial.name[:-len(archive.PARTIAL)].rpartition("-")[0].rpartition(".")[2]):
             partial.unlink(missing_ok=True)
 
 

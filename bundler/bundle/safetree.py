@@ -185,7 +185,10 @@ def member_kind(member: tarfile.TarInfo) -> str:
 
 
 def check_space(folder: Path, size: int, what: str) -> None:
-    """Refuse to write `size` bytes into `folder` when the disk would be (nearly) full after."""
+    """Refuse to write `size` bytes into `folder` (or the folder that will hold it) when the disk
+    would be (nearly) full after."""
+    while not folder.exists():
+        folder = folder.parent
     free = shutil.disk_usage(folder).free
     if size + SPARE_BYTES > free:
         raise BundlerError(f"{what} needs {size >> 20} MiB and {folder} has {free >> 20} MiB free; "

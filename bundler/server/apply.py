@@ -68,10 +68,6 @@ def apply(bundle: Bundle, source: Path) -> Applied:
         return Applied(len(patch.files) + len(patch.links), len(patch.remove), version, hints)
 
 
-def safe_rel(rel: str) -> bool:
-    return check_name(rel) is None
-
-
 PATCH_FILE_LIMIT = 256 << 20  # patch.json carries the manifest and one line a file
 
 
@@ -165,7 +161,7 @@ def _check_origin(bundle: Bundle, patch: PatchRecord, raw: bytes, signature: byt
 
 def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, source: Path) -> str:
     """Write one file member to `target`; its SHA-256."""
-    check_space(_existing(target.parent), member.size, f"applying {source.name}")
+    check_space(target.parent, member.size, f"applying {source.name}")
     target.parent.mkdir(parents=True, exist_ok=True)
     data = tar.extractfile(member)
     assert data is not None
@@ -176,12 +172,6 @@ def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, source: 
             out.write(block)
     os.chmod(target, 0o755 if member.mode & 0o100 else 0o644)
     return digest.hexdigest()
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def _refuse(source: Path, name: str, why: str) -> BundlerError:
