@@ -15,42 +15,72 @@ from pathlib import Path
 
 from bundler.bundle import integrity
 from bundler.bundle.archive import read_tar
-from bundler.bundle.records import PATCH_FILE, Checksums, Entry, PatchFile, PatchRecord, Relocation
-from bundler.bundle.tree import CHECKSUMS_RECORD, Bundle
+from bundler.bundle.layout import Layout
+from bundler.bundle.records import (
+    PATCH_FILE,
+    Checksums,
+    Entry,
+    PatchFile,
+    PatchRecord,
+    Relocation,
+    ServerState,
+)
+from bundler.bundle.tree import CHECKSUMS_RECORD, LAYOUT_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file
 
 
 @dataclass(frozen=True)
 class OldBuild:
-    """The build a patch is made against: its checksums, and the SHA-256 of their record."""
+    """The build a patch is made against: its checksums, the SHA-256 of their record, and the
+    manifest of that release ("" when the source does not hold it)."""
 
     files: dict[str, Entry]
     digest: str
+    manifest: str = ""
 
 
 def old_checksums(source: Path) -> OldBuild:
-    """The checksums of an earlier build: its archive, its unpacked tree or its checksums.json."""
+    """The build a patch is made against: its archive, its unpacked tree, what `bin/bundler
+    state` printed on a server, or its checksums.json alone."""
+    manifest = ""
     if source.is_dir():
+        release = Bundle(source, Layout.read(source / LAYOUT_RECORD)).release_record \
+            if (source / LAYOUT_RECORD).is_file() else source / MANIFEST
+        manifest = (release if release.is_file() else source / MANIFEST).read_text("utf-8")
         source = source / CHECKSUMS_RECORD
     if source.suffix == ".json":
         data = source.read_bytes()
+        try:
+            state = ServerState.parse(data)
+        except ValueError:
+            pass
+        else:
+            data, manifest = state.checksums.encode(), state.release
     else:
-        data = _member(source, CHECKSUMS_RECORD)
+        found = _members(source, (CHECKSUMS_RECORD, MANIFEST))
+        data, manifest = found[CHECKSUMS_RECORD], found[MANIFEST].decode("utf-8")
     try:
-        return OldBuild(dict(Checksums.parse(data).files), hashlib.sha256(data).hexdigest())
+        return OldBuild(dict(Checksums.parse(data).files), hashlib.sha256(data).hexdigest(),
+                        manifest)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundlerError(f"{source}: {CHECKSUMS_RECORD} is not readable ({exc})") from None
 
 
-def _member(archive: Path, rel: str) -> bytes:
+def _members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
+    """The files `wanted` (paths inside the bundle) of a bundle's archive."""
+    found = {}
     with read_tar(archive) as tar:
         for member in tar:
-            if member.isfile() and member.name.split("/", 1)[-1] == rel:
+            rel = member.name.split("/", 1)[-1]
+            if member.isfile() and rel in wanted and rel not in found:
                 f = tar.extractfile(member)
                 assert f is not None
-                return f.read()
-    raise BundlerError(f"{archive} holds no {rel}: is it a bundle built by bundler?")
+                found[rel] = f.read()
+    missing = [rel for rel in wanted if rel not in found]
+    if missing:
+        raise BundlerError(f"{archive} holds no {missing[0]}: is it a bundle built by bundler?")
+    return found
 
 
 def _unit(rel: str, tree: Bundle, project: str) -> str:
@@ -79,18 +109,20 @@ def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> 
         if not tree.patchable(rel) or entry.same_build(old.get(rel)):
             continue
         base[rel] = old.get(rel)
-        if entry.link is not None:
-            links[rel] = entry.link
-            continue
         target = dest / "files" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.link is not None:  # relative and inside the bundle (make_symlinks_relative)
+            links[rel] = entry.link
+            target.symlink_to(entry.link)
+            continue
         shutil.copy2(tree.root / rel, target)
         files[rel] = PatchFile(sha256_file(target), rel in reloc, entry, reloc.binaries.get(rel))
     remove = sorted(rel for rel in old if rel not in new and tree.patchable(rel)
                     and _unit(rel, tree, project) in present)
     base.update({rel: old[rel] for rel in remove})
     record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
-                         tree.manifest.read_text(encoding="utf-8"), name, build.digest)
+                         tree.manifest.read_text(encoding="utf-8"), name, build.digest,
+                         build.manifest)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PATCH_FILE).write_text(record.text())
     return {"files": len(files), "links": len(links), "remove": len(remove)}

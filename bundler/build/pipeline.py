@@ -184,12 +184,14 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
 
 def _drop_bytecode_naming(root: Path) -> None:
     """Bytecode that names the build path (pip compiles the scripts it installs; _sysconfigdata
-    holds prefixes as constants): the relocation rewrites sources only, so these caches go, and
+    holds prefixes as constants), or whose source does (its hash then differs from build to
+    build, and it goes stale when the relocation rewrites the source): these caches go, and
     Python compiles them again where the bundle runs."""
     needle = os.fsencode(root)
     for cache in root.rglob("__pycache__"):
         for pyc in cache.glob("*.pyc"):
-            if needle in pyc.read_bytes():
+            source = cache.parent / (pyc.name.split(".", 1)[0] + ".py")
+            if needle in pyc.read_bytes() or (source.is_file() and needle in source.read_bytes()):
                 pyc.unlink()
 
 
@@ -251,4 +253,5 @@ def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]
         interpreters=interpreters, code=code)
     tree.manifest.write_text(Manifest.compose(text, build), encoding="utf-8")
     tree.manifest.chmod(PRIVATE)
+    shutil.copy(tree.manifest, tree.release_record)  # the base of the next apply's merge
     plan.layout.write(tree.layout_record)

@@ -142,8 +142,10 @@ def _ordered(spec: Spec) -> list[Interpreter]:
     return [i for i in interps if i.virtualenv is None] + [i for i in interps if i.virtualenv]
 
 
-def check_switch(spec: Spec, version: str) -> None:
-    """A switch in a project to bytecode-only code must leave it one Python version to run on:
-    plan the changed spec (which probes the interpreters); other switches need no probe."""
-    if spec.code[version].bytecode:
+def check_switch(spec: Spec, services: list[str]) -> None:
+    """A service moved to bytecode-only code, or its code to another interpreter, must leave it
+    one Python version to run on: plan the changed spec (which probes the interpreters); other
+    changes need no probe."""
+    if any(spec.code[spec.services[name].code].bytecode for name in services
+           if name in spec.services and spec.services[name].code in spec.code):
         make_plan(spec)

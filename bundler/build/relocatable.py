@@ -4,6 +4,8 @@ finds their interpreter next to them, and the record of every file that names th
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,19 +70,34 @@ def make_scripts_relocatable(root: Path) -> int:
 
 
 def _drop_stale_hashes(root: Path, scripts: set[str]) -> None:
-    """pip's RECORD files hash the scripts as pip wrote them, with the build's path: leave those
-    hashes empty (as RECORD does for .pyc files), which also keeps RECORD the same from build
-    to build."""
+    """pip's RECORD files hash the scripts as pip wrote them, with the build's path; some are
+    rewritten since (the relative launcher above; bin/supervisorctl, which the bundle renders).
+    Those hashes are left empty (as RECORD does for .pyc files), which keeps RECORD true and the
+    same from build to build."""
     for record_file in root.glob("**/site-packages/*.dist-info/RECORD"):
         lines = record_file.read_text(encoding="utf-8").splitlines(keepends=True)
         changed = False
         for i, line in enumerate(lines):
-            path = line.rsplit(",", 2)[0]
-            if os.path.normpath(record_file.parent.parent / path) in scripts:
+            parts = line.rsplit(",", 2)
+            path, digest = parts[0], parts[1] if len(parts) == 3 else ""
+            if not digest or not path.startswith("../"):  # installed outside site-packages
+                continue
+            target = os.path.normpath(record_file.parent.parent / path)
+            if target in scripts or _record_digest(Path(target)) != digest:
                 lines[i] = f"{path},,\n"
                 changed = True
         if changed:
             record_file.write_text("".join(lines), encoding="utf-8")
+
+
+def _record_digest(path: Path) -> str | None:
+    """A file's hash as RECORD writes it (PEP 376/427), or None when it is not a file."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={raw}"
 
 
 def record(bundle: Bundle, capacity: dict[str, int] | None = None) -> list[str]:

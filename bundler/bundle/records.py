@@ -315,6 +315,7 @@ class PatchRecord:
     manifest: str
     bundle: str = ""   # the name of the bundle it is for ("": a patch of bundler 0.x, any)
     against: str = ""  # the SHA-256 of the checksums.json it was made against
+    release_base: str = ""  # the manifest of the release it was made against ("": unknown)
 
     @classmethod
     def parse(cls, data: str | bytes) -> PatchRecord:
@@ -331,7 +332,8 @@ class PatchRecord:
                     for rel, e in raw["base"].items()}
             return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
                        tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
-                       str(raw.get("bundle", "")), str(raw.get("against", "")))
+                       str(raw.get("bundle", "")), str(raw.get("against", "")),
+                       str(raw.get("release_base", "")))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed: {exc!r}") from exc
 
@@ -348,4 +350,35 @@ class PatchRecord:
                "manifest": self.manifest}
         if self.bundle:
             raw.update(bundle=self.bundle, against=self.against)
+        if self.release_base:
+            raw["release_base"] = self.release_base
         return json.dumps(raw, indent=1) + "\n"
+
+
+# --- bin/bundler state: what a server runs, for the next patch ----------------------------
+
+@dataclass(frozen=True)
+class ServerState:
+    """What one deployed bundle holds: its live manifest, the manifest of the last release
+    installed, and its checksums.json as written (so that a patch names it by its SHA-256)."""
+
+    FORMAT = 1
+
+    bundle: str
+    manifest: str
+    release: str
+    checksums: str
+
+    @classmethod
+    def parse(cls, data: str | bytes) -> ServerState:
+        """Raises ValueError when `data` is no state of this format."""
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("state_format") != cls.FORMAT:
+            raise ValueError("not the output of bin/bundler state")
+        try:
+            return cls(*(str(raw[k]) for k in ("bundle", "manifest", "release", "checksums")))
+        except KeyError as exc:
+            raise ValueError(f"malformed: {exc!r} missing") from None
+
+    def text(self) -> str:
+        return json.dumps({"state_format": self.FORMAT, **dataclasses.asdict(self)}, indent=1) + "\n"
