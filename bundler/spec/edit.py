@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,28 +161,136 @@ def add_service(doc: TOMLDocument, name: str, python: str, code: str, command: s
         groups[group]["programs"].append(name)
 
 
-def switch(doc: TOMLDocument, service: str, version: str) -> str:
-    """Point `service` at code `version`; return the version it had."""
-    services = doc.get("services", {})
-    if service not in services:
-        raise UsageError(f"no service {service!r} in bundle.toml{did_you_mean(service, services)}")
-    previous = str(services[service].get("code", ""))
-    services[service]["code"] = version
+def switch(doc: TOMLDocument, service: str, version: str | None, python: str | None = None
+           ) -> str:
+    """Point `service` at code `version` and/or interpreter `python`; return the code it had."""
+    table = _service(doc, service)
+    previous = str(table.get("code", ""))
+    if version is not None:
+        table["code"] = version
+    if python is not None:
+        env = normalize_python(python)
+        table["python"] = env if env == "base" else f"envs/{env}"
     return previous
 
 
-def switch_services(spec_path: Path, services: list[str] | None, group: str | None, version: str,
-                    check: Callable[[Spec], object] | None = None) -> list[tuple[str, str]]:
-    """Point `services` (or every member of `group`) at code `version` in a project's
-    bundle.toml, saved only once the new spec is valid and passes `check`; return each service
-    with the version it had."""
-    moved: list[tuple[str, str]] = []
+def _service(doc: TOMLDocument, name: str) -> Any:
+    services = doc.get("services", {})
+    if name not in services:
+        raise UsageError(f"no service {name!r} in bundle.toml{did_you_mean(name, services)}")
+    return services[name]
+
+
+# Keys `set` may not change: they name the service or have their own command.
+NOT_SETTABLE = {"group": "groups are changed with add-service --group and remove-service"}
+
+
+def set_keys(doc: TOMLDocument, name: str, values: dict[str, Any], unset: list[str]) -> None:
+    """Set (or remove) keys of service `name`; `environment.KEY` names one variable."""
+    table = _service(doc, name)
+    for key in [*values, *unset]:
+        if key.split(".", 1)[0] in NOT_SETTABLE:
+            raise UsageError(f"{key}: {NOT_SETTABLE[key.split('.', 1)[0]]}")
+    for key, value in values.items():
+        head, dot, var = key.partition(".")
+        if dot and head == "environment":
+            if "environment" not in table:
+                table["environment"] = tomlkit.inline_table()
+            table["environment"][var] = str(value)
+        elif dot:
+            raise UsageError(f"{key}: only environment.KEY takes a dotted name")
+        else:
+            table[key] = value
+    for key in unset:
+        head, dot, var = key.partition(".")
+        holder = table.get("environment", {}) if dot and head == "environment" else table
+        if (var if dot else key) not in holder:
+            raise UsageError(f"service {name} has no {key} to unset")
+        del holder[var if dot else key]
+
+
+def service_table(doc: TOMLDocument, name: str) -> dict[str, Any] | None:
+    """Service `name` as plain data (None when there is none), for the history and merges."""
+    table = doc.get("services", {}).get(name)
+    return None if table is None else dict(table.unwrap())
+
+
+def put_service(doc: TOMLDocument, name: str, table: dict[str, Any] | None,
+                group: str | None = None) -> None:
+    """Make service `name` exactly `table` (None: remove it); a service that comes back joins
+    `group` again."""
+    services = doc.get("services", {})
+    if table is None:
+        if name in services:
+            remove_service(doc, name)
+        return
+    if name not in services:
+        add_service(doc, name, str(table.get("python", "base")), str(table.get("code", "")),
+                    str(table.get("command", "")), {}, None, group, {})
+    entry = services[name] if name in services else doc["services"][name]
+    for key in [k for k in entry if k not in table]:
+        del entry[key]
+    for key, value in table.items():
+        if entry.get(key) != value:
+            entry[key] = _toml_value(value)
+
+
+def put_group(doc: TOMLDocument, name: str, table: dict[str, Any] | None) -> None:
+    """Make group `name` exactly `table` (None: remove it)."""
+    groups = _super_table(doc, "groups")
+    if table is None:
+        groups.pop(name, None)
+        return
+    entry = tomlkit.table()
+    for key, value in table.items():
+        entry[key] = _toml_value(value)
+    groups[name] = entry
+
+
+def _toml_value(value: Any) -> Any:
+    """Tables inside a service (environment, health) stay inline, as a user writes them."""
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update({k: _toml_value(v) for k, v in value.items()})
+        return inline
+    return value
+
+
+def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """What changed between two definitions of a service: 'code: v1 -> v3; python: base ->
+    envs/pytest', 'added', 'removed'."""
+    if before is None:
+        return "added" if after is not None else "-"
+    if after is None:
+        return "removed"
+    keys = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    return "; ".join(f"{k}: {show_value(before.get(k, SHOWN_DEFAULTS.get(k)))} -> "
+                     f"{show_value(after.get(k, SHOWN_DEFAULTS.get(k)))}" for k in keys) \
+        or "unchanged"
+
+
+SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the key has
+
+
+def show_value(value: Any) -> str:
+    return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def switch_services(spec_path: Path, services: list[str] | None, group: str | None,
+                    version: str | None, python: str | None = None,
+                    check: Callable[[Spec, list[str]], object] | None = None) -> dict[str, str]:
+    """Point `services` (or every member of `group`) at code `version` and/or interpreter
+    `python` in a project's bundle.toml, saved only once the new spec is valid and passes
+    `check`; return what changed, by service."""
+    moved: dict[str, str] = {}
 
     def change(doc: TOMLDocument) -> None:
-        members = group_members(doc, group) if group else list(services or [])
-        moved.extend((name, switch(doc, name, version)) for name in members)
+        for name in group_members(doc, group) if group else list(services or []):
+            before = service_table(doc, name)
+            switch(doc, name, version, python)
+            moved[name] = describe_change(before, service_table(doc, name))
 
-    edit(spec_path, change, check)
+    edit(spec_path, change, None if check is None else lambda spec: check(spec, list(moved)))
     return moved
 
 
@@ -190,6 +299,12 @@ def group_members(doc: TOMLDocument, group: str) -> list[str]:
     if group not in groups:
         raise UsageError(f"no group {group!r} in bundle.toml{did_you_mean(group, groups)}")
     return [str(p) for p in groups[group].get("programs", [])]
+
+
+def group_of(doc: TOMLDocument, name: str) -> str | None:
+    """The group service `name` belongs to, if any."""
+    return next((str(g) for g, table in doc.get("groups", {}).items()
+                 if name in table.get("programs", [])), None)
 
 
 def remove_service(doc: TOMLDocument, name: str) -> None:

@@ -1,0 +1,100 @@
+"""The three-way merge of a release into a running bundle's services and groups (the model is
+`kubectl apply` and its last-applied configuration).
+
+Three definitions of each service and group: the last release applied to the server (`base`),
+what the server runs now (`server`: changed since by switch, set, add-service...), and the new
+release. A definition changed only by the release is taken; one changed only on the server is
+kept; one changed on both sides merges key by key, and a key changed on both to different values
+is a conflict, which `prefer` ("release" or "server") settles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bundler.spec.edit import describe_change, show_value
+from bundler.spec.model import normalize_python
+
+Table = dict[str, Any]
+KINDS = ("services", "groups")
+
+
+@dataclass(frozen=True)
+class Merged:
+    kind: str                 # "services" or "groups"
+    name: str
+    server: Table | None      # what the server has now
+    release: Table | None     # what the release says
+    result: Table | None      # what it will have (None: removed)
+    conflicts: tuple[str, ...] = ()  # keys changed on both sides to different values
+    kept: bool = False        # the server's own change, kept
+
+    @property
+    def changes(self) -> bool:
+        return self.result != self.server
+
+    def describe(self) -> str:
+        """One line for apply's plan."""
+        what = f"{self.kind[:-1]} {self.name}"
+        if self.conflicts:
+            if self.server is None or self.release is None:
+                here = "removed here" if self.server is None else "removed by the release"
+                return f"{what}: CONFLICT: {here}, changed on the other side"
+            keys = ", ".join(f"{k} (here {show_value(self.server.get(k))}, release "
+                             f"{show_value(self.release.get(k))})" for k in self.conflicts)
+            return f"{what}: CONFLICT: changed here and by the release: {keys}"
+        if self.changes:
+            return f"{what}: {describe_change(self.server, self.result)}"
+        return f"{what}: keeps this server's change" if self.kept else f"{what}: unchanged"
+
+
+def definitions(document: Any) -> dict[str, dict[str, Table]]:
+    """The services and groups of a bundle.toml (a parsed document, or None) as plain data."""
+    found: dict[str, dict[str, Table]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        for name, table in (document or {}).get(kind, {}).items():
+            plain = dict(table.unwrap() if hasattr(table, "unwrap") else table)
+            if kind == "services":  # "pyocr", "envs/pyocr/", absent: the same for a merge
+                env = normalize_python(str(plain.get("python", "base")))
+                plain["python"] = env if env == "base" else f"envs/{env}"
+            found[kind][str(name)] = plain
+    return found
+
+
+def merge(base: dict[str, dict[str, Table]], server: dict[str, dict[str, Table]],
+          release: dict[str, dict[str, Table]], prefer: str | None = None) -> list[Merged]:
+    """Every service and group the three sides name, merged."""
+    merged = []
+    for kind in KINDS:
+        b, s, r = base[kind], server[kind], release[kind]
+        for name in sorted({*b, *s, *r}):
+            merged.append(_one(kind, name, b.get(name), s.get(name), r.get(name), prefer))
+    return merged
+
+
+def _one(kind: str, name: str, base: Table | None, server: Table | None, release: Table | None,
+         prefer: str | None) -> Merged:
+    if server == release:
+        return Merged(kind, name, server, release, server)
+    if release == base:
+        return Merged(kind, name, server, release, server, kept=True)
+    if server == base:
+        return Merged(kind, name, server, release, release)
+    if server is None or release is None:  # removed on one side, changed on the other
+        chosen = {"release": release, "server": server}.get(prefer or "", server)
+        return Merged(kind, name, server, release, chosen, () if prefer else ("(removed)",))
+    result, conflicts = {}, []
+    old = base or {}
+    for key in sorted({*old, *server, *release}):
+        here, there = server.get(key), release.get(key)
+        if here == there or there == old.get(key):
+            value = here
+        elif here == old.get(key):
+            value = there
+        else:
+            conflicts.append(key)
+            value = there if prefer == "release" else here
+        if value is not None:
+            result[key] = value
+    return Merged(kind, name, server, release, result, () if prefer else tuple(conflicts))
