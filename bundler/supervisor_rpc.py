@@ -3,7 +3,9 @@
 Supervisor's own update (`reloadConfig`, then `removeProcessGroup` + `addProcessGroup`) rebuilds a
 whole group when any member changes, so switching one member of `[group:sam]` restarts all of them.
 `bundler.update(group)` replaces only the processes whose configuration changed, and leaves their
-siblings running. The caller stops the changed processes first (`bundler.diff` names them).
+siblings running; `bundler.replace(group, process)` replaces one, so that the processes of a
+numprocs service change one at a time. The caller stops the changed processes first
+(`bundler.diff` names them).
 
 It also keeps supervisord alive when it cannot write its logs. Supervisor's RotatingFileHandler
 lets an OSError out of its rollover (log/ read-only, full or removed), and the exception stops
@@ -78,6 +80,29 @@ class BundlerNamespace:
                 group.processes[config.name] = config.make_process(group)
         group.config = new
         return diff
+
+
+    def replace(self, name: str, process_name: str) -> bool:
+        """Make one process of group `name` match the configuration (add, replace or drop it),
+        leaving the group's other processes as they are: a rolling change of a numprocs
+        service. The process must be stopped."""
+        new, group, _ = self._read(name)
+        if group is None or new is None:
+            raise RPCError(Faults.BAD_NAME, f"{name} (add or remove whole groups with update)")
+        process = group.processes.get(process_name)
+        if process is not None and process.get_state() not in STOPPED_STATES:
+            raise RPCError(Faults.STILL_RUNNING, f"{name}:{process_name}")
+        configs = {c.name: c for c in group.config.process_configs}
+        fresh = next((c for c in new.process_configs if c.name == process_name), None)
+        if fresh is None:
+            configs.pop(process_name, None)
+            group.processes.pop(process_name, None)
+        else:
+            fresh.create_autochildlogs()
+            configs[process_name] = fresh
+            group.processes[process_name] = fresh.make_process(group)
+        group.config.process_configs = sorted(configs.values())
+        return True
 
 
 def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:

@@ -126,6 +126,12 @@ class Bundle:
         return self.root / self.layout.etc / "trusted_keys"
 
     @property
+    def release_record(self) -> Path:
+        """The manifest of the last release installed (the build's, then each patch's): the
+        base of apply's three-way merge."""
+        return self.meta / "release.toml"
+
+    @property
     def history(self) -> Path:
         return self.meta / "history.jsonl"
 
@@ -191,18 +197,28 @@ def open_bundle(root: Path | None) -> Bundle:
     return Bundle(root=root, layout=Layout.read(root / LAYOUT_RECORD))
 
 
+def own_bundle() -> Bundle | None:
+    """The bundle whose interpreter runs this code (its bin/bundler), or None (a project's
+    bundler, on the build machine)."""
+    root = Path(sys.prefix).resolve()
+    if not (root / LAYOUT_RECORD).is_file():
+        return None
+    return Bundle(root=root, layout=Layout.read(root / LAYOUT_RECORD))
+
+
 def acting_on(folder: Path, root: Path | None) -> Bundle | None:
     """The built bundle a command acts on, or None when it acts on a project's bundle.toml.
 
-    A project is a folder whose bundle.toml is not a bundle's manifest; otherwise the command
-    acts on --root, on the bundle whose root is the folder, or on the bundle it is run from.
+    A bundle's own bin/bundler acts on that bundle (or --root), wherever it is run from.
+    Otherwise a project is a folder whose bundle.toml is not a bundle's manifest, and a folder
+    that is a bundle's root is that bundle.
     """
     if root is not None:
         return open_bundle(root)
+    own = own_bundle()
+    if own is not None:
+        return own
     if (folder / MANIFEST).is_file():
         return open_bundle(folder) if (folder / META).is_dir() else None
-    try:
-        return open_bundle(None)
-    except BundlerError:
-        raise UsageError(f"no bundle.toml in {folder.resolve()}: run this in a project (bundler "
-                         "init NAME makes one), in a bundle, or with --root BUNDLE") from None
+    raise UsageError(f"no bundle.toml in {folder.resolve()}: run this in a project (bundler "
+                     "init NAME makes one), in a bundle, or with --root BUNDLE")

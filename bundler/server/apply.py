@@ -17,11 +17,13 @@ import os
 import shutil
 import tarfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
+from tomlkit.toml_document import TOMLDocument
 
 from bundler.bundle import integrity, signing
 from bundler.bundle.archive import read_tar
@@ -38,8 +40,13 @@ from bundler.bundle.records import (
 from bundler.bundle.safetree import Plan, Refused, check_name, check_space, member_kind
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 from bundler.server import filemoves, history
-from bundler.server.transact import recover
+from bundler.server.services import changed
+from bundler.server.transact import Outcome, recover, transact
+from bundler.spec import edit, merge
+
+Definitions = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,16 @@ class Applied:
     files: int
     removed: int
     version: str
-    hints: list[str]
+    plan: list[merge.Merged]        # each service and group, merged
+    outcome: Outcome | None = None  # the services' change (None: none was made)
+    entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def apply(bundle: Bundle, source: Path) -> Applied:
+def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | None = None,
+          files_only: bool = False, timeout: float = 90.0) -> Applied:
+    """Install the patch's files, then converge the services to the release (merge.py), as one
+    transaction; with `dry_run` only say what would be done. Conflicts refuse the whole patch
+    unless `prefer` settles them."""
     with bundle.locked():
         recover(bundle)
         incoming = bundle.apply_incoming
@@ -58,14 +71,62 @@ def apply(bundle: Bundle, source: Path) -> Applied:
         incoming.mkdir()
         try:
             patch, signer = _unpack(bundle, source, incoming / "files")
-            ops, manifest_text, hints = _prepare(bundle, patch, incoming)
+            ops, manifest_text = _prepare(bundle, patch, incoming)
+            release = merge.definitions(tomlkit.parse(patch.manifest))
+            base = _release_base(bundle, patch)
+            plan = merge.merge(base, merge.definitions(tomlkit.parse(manifest_text)), release,
+                               prefer)
+            version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
+            applied = Applied(len(patch.files) + len(patch.links), len(patch.remove), version, plan)
+            if dry_run:
+                return applied
+            conflicts = [m.describe() for m in plan if m.conflicts]
+            if conflicts and not files_only:
+                raise BundlerError(f"refusing {source.name}: {len(conflicts)} conflict(s) between "
+                                   "this server's changes and the release: " + "; ".join(conflicts)
+                                   + "; nothing was changed (--prefer release|server settles "
+                                   "them, --files-only installs the files alone)")
             filemoves.commit(bundle, ops, incoming / "files")
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
-        version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
         entry = {"to": version, "patch": source.name}
         history.stamp(bundle, "apply", [{**entry, "signed_by": signer} if signer else entry], "ok")
-        return Applied(len(patch.files) + len(patch.links), len(patch.remove), version, hints)
+    if files_only:
+        return applied
+    outcome, entries = converge(bundle, base, release, prefer, timeout)
+    if not outcome.failed:
+        write_atomic(bundle.release_record, patch.manifest)
+    return dataclasses.replace(applied, outcome=outcome, entries=entries)
+
+
+def converge(bundle: Bundle, base: Definitions, release: Definitions, prefer: str | None,
+             timeout: float) -> tuple[Outcome, list[dict[str, Any]]]:
+    """Move every service and group the merge changes, in one transaction (gated, rolled back
+    as a whole)."""
+    def change(doc: TOMLDocument) -> list[dict[str, Any]]:
+        plan = merge.merge(base, merge.definitions(doc), release, prefer)
+        conflicts = [m.describe() for m in plan if m.conflicts]
+        if conflicts:  # the server changed between the check and now
+            raise BundlerError("conflicts with this server's changes: " + "; ".join(conflicts))
+        entries = [changed(doc, m.name, partial(edit.put_service, doc, m.name, m.result))
+                   for m in plan if m.kind == "services" and m.changes]
+        for m in plan:
+            if m.kind == "groups" and m.changes:
+                edit.put_group(doc, m.name, m.result)
+        return entries
+    return transact(bundle, "apply", change, timeout)
+
+
+def _release_base(bundle: Bundle, patch: PatchRecord) -> Definitions:
+    """The services and groups of the last release installed here: the bundle's record, else
+    what the patch was built against; a patch that says neither changes no service."""
+    path = bundle.release_record
+    text = path.read_text(encoding="utf-8") if path.is_file() else \
+        patch.release_base or patch.manifest
+    try:
+        return merge.definitions(tomlkit.parse(text))
+    except TOMLKitError as exc:
+        raise BundlerError(f"{path} is damaged ({exc}); nothing was changed") from None
 
 
 PATCH_FILE_LIMIT = 256 << 20  # patch.json carries the manifest and one line a file
@@ -179,7 +240,7 @@ def _refuse(source: Path, name: str, why: str) -> BundlerError:
 
 
 def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[dict[str, Any]],
-                                                                          str, list[str]]:
+                                                                          str]:
     """Check every path against the bundle and plan the moves; raise before anything changes."""
     root = bundle.root
     reloc = Relocation.read(bundle.relocation)
@@ -205,7 +266,8 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
             new: Entry | None = patch.files[rel].checksum
         else:
             new = Entry(link=patch.links[rel]) if rel in patch.links else None
-        if current not in (patch.base.get(rel), new):
+        if not any(current == want or (want is not None and want.same_build(current))
+                   for want in (patch.base.get(rel), new)):
             conflicts.append(rel)
     if conflicts:
         listed = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
@@ -227,8 +289,7 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
             staged.write_bytes(replace_padded(data, old, here) if meta.capacity is not None
                                else data.replace(old, here))
     try:
-        manifest_text, hints = merge_manifest(bundle.manifest.read_text(encoding="utf-8"),
-                                              patch.manifest)
+        manifest_text = merge_manifest(bundle.manifest.read_text(encoding="utf-8"), patch.manifest)
     except (TOMLKitError, KeyError, TypeError, AttributeError) as exc:
         raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest ({exc!s:.80}); "
                            "nothing was changed") from None
@@ -267,11 +328,12 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
     for op in ops:
         path = root / op["rel"]
         op["existed"] = path.is_symlink() or path.exists()
-    return ops, manifest_text, hints
+    return ops, manifest_text
 
 
-def merge_manifest(current: str, incoming: str) -> tuple[str, list[str]]:
-    """The bundle's manifest with the patch's code versions and interpreters; services stay."""
+def merge_manifest(current: str, incoming: str) -> str:
+    """The bundle's manifest with the patch's version, code versions and interpreters; its
+    services and groups stay as they are (converge() moves them)."""
     doc, new = tomlkit.parse(current), tomlkit.parse(incoming)
     for key in ("code", "envs"):
         for name, table in new.get(key, {}).items():
@@ -288,13 +350,4 @@ def merge_manifest(current: str, incoming: str) -> tuple[str, list[str]]:
                 doc["build"][key] = tomlkit.table(is_super_table=True)
             doc["build"][key][name] = table
     doc["bundle"]["version"] = new["bundle"]["version"]
-    hints = []
-    services = doc.get("services", {})
-    for name, service in new.get("services", {}).items():
-        if name not in services:
-            hints.append(f"service {name} is new in the patch: add it with "
-                         f"bin/bundler add-service {name} --code {service['code']} ...")
-        elif service["code"] != services[name]["code"]:
-            hints.append(f"the patch's spec runs {name} on {service['code']}: "
-                         f"bin/bundler switch {name} {service['code']}")
-    return tomlkit.dumps(doc), hints
+    return tomlkit.dumps(doc)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from typing import Any
 
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.spec.edit import describe_change
 
 
-def stamp(bundle: Bundle, op: str, entries: list[dict[str, str]], result: str) -> list[dict[str, str]]:
+def stamp(bundle: Bundle, op: str, entries: list[dict[str, Any]], result: str) -> list[dict[str, Any]]:
     """Append the operation to the bundle's history; return the entries as written."""
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamped = [{"at": at, "user": _user(), "op": op, **entry, "result": result} for entry in entries]
@@ -28,7 +30,7 @@ def _user() -> str:
         return "?"
 
 
-def history(bundle: Bundle) -> list[dict[str, str]]:
+def history(bundle: Bundle) -> list[dict[str, Any]]:
     try:
         lines = bundle.history.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -42,10 +44,30 @@ def history(bundle: Bundle) -> list[dict[str, str]]:
     return entries
 
 
-def previous_version(bundle: Bundle, service: str) -> str:
-    """The version `service` ran before its last successful switch."""
-    for entry in reversed(history(bundle)):
-        if entry.get("service") == service and entry.get("op") in ("switch", "rollback") \
-                and entry.get("result") in ("ok", "config only"):
-            return entry["from"]
-    raise BundlerError(f"no switch of {service} in this bundle's history: nothing to roll back to")
+# The operations that change one service's definition, each recorded with it before and after.
+CHANGES = ("switch", "set", "rollback", "add-service", "remove-service", "apply")
+
+
+def entry(service: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
+          group: str | None = None) -> dict[str, Any]:
+    """What a change did to `service`: its definition before and after (None: absent)."""
+    found: dict[str, Any] = {"service": service}
+    if before is not None and "code" in before:
+        found["from"] = before["code"]
+    if after is not None and "code" in after:
+        found["to"] = after["code"]
+    found["change"] = describe_change(before, after)
+    found.update(before=before, after=after)
+    if group:
+        found["group"] = group
+    return found
+
+
+def last_change(bundle: Bundle, service: str) -> dict[str, Any]:
+    """The last change of `service` that took effect."""
+    for found in reversed(history(bundle)):
+        if found.get("service") == service and found.get("op") in CHANGES \
+                and found.get("result") in ("ok", "config only") \
+                and ("before" in found or "from" in found):
+            return dict(found)
+    raise BundlerError(f"no change of {service} in this bundle's history: nothing to roll back to")

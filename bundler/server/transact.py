@@ -35,7 +35,8 @@ from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
 from bundler.server import filemoves
 from bundler.server.history import stamp
-from bundler.server.supervisor import RUNNING, Supervisor, connect
+from bundler.server.monitor import probes
+from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect
 from bundler.spec.checker import toml_error
 from bundler.spec.model import Service
 
@@ -71,7 +72,8 @@ def check_runnable(bundle: Bundle, manifest: Manifest, service: Service) -> None
 class Failure:
     process: str
     state: str
-    log: str  # the end of its log
+    log: str       # the end of its log
+    why: str = ""  # what else failed (its health probe)
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,11 @@ class Outcome:
     failed: list[Failure]      # not empty: the change was rolled back
 
 
-Change = Callable[[TOMLDocument], list[dict[str, str]]]  # edits the manifest, returns history
+Change = Callable[[TOMLDocument], list[dict[str, Any]]]  # edits the manifest, returns history
 
 
 def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[Outcome,
-                                                                                list[dict[str, str]]]:
+                                                                                list[dict[str, Any]]]:
     """Apply `change` to the manifest and to what runs; undo it all if a process fails."""
     with bundle.locked():
         recover(bundle)
@@ -105,13 +107,31 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[O
             return Outcome(live, []), stamp(bundle, op, entries, "unchanged")
         _write_journal(bundle, old.text, files, groups)
         _write_files(bundle, new.text, files)
-        failed = _update(sup, groups, timeout) if live else []
+        failed = _update(sup, groups, timeout, _health_gate(bundle, new)) if live else []
         if failed:
             _restore(bundle, sup if live else None)
         else:
             bundle.transaction.unlink()
         result = "rolled back" if failed else "ok" if live else "config only"
         return Outcome(live, failed), stamp(bundle, op, entries, result)
+
+
+def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
+    """A process passes when its service has no health probe, or once the probe passes."""
+    spec = manifest.spec
+
+    def gate(process: Process, deadline: float) -> str | None:
+        service = spec.services.get(process.service(spec.services))
+        if service is None or service.health is None:
+            return None
+        python = manifest.build.pythons[service.python]
+        folder = bundle.layout.code_dir(spec.project, service.code)
+        while True:
+            why = probes.run(service.health, bundle.root, python, folder)
+            if why is None or time.monotonic() > deadline:
+                return why
+            time.sleep(0.25)
+    return gate
 
 
 def _plan_files(bundle: Bundle, old: Manifest, new: Manifest) -> tuple[dict[str, str | None],
@@ -190,23 +210,61 @@ def _restore(bundle: Bundle, sup: Supervisor | None) -> None:
     bundle.transaction.unlink()
 
 
-def _update(sup: Supervisor, groups: list[str], timeout: float) -> list[Failure]:
-    """Bring `groups` in line with the files; return processes that did not reach RUNNING."""
-    before = {(p.group, p.name): p for p in sup.processes()}
-    wanted = []
+Gate = Callable[[Process, float], "str | None"]  # process, deadline -> why it is not healthy
+
+
+def _update(sup: Supervisor, groups: list[str], timeout: float,
+            gate: Gate | None = None) -> list[Failure]:
+    """Bring `groups` in line with the files; return processes that did not reach RUNNING (or,
+    with `gate`, did not pass their service's health probe). Inside a group that stays, the
+    processes change one at a time, each gated before the next: a numprocs service always has
+    one running."""
+    rolling = "bundler.replace" in sup.proxy.system.listMethods()  # older supervisord: per group
     for group in groups:
+        before = {p.name: p for p in sup.processes() if p.group == group}
         diff = sup.proxy.bundler.diff(group)
-        for name in diff["changed"] + diff["removed"]:
-            if before[group, name].state in _ACTIVE:
-                _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
-        sup.proxy.bundler.update(group)
-        wanted += [(group, n) for n in diff["changed"] if before[group, n].state != "STOPPED"]
-        wanted += [(group, n) for n in diff["added"]]
-    now = {(p.group, p.name) for p in sup.processes()}
-    wanted = [key for key in wanted if key in now]
-    for group, name in wanted:
+        whole = not before or not rolling or (not diff["changed"] and not diff["added"]
+                                               and set(diff["removed"]) == set(before))
+        if whole:
+            failed = _update_group(sup, group, before, diff, timeout, gate)
+        else:
+            failed = _roll_group(sup, group, before, diff, timeout, gate)
+        if failed:
+            return failed
+    return []
+
+
+def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
+                  diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
+    """A group added, removed, or changed all at once (a supervisord without bundler.replace)."""
+    for name in diff["changed"] + diff["removed"]:
+        if before[name].state in _ACTIVE:
+            _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
+    sup.proxy.bundler.update(group)
+    wanted = [n for n in diff["changed"] if before[n].state != STOPPED] + diff["added"]
+    now = {p.name for p in sup.processes() if p.group == group}
+    wanted = [n for n in wanted if n in now]
+    for name in wanted:
         _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
-    return _wait_running(sup, wanted, timeout)
+    return _wait_ready(sup, [(group, n) for n in wanted], timeout, gate)
+
+
+def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
+                diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
+    """Replace the group's changed processes one by one, each started and gated before the
+    next is stopped."""
+    for name in diff["removed"] + diff["changed"] + diff["added"]:
+        old = before.get(name)
+        if old is not None and old.state in _ACTIVE:
+            _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
+        sup.proxy.bundler.replace(group, name)
+        if name in diff["removed"] or (old is not None and old.state == STOPPED):
+            continue
+        _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
+        failed = _wait_ready(sup, [(group, name)], timeout, gate)
+        if failed:
+            return failed
+    return []
 
 
 def _call(method: Any, *args: Any) -> None:
@@ -218,8 +276,10 @@ def _call(method: Any, *args: Any) -> None:
             raise BundlerError(f"supervisord refused: {fault.faultString}") from fault
 
 
-def _wait_running(sup: Supervisor, keys: list[tuple[str, str]], timeout: float) -> list[Failure]:
-    """Wait until each process is RUNNING (supervisor says so after its startsecs) or gave up."""
+def _wait_ready(sup: Supervisor, keys: list[tuple[str, str]], timeout: float,
+                gate: Gate | None) -> list[Failure]:
+    """Wait until each process is RUNNING (supervisor says so after its startsecs) or gave up;
+    then, with `gate`, until the health probe of its service passes."""
     deadline = time.monotonic() + timeout
     while True:
         processes = {(p.group, p.name): p for p in sup.processes()}
@@ -228,5 +288,13 @@ def _wait_running(sup: Supervisor, keys: list[tuple[str, str]], timeout: float) 
         if not pending or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    failed = [processes[k] for k in keys if k in processes and processes[k].state != RUNNING]
-    return [Failure(p.full_name, p.state, sup.tail(p)) for p in failed]
+    ready = [processes[k] for k in keys if k in processes]
+    failed = [Failure(p.full_name, p.state, sup.tail(p)) for p in ready if p.state != RUNNING]
+    if gate is None or failed:
+        return failed
+    for process in ready:
+        why = gate(process, deadline)
+        if why is not None:
+            failed.append(Failure(process.full_name, "RUNNING but unhealthy", sup.tail(process),
+                                  f"its health probe failed: {why}"))
+    return failed

@@ -1,0 +1,16 @@
+"""`bin/bundler state`: what this server runs, for `bundler build --patch-from state.json`."""
+
+from __future__ import annotations
+
+from bundler.bundle.records import Manifest, ServerState
+from bundler.bundle.tree import Bundle
+
+
+def state(bundle: Bundle) -> ServerState:
+    with bundle.locked():  # not half-way through a change
+        manifest = Manifest.read(bundle.manifest)
+        release = bundle.release_record
+        return ServerState(bundle=manifest.spec.name, manifest=manifest.text,
+                           release=release.read_text(encoding="utf-8") if release.is_file()
+                           else manifest.text,
+                           checksums=bundle.checksums.read_text(encoding="utf-8"))
