@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -58,7 +59,8 @@ def stop_cmd(root: Path | None) -> None:
 def status_cmd(root: Path | None) -> None:
     """One line per process: state, pid, uptime, interpreter and code version.
 
-    Exits 3 when supervisord is not running or a process that should run does not.
+    Exits 3 when supervisord is not running or a process that should run is down (STARTING
+    counts as up, as in supervisorctl).
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.status import NOT_RUNNING, service_rows
@@ -70,7 +72,7 @@ def status_cmd(root: Path | None) -> None:
     if not rows or rows[0].state == NOT_RUNNING:
         click.echo("supervisord is not running (bin/start starts it)", err=True)
         sys.exit(3)
-    if any(r.state != "RUNNING" and r.autostart for r in rows):
+    if any(r.state not in ("RUNNING", "STARTING") and r.autostart for r in rows):
         sys.exit(3)
 
 
@@ -114,7 +116,9 @@ def logs_cmd(service: str, lines: int, follow: bool, root: Path | None) -> None:
 @root_option
 @timeout_option
 def rollback(service: str, root: Path | None, timeout: float) -> None:
-    """Switch SERVICE back to the version it ran before its last switch (in a bundle).
+    """Give SERVICE back the definition it had before its last change (in a bundle): the code
+    and interpreter of a switch, the keys of a set, what an apply changed; a removed service
+    comes back, an added one goes. Live and gated like switch.
 
     \b
     Example:
@@ -122,19 +126,17 @@ def rollback(service: str, root: Path | None, timeout: float) -> None:
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server import services
-    from bundler.server.history import previous_version
 
-    bundle = open_bundle(root)
-    version = previous_version(bundle, service)
-    outcome, entries = services.switch(bundle, [service], None, version, timeout, op="rollback")
-    output.report(outcome, entries, output.switched, "the previous version runs again")
+    outcome, entries = services.rollback(open_bundle(root), service, timeout)
+    output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
 
 
 @click.command("history")
 @click.argument("service", required=False)
 @root_option
 def history_cmd(service: str | None, root: Path | None) -> None:
-    """List the switches, rollbacks and service changes made to this bundle (oldest first)."""
+    """List the changes made to this bundle, oldest first: switches, settings, rollbacks, services
+    added and removed, patches applied (and what each changed: key: old -> new)."""
     from bundler.bundle.tree import open_bundle
     from bundler.server.history import history
 
@@ -143,36 +145,83 @@ def history_cmd(service: str | None, root: Path | None) -> None:
     if not entries:
         click.echo("no operations yet")
         return
-    names = ("at", "user", "op", "service", "from", "to", "result")
-    click.echo(output.columns([c.upper() for c in names],
-                              [[str(e.get(c, "-")) for c in names] for e in entries]))
+    rows = [[str(e.get("at", "-")), str(e.get("user", "-")), str(e.get("op", "-")),
+             str(e.get("service", "-")), _what(e), str(e.get("result", "-"))] for e in entries]
+    click.echo(output.columns(["AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
+
+
+def _what(entry: dict[str, Any]) -> str:
+    if "service" in entry:
+        return output.changed(entry).split(": ", 1)[1]
+    return f"bundle version {entry.get('to', '-')} ({entry.get('patch', '-')})"
 
 
 @click.command("apply")
 @click.argument("patch_file", metavar="PATCH", type=click.Path(dir_okay=False, exists=True,
                                                                 path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the patch and print what it would change; "
+              "change nothing.")
+@click.option("--prefer", type=click.Choice(["release", "server"]),
+              help="Settle conflicts (a service key changed here and by the release) this way.")
+@click.option("--files-only", is_flag=True, help="Install the files only; leave every service "
+              "as it is.")
 @root_option
-def apply_cmd(patch_file: Path, root: Path | None) -> None:
-    """Apply a patch made by `bundler build --patch-from` to this bundle.
-
-    Every member's checksum and path is checked before anything is written; files changed
-    here since the build, site configuration (etc/app/) and logs are never overwritten; a
-    failure leaves the bundle as it was. A patch for another bundle is refused, and so is an
-    unsigned or wrongly signed one once the bundle trusts a key (etc/trusted_keys). Services keep
-    running their code: move them to new versions with `bin/bundler switch`.
+@timeout_option
+def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: bool,
+              root: Path | None, timeout: float) -> None:
+    """Apply a release made by `bundler build --patch-from`: install its files, then move the
+    services to what it says.
 
     \b
-    Example:
-      bin/bundler apply /tmp/smartbox-2026.12.1.patch.tar.gz && bin/bundler switch svc3 v4
+    Files: every member's checksum and path is checked before anything is written; files changed
+    here since the build, site configuration (etc/app/) and logs are never overwritten; a
+    failure leaves the bundle as it was. A patch for another bundle is refused, and so is an
+    unsigned or wrongly signed one once the bundle trusts a key (etc/trusted_keys).
+    Services (a three-way merge of the last release, this server, the new release): a service
+    or group changed only by the release is changed (code, interpreter, settings, added,
+    removed); one changed only here keeps the change; a key changed on both sides to different
+    values is a conflict, and the patch is refused unless --prefer settles it. The changes are
+    one transaction, gated like switch: one failure rolls every service back (the files stay, so
+    a retry is cheap).
+
+    \b
+    Examples:
+      bin/bundler apply --dry-run /tmp/smartbox-2026.12.1.patch.tar.gz
+      bin/bundler apply /tmp/smartbox-2026.12.1.patch.tar.gz
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.apply import apply
 
-    done = apply(open_bundle(root), patch_file)
-    click.echo(f"applied {patch_file.name}: {done.files} file(s) written, {done.removed} removed; "
+    done = apply(open_bundle(root), patch_file, dry_run, prefer, files_only, timeout)
+    verb = "would write" if dry_run else "applied: wrote"
+    click.echo(f"{patch_file.name}: {verb} {done.files} file(s), removed {done.removed}; "
                f"bundle version {done.version}")
-    for hint in done.hints:
-        click.echo(f"  next: {hint}")
+    converged = done.outcome is not None
+    for merged in done.plan:  # (once applied, each service's change is told as it is done)
+        if merged.kept or merged.conflicts or merged.changes and (
+                merged.kind == "groups" or not converged):
+            click.echo(f"  {merged.describe()}")
+    if done.outcome is None or not any(m.changes for m in done.plan):
+        return
+    output.report(done.outcome, done.entries, lambda e: f"  {output.changed(e)}",
+                  "every service runs as before the apply (its files stay installed)")
+
+
+@click.command("state")
+@root_option
+def state_cmd(root: Path | None) -> None:
+    """Print, as JSON, what this bundle runs: its live manifest, the last release installed
+    and its checksums. Give it to the build machine: `bundler build --patch-from state.json`
+    makes a patch for exactly this server.
+
+    \b
+    Example:
+      bin/bundler state > /media/usb/smartbox-state.json
+    """
+    from bundler.bundle.tree import open_bundle
+    from bundler.server.state import state
+
+    click.echo(state(open_bundle(root)).text(), nl=False)
 
 
 @click.command("verify")
@@ -274,4 +323,4 @@ def supervisorctl_cmd(root: Path | None, args: tuple[str, ...]) -> None:
 
 
 COMMANDS = [start_cmd, stop_cmd, status_cmd, logs_cmd, rollback, history_cmd, apply_cmd,
-            verify_cmd, install_systemd_cmd, uninstall_systemd_cmd, supervisorctl_cmd]
+            state_cmd, verify_cmd, install_systemd_cmd, uninstall_systemd_cmd, supervisorctl_cmd]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from bundler.errors import UsageError
+
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="The bundle's root. Default: the bundle this command belongs to.")
@@ -20,4 +22,18 @@ def project_folder(ctx: click.Context) -> Path:
 
 
 def spec_path(ctx: click.Context) -> Path:
+    """The project's bundle.toml, for the commands that edit or build a project."""
+    not_in_bundle(ctx)
     return project_folder(ctx) / "bundle.toml"
+
+
+def not_in_bundle(ctx: click.Context) -> None:
+    """Project commands are the build machine's: a bundle's own bin/bundler refuses them."""
+    from bundler.bundle.tree import own_bundle
+
+    own = own_bundle()
+    if own is not None:
+        raise UsageError(f"this is a built bundle ({own.root}): `{ctx.command_path}` works in a "
+                         "project, on the build machine; here, change the services with "
+                         "switch, set, add-service or remove-service, or ship a release with "
+                         "bundler build --patch-from and bin/bundler apply")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -39,22 +39,27 @@ def log_tail(title: str, log: str) -> None:
     click.echo("\n".join(log.splitlines()[-20:]), err=True)
 
 
-def report(outcome: Outcome, entries: list[dict[str, str]], what: Callable[[dict[str, str]], str],
-           undone: str) -> None:
+def report(outcome: Outcome, entries: list[dict[str, Any]],
+           what: Callable[[dict[str, Any]], str], undone: str) -> None:
     """Print what an operation on a bundle did; raise if it had to be undone."""
     if entries and entries[0]["result"] == "unchanged":
         click.echo("nothing to change")
         return
     if outcome.failed:
         for failure in outcome.failed:
-            log_tail(f"--- {failure.process} is {failure.state}; end of its log:", failure.log)
+            log_tail(f"--- {failure.process} is {failure.state}"
+                     + (f"; {failure.why}" if failure.why else "") + "; end of its log:", failure.log)
         names = ", ".join(f.process for f in outcome.failed)
-        raise BundlerError(f"{names} did not reach RUNNING, so nothing changed: {undone}")
+        raise BundlerError(f"{names} did not reach RUNNING and pass its health probe, so the "
+                           f"change was rolled back: {undone}")
     for entry in entries:
         click.echo(what(entry))
     if not outcome.live:
         click.echo("supervisord is not running: the change takes effect at the next bin/start")
 
 
-def switched(entry: dict[str, str]) -> str:
-    return f"{entry['service']}: code {entry['from']} -> {entry['to']}"
+def changed(entry: dict[str, Any]) -> str:
+    """One service's change, as the history recorded it."""
+    if "change" not in entry:  # recorded by an older bundler
+        return f"{entry['service']}: code {entry.get('from', '-')} -> {entry.get('to', '-')}"
+    return f"{entry['service']}: {entry['change']}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.options import project_folder, spec_path
+from bundler.cli.options import not_in_bundle, project_folder, spec_path
 
 
 @click.command()
@@ -23,6 +23,7 @@ def init(ctx: click.Context, name: str) -> None:
     """
     from bundler.spec import edit
 
+    not_in_bundle(ctx)
     path = edit.init_project(project_folder(ctx) / name, name)
     click.echo(f"created {path}; next: bundler -C {path.parent} check")
 
@@ -105,8 +106,10 @@ def check(ctx: click.Context) -> None:
 @click.option("--index-url", metavar="URL", help="Use this package index instead of PyPI.")
 @click.option("--keep-staging", is_flag=True, help="Keep the staging tree (for debugging).")
 @click.option("--patch-from", type=click.Path(exists=True, path_type=Path), metavar="OLD",
-              help="Write a patch with only what changed since OLD (an earlier archive, its "
-              "unpacked tree, or its .bundler/checksums.json); apply it with bin/bundler apply.")
+              help="Write a patch with only what changed since OLD: an earlier archive, its "
+              "unpacked tree, what `bin/bundler state` printed on a server (best: the patch "
+              "then knows that server's last release), or a .bundler/checksums.json. Apply it "
+              "with bin/bundler apply.")
 @click.option("--sign", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="KEY", help="Sign the archive and the patch with this Ed25519 private key "
               "(bundler keygen, or ssh-keygen -t ed25519); an encrypted key takes its passphrase "
@@ -122,6 +125,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build
       bundler build --format tar.zst --find-links ./wheels --no-index   # offline
       bundler build --patch-from dist/smartbox-2026.11.1.tar.gz         # only what changed
+      bundler build --patch-from server1-state.json   # against what a server runs
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
     """
     from bundler.build.pipeline import BuildOptions, build

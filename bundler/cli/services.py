@@ -4,7 +4,6 @@ which)."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import click
@@ -57,8 +56,7 @@ def add_service(ctx: click.Context, name: str, python: str, code: str, command: 
 
         outcome, entries = services.add_service(bundle, name, python, code, command, env,
                                                 numprocs, group, opts, timeout)
-        output.report(outcome, entries, lambda e: f"added service {e['service']} on code {e['to']}",
-                      f"{name} was removed again")
+        output.report(outcome, entries, output.changed, f"{name} was removed again")
         return
     edit.edit(spec_path(ctx), lambda doc: edit.add_service(
         doc, name, python, code, command, env, numprocs, group, opts))
@@ -86,52 +84,95 @@ def remove_service(ctx: click.Context, name: str, root: Path | None, timeout: fl
         from bundler.server import services
 
         outcome, entries = services.remove_service(bundle, name, timeout)
-        output.report(outcome, entries, lambda e: f"removed service {e['service']}",
-                      f"{name} is back")
+        output.report(outcome, entries, output.changed, f"{name} is back")
         return
     edit.edit(spec_path(ctx), lambda doc: edit.remove_service(doc, name))
     click.echo(f"removed service {name} from {spec_path(ctx)}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, required=True, metavar="[SERVICE] VERSION")
+@click.argument("names", nargs=-1, metavar="[SERVICE] [VERSION]")
 @click.option("--group", metavar="GROUP", help="Switch every service of this group.")
+@click.option("--python", metavar="ENV", help="Also (or only) move it to this interpreter: base, "
+              "pytest or envs/pytest.")
 @root_option
 @timeout_option
 @click.pass_context
-def switch(ctx: click.Context, names: tuple[str, ...], group: str | None, root: Path | None,
-           timeout: float) -> None:
-    """Point SERVICE (or every service of --group) at code VERSION.
+def switch(ctx: click.Context, names: tuple[str, ...], group: str | None, python: str | None,
+           root: Path | None, timeout: float) -> None:
+    """Point SERVICE (or every service of --group) at code VERSION, and/or at interpreter
+    --python ENV.
 
     In a project this edits bundle.toml. In a bundle it also applies the change to the running
-    supervisord, restarting only that service (not the rest of its group), waits until it is
-    RUNNING, and otherwise rolls back to the previous version and exits 1 with the end of its log.
+    supervisord, restarting only that service (not the rest of its group; the processes of a
+    numprocs service one at a time), waits until it is RUNNING and its health probe passes, and
+    otherwise rolls back to the previous definition and exits 1 with the end of its log.
 
     \b
     Examples:
       bundler switch svc3 v2                      # in the project
       /opt/smartbox/bin/bundler switch svc3 v2    # on the server, live
+      bin/bundler switch svc1 --python pytest     # another interpreter, same code
       bin/bundler switch --group sam v3
     """
     from bundler.bundle.tree import acting_on
 
-    if len(names) != (1 if group else 2):
-        raise UsageError("give SERVICE VERSION, or --group GROUP VERSION")
-    chosen, version = (None if group else [names[0]]), names[-1]
+    given = len(names) - (0 if group else 1)
+    if (not group and not names) or given not in ((0, 1) if python else (1,)):
+        raise UsageError("give SERVICE VERSION, SERVICE --python ENV, or --group GROUP VERSION")
+    chosen, version = (None if group else [names[0]]), (names[-1] if given else None)
     bundle = acting_on(project_folder(ctx), root)
     if bundle is not None:
         from bundler.server import services
 
-        outcome, entries = services.switch(bundle, chosen, group, version, timeout)
-        output.report(outcome, entries, output.switched, "the previous version runs again")
+        outcome, entries = services.switch(bundle, chosen, group, version, timeout, python)
+        output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
         return
     from bundler.build.plan import check_switch
     from bundler.spec import edit
 
-    moved = edit.switch_services(spec_path(ctx), chosen, group, version,
-                                 check=partial(check_switch, version=version))
-    for name, previous in moved:
-        click.echo(f"{name}: code {previous} -> {version}")
+    moved = edit.switch_services(spec_path(ctx), chosen, group, version, python, check_switch)
+    for name, what in moved.items():
+        click.echo(f"{name}: {what}")
 
 
-COMMANDS = [add_service, remove_service, switch]
+@click.command("set")
+@click.argument("service")
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove this key (repeatable).")
+@root_option
+@timeout_option
+@click.pass_context
+def set_cmd(ctx: click.Context, service: str, assignments: tuple[str, ...], unset: tuple[str, ...],
+            root: Path | None, timeout: float) -> None:
+    """Change any key of SERVICE: command, environment (or environment.NAME), numprocs, health,
+    max_rss, a supervisor option. VALUE is read as TOML, else as a string.
+
+    In a bundle the change is live and gated like switch: the service restarts (one process at a
+    time), must reach RUNNING and pass its health probe, or the old definition comes back.
+    `bin/bundler history` shows each key's old and new value; `rollback SERVICE` undoes it.
+
+    \b
+    Examples:
+      bin/bundler set svc1 environment.PYTHON_APP_DEBUG=true startsecs=5
+      bin/bundler set web numprocs=3 'health={ http = "http://127.0.0.1:8080/health" }'
+      bundler set svc3 --unset max_rss
+    """
+    from bundler.bundle.tree import acting_on
+    from bundler.spec import edit
+
+    if not assignments and not unset:
+        raise UsageError("give at least one KEY=VALUE or --unset KEY")
+    values = dict(edit.parse_option(a) for a in assignments)
+    bundle = acting_on(project_folder(ctx), root)
+    if bundle is not None:
+        from bundler.server import services
+
+        outcome, entries = services.set_keys(bundle, service, values, list(unset), timeout)
+        output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
+        return
+    edit.edit(spec_path(ctx), lambda doc: edit.set_keys(doc, service, values, list(unset)))
+    click.echo(f"changed service {service} in {spec_path(ctx)}")
+
+
+COMMANDS = [add_service, remove_service, switch, set_cmd]

@@ -10,7 +10,7 @@ from tests.pythons import PY37
 
 COMMANDS = ["init", "add-env", "add-code", "add-service", "remove-service", "switch", "check",
             "build", "start", "stop", "status", "supervisorctl", "rollback", "history", "logs",
-            "apply", "verify"]
+            "apply", "verify", "set", "state"]
 
 
 def invoke(*args: str):
@@ -25,7 +25,8 @@ def test_every_command_explains_itself(command: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["init", "add-env", "add-code", "add-service", "switch",
-                                     "build", "remove-service", "rollback", "logs", "apply"])
+                                     "build", "remove-service", "rollback", "logs", "apply",
+                                     "set", "state"])
 def test_project_commands_show_an_example(command: str) -> None:
     assert "Example" in invoke(command, "--help").output
 
@@ -37,11 +38,11 @@ def test_a_new_project_round_trip(tmp_path: Path) -> None:
     result = invoke("-C", project, "add-service", "two", "--code", "v2", "--command",
                     "python -m hello", "-e", "A=1", "--set", "startsecs=1", "--group", "g")
     assert result.exit_code == 0, result.output
-    assert invoke("-C", project, "switch", "hello", "v2").output == "hello: code v1 -> v2\n"
+    assert invoke("-C", project, "switch", "hello", "v2").output == "hello: code: v1 -> v2\n"
     check = invoke("-C", project, "check")
     assert check.exit_code == 0
     assert "service two" in check.output and "[group g]" in check.output
-    assert invoke("-C", project, "switch", "--group", "g", "v1").output == "two: code v2 -> v1\n"
+    assert invoke("-C", project, "switch", "--group", "g", "v1").output == "two: code: v2 -> v1\n"
     assert invoke("-C", project, "switch", "--group", "g", "two", "v1").exit_code == 2
     assert invoke("-C", project, "remove-service", "two").exit_code == 0
     text = (tmp_path / "box" / "bundle.toml").read_text()

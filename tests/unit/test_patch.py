@@ -93,19 +93,16 @@ def test_safe_relative_paths(rel: str, ok: bool) -> None:
     assert (check_name(rel) is None) is ok
 
 
-def test_merge_keeps_services_and_hints_at_switches() -> None:
+def test_merge_manifest_takes_code_and_envs_and_leaves_services_to_converge() -> None:
     server = MANIFEST.replace('code = "v1"', 'code = "v1"\n# a comment kept')
     new = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
         .replace('code = "v1"\n', 'code = "v2"\n').replace('version = "1"', 'version = "2"') \
         + '[services.api]\ncommand = "python -m api"\ncode = "v2"\n'
-    merged, hints = patch.merge_manifest(server, new)
+    merged = patch.merge_manifest(server, new)
     doc = tomlkit.parse(merged)
     assert doc["services"]["web"]["code"] == "v1" and "api" not in doc["services"]
     assert "v2" in doc["code"] and doc["bundle"]["version"] == "2"
     assert "# a comment kept" in merged
-    assert hints == ["the patch's spec runs web on v2: bin/bundler switch web v2",
-                     "service api is new in the patch: add it with bin/bundler add-service api "
-                     "--code v2 ..."]
 
 
 def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: Path) -> None:
@@ -124,7 +121,7 @@ def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: 
 def test_merge_takes_the_default_base_of_a_spec_without_one() -> None:
     server = MANIFEST.replace('[base]\npython = "current"\n', '[base]\npython = "/opt/py"\n')
     new = MANIFEST.replace('[base]\npython = "current"\n', "").replace('version = "1"', 'version = "2"')
-    merged, _ = patch.merge_manifest(server, new)
+    merged = patch.merge_manifest(server, new)
     doc = tomlkit.parse(merged)
     assert "base" not in doc and doc["bundle"]["version"] == "2"
     assert doc["build"]["code"]["v1"]["folder"] == "app_v1"
