@@ -16,3 +16,4 @@ def pyenv_prefix(version: str) -> Path | None:
 
 
 PY37 = pyenv_prefix("3.7.16")
+PY312 = pyenv_prefix("3.12.1")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pythons import PY37
+from tests.pythons import PY37, PY312
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "smartbox"
@@ -50,7 +50,7 @@ def bundler(*args: str, cwd: Path | None = None, check: bool = True,
 
 def _hidden_prefixes() -> list[str]:
     """Folders a relocated bundle must not need: source interpreters and this test's venv."""
-    candidates = {Path(sys.base_prefix), Path(sys.prefix)} | ({PY37} if PY37 else set())
+    candidates = {Path(sys.base_prefix), Path(sys.prefix)} | {p for p in (PY37, PY312) if p}
     system = {Path("/"), Path("/usr"), Path("/usr/local")}
     return sorted(str(p) for p in candidates if p not in system)
 

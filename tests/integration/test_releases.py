@@ -1,0 +1,303 @@
+"""Day-2 releases on one running bundle, as seed 002's FAQ asks for them, each made only by
+editing the project's bundle.toml, `bundler build --patch-from ...` and `bin/bundler apply`:
+
+(a) service 3 needs code v3: upload v3 only, point service 3 at it;
+(b) service 1 needs another interpreter: create it (a copied CPython and a virtualenv on it),
+    point service 1 at it;
+(c) a new service 11 on the base with code v4.
+
+An operator changes a service on the server between (a) and (b); the releases keep that change.
+(b) is built against what the server says it runs (`bin/bundler state`), (c) against the
+original archive, two releases old. Every process the release does not change keeps its pid.
+The same bundle then proves the health gate and the rolling switch of a numprocs service.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import _free_port
+from tests.integration.harness import EXAMPLE, Bundle, bundler
+from tests.pythons import PY312
+
+pytestmark = pytest.mark.integration
+
+WEB_SRC = Path(__file__).parent / "web_src"
+EPOCH = {"SOURCE_DATE_EPOCH": "1764000000"}
+
+
+def _spec(port: int, api: int) -> str:
+    return f"""spec_version = 1
+
+[bundle]
+name = "faq"
+version = "1"
+project = "app"
+
+[base]
+python = "current"
+
+[envs.pyocr]
+virtualenv = "base"
+requirements = ["tomlkit"]
+
+[code.v1]
+path = "sam_v1"
+[code.v2]
+path = "sam_v2"
+[code.web1]
+path = "web1"
+[code.web2]
+path = "web2"
+[code.websick]
+path = "websick"
+
+[services.svc1]
+command = "python -m service.sam.run"
+code = "v1"
+
+[services.svc2]
+command = "python -m service.sam.run"
+code = "v2"
+
+[services.svc3]
+command = "python -m service.sam.run"
+python = "envs/pyocr"
+code = "v2"
+
+[services.web]
+command = "python web.py {port}"
+code = "web1"
+numprocs = 2
+startsecs = 1
+
+[services.api]
+command = "python web.py {api}"
+code = "web1"
+startsecs = 1
+health = {{ http = "http://127.0.0.1:{api}/health", every = 1, timeout = 1, failures = 3 }}
+
+[groups.sam]
+programs = ["svc1", "svc2"]
+"""
+
+
+@dataclass
+class Project:
+    folder: Path
+    away: Path      # where the project waits while the bundle runs: no bundle may lean on it
+    wheels: Path
+    original: Path  # the first full archive
+
+    @contextmanager
+    def present(self) -> Iterator[Path]:
+        shutil.move(str(self.away), str(self.folder))
+        try:
+            yield self.folder
+        finally:
+            shutil.move(str(self.folder), str(self.away))
+
+    def release(self, patch_from: Path, *edits: tuple[str, ...]) -> Path:
+        """Edit the project through the CLI, then build a patch against `patch_from`."""
+        with self.present() as folder:
+            for args in edits:
+                bundler("-C", str(folder), *args)
+            out = bundler("-C", str(folder), "build", "--output", str(folder / "patches"),
+                          "--no-index", "--find-links", str(self.wheels), "--patch-from",
+                          str(patch_from), env=EPOCH)
+            patch = Path(out.stdout.strip())
+            return Path(shutil.move(str(patch), str(self.away.parent / patch.name)))
+
+
+@dataclass
+class Faq:
+    project: Project
+    bundle: Bundle
+    port: int  # web's, two processes
+    api: int   # api's, one process under a health probe
+
+
+def _code(folder: Path, name: str, source: Path, version: str) -> None:
+    shutil.copytree(source, folder / name)
+    if (folder / name / "VERSION").exists():
+        (folder / name / "VERSION").write_text(version + "\n")
+    else:
+        (folder / name / "service" / "sam" / "__init__.py").write_text(f'VERSION = "{version}"\n')
+
+
+@pytest.fixture(scope="module")
+def faq(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[Faq]:
+    if PY312 is None:
+        pytest.skip("(b) copies CPython 3.12.1 (pyenv) into the bundle")
+    work = tmp_path_factory.mktemp("faq")
+    folder = work / "project"
+    folder.mkdir()
+    for version in ("v1", "v2"):
+        shutil.copytree(EXAMPLE / f"sam_{version}", folder / f"sam_{version}")
+    for name, version in (("web1", "1"), ("web2", "2"), ("websick", "sick")):
+        _code(folder, name, WEB_SRC, version)
+    port, api = _free_port(), _free_port()
+    (folder / "bundle.toml").write_text(_spec(port, api))
+    bundler("-C", str(folder), "build", "--output", str(work), "--no-index", "--find-links",
+            str(wheelhouse), env=EPOCH)
+    away = work / "project.away"
+    shutil.move(str(folder), str(away))
+    project = Project(folder, away, wheelhouse, work / "faq-1.tar.gz")
+    unpack = tmp_path_factory.mktemp("faq server") / "opt"
+    unpack.mkdir()
+    subprocess.run(["tar", "xf", str(project.original), "-C", str(unpack)], check=True)
+    bundle = Bundle(unpack / "faq")
+    bundle.start()
+    yield Faq(project, bundle, port, api)
+    bundle.finish()
+
+
+def _pids(bundle: Bundle) -> dict[str, int]:
+    return {name: pid for name, (_, pid) in bundle.states().items()}
+
+
+def _runs(bundle: Bundle, name: str, code: str, python: str) -> dict:
+    """What the running process `name` says about itself (its code and interpreter), from the
+    report it wrote when it started."""
+    pid = _pids(bundle)[name]
+    path = bundle.root / "log" / f"{name.split(':')[-1]}.json"
+    deadline = time.monotonic() + 30
+    while not path.exists() or json.loads(path.read_text())["pid"] != pid:
+        assert time.monotonic() < deadline, f"{name} (pid {pid}) wrote no report"
+        time.sleep(0.2)
+    report = json.loads(path.read_text())
+    assert report["code"] == code, report
+    assert report["executable"].startswith(f"{bundle.root}/{python}"), report
+    return report
+
+
+def _apply(bundle: Bundle, patch: Path) -> subprocess.CompletedProcess[str]:
+    proc = bundle.cli("apply", str(patch))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
+    bundle, project = faq.bundle, faq.project
+    before = _pids(bundle)
+
+    # (a) service 3 runs code v3
+    with project.present() as folder:
+        _code(folder, "sam_v3", folder / "sam_v2", "v3")
+    patch_a = project.release(project.original, ("add-code", "v3", "--path", "sam_v3"),
+                              ("switch", "svc3", "v3"))
+    proc = _apply(bundle, patch_a)
+    assert "  svc3: code: v2 -> v3\n" in proc.stdout
+    _runs(bundle, "svc3", "v3", "envs/pyocr/")
+    after_a = _pids(bundle)
+    assert after_a["svc3"] != before["svc3"]
+    assert {k: v for k, v in after_a.items() if k != "svc3"} == \
+        {k: v for k, v in before.items() if k != "svc3"}
+
+    # an operator moves service 2 to v1 on the server
+    switched = bundle.cli("switch", "svc2", "v1")
+    assert switched.returncode == 0, switched.stderr
+    after_operator = _pids(bundle)
+
+    # (b) service 1 on a new interpreter: CPython 3.12 and a virtualenv on it, built against
+    # what the server says it runs
+    state = bundle.cli("state")
+    assert state.returncode == 0, state.stderr
+    state_file = project.away.parent / "server-state.json"
+    state_file.write_text(state.stdout)
+    assert json.loads(state.stdout)["bundle"] == "faq"
+    patch_b = project.release(state_file, ("add-env", "py312", "--python", str(PY312)),
+                              ("add-env", "pytest", "--virtualenv", "py312", "-p", "tomlkit"),
+                              ("switch", "svc1", "--python", "pytest"))
+    proc = _apply(bundle, patch_b)
+    assert "  svc1: python: base -> envs/pytest\n" in proc.stdout
+    assert "service svc2: keeps this server's change" in proc.stdout
+    report = _runs(bundle, "sam:svc1", "v1", "envs/pytest/")
+    assert report["version"].startswith("3.12.1")
+    assert (bundle.root / "envs/pytest/bin/python").is_symlink()
+    after_b = _pids(bundle)
+    assert {k: v for k, v in after_b.items() if k != "sam:svc1"} == \
+        {k: v for k, v in after_operator.items() if k != "sam:svc1"}
+    _runs(bundle, "sam:svc2", "v1", "bin/")
+
+    # (c) service 11 on the base with code v4, built against the original archive
+    with project.present() as folder:
+        _code(folder, "sam_v4", folder / "sam_v2", "v4")
+    patch_c = project.release(project.original, ("add-code", "v4", "--path", "sam_v4"),
+                              ("add-service", "svc11", "--code", "v4", "--command",
+                               "python -m service.sam.run"))
+    proc = _apply(bundle, patch_c)
+    assert "  svc11: added\n" in proc.stdout
+    _runs(bundle, "svc11", "v4", "bin/")
+    after_c = _pids(bundle)
+    assert {k: v for k, v in after_c.items() if k != "svc11"} == after_b
+    history = bundle.cli("history", "svc1").stdout
+    assert "python: base -> envs/pytest" in history
+    verify = bundle.cli("verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # the manifest says what runs: the operator's change and every release's
+    manifest = (bundle.root / "bundle.toml").read_text()
+    assert 'code = "v1"' in manifest.split("[services.svc2]")[1].split("[")[0]
+
+
+def test_a_switch_that_fails_its_health_probe_is_rolled_back(faq: Faq) -> None:
+    bundle = faq.bundle
+    proc = bundle.cli("switch", "api", "websick", "--timeout", "8")
+    assert proc.returncode == 1
+    assert "health probe failed" in proc.stderr and "HTTP 500" in proc.stderr
+    assert _get(faq.api, "/").split()[0] == "1"
+    assert bundle.states()["api"][0] == "RUNNING"
+    assert 'code = "web1"' in (bundle.root / "bundle.toml").read_text().split("[services.api]")[1]
+    assert bundle.cli("history", "api").stdout.splitlines()[-1].split()[-2:] == ["rolled", "back"]
+
+
+def _get(port: int, path: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_numprocs_service_switches_one_process_at_a_time(faq: Faq) -> None:
+    bundle = faq.bundle
+    refused: list[float] = []
+    other: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(_get(faq.port, "/").split()[0])
+            except ConnectionRefusedError:
+                refused.append(time.monotonic())
+            except (OSError, http.client.HTTPException) as exc:
+                other.append(repr(exc))
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        time.sleep(0.5)
+        proc = bundle.cli("switch", "web", "web2")
+    finally:
+        stop.set()
+        poller.join()
+    assert proc.returncode == 0, proc.stderr
+    assert refused == [], f"{len(refused)} refused connections during the switch"
+    assert seen == {"1", "2"}
+    assert {_get(faq.port, "/").split()[0] for _ in range(20)} == {"2"}
+    print(f"other client errors during the switch: {other}")
