@@ -9,6 +9,7 @@ manifest. Paths a patch may not touch (the manifest, etc/, log/, run/, records) 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from bundler.bundle.archive import read_tar
 from bundler.bundle.layout import Layout
 from bundler.bundle.records import (
     PATCH_FILE,
+    PATCH_SITE,
     Checksums,
     Entry,
     PatchFile,
@@ -120,9 +122,14 @@ def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> 
     remove = sorted(rel for rel in old if rel not in new and tree.patchable(rel)
                     and _unit(rel, tree, project) in present)
     base.update({rel: old[rel] for rel in remove})
+    site = json.loads(tree.site_defaults.read_text()) if tree.site_defaults.is_file() else {}
+    for rel in site:  # all of them, every time: apply keeps what the server changed
+        target = dest / PATCH_SITE / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tree.site_config / rel, target)
     record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
                          tree.manifest.read_text(encoding="utf-8"), name, build.digest,
-                         build.manifest)
+                         build.manifest, site)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PATCH_FILE).write_text(record.text())
-    return {"files": len(files), "links": len(links), "remove": len(remove)}
+    return {"files": len(files), "links": len(links), "remove": len(remove), "site": len(site)}

@@ -26,6 +26,7 @@ from bundler.spec.model import Alerts, Health, Listen, Spec
 
 PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
 PATCH_SIGNATURE = "patch.sig"  # beside patch.json: a signing.Signature of its bytes
+PATCH_SITE = "site"  # beside files/ in a patch: the default files of etc/app/
 
 
 # --- .bundler/checksums.json --------------------------------------------------------------
@@ -316,6 +317,7 @@ class PatchRecord:
     bundle: str = ""   # the name of the bundle it is for ("": a patch of bundler 0.x, any)
     against: str = ""  # the SHA-256 of the checksums.json it was made against
     release_base: str = ""  # the manifest of the release it was made against ("": unknown)
+    site: Mapping[str, str] = field(default_factory=dict)  # etc/app/ defaults: path -> SHA-256
 
     @classmethod
     def parse(cls, data: str | bytes) -> PatchRecord:
@@ -333,7 +335,8 @@ class PatchRecord:
             return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
                        tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
                        str(raw.get("bundle", "")), str(raw.get("against", "")),
-                       str(raw.get("release_base", "")))
+                       str(raw.get("release_base", "")),
+                       {str(rel): str(digest) for rel, digest in raw.get("site", {}).items()})
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed: {exc!r}") from exc
 
@@ -352,6 +355,8 @@ class PatchRecord:
             raw.update(bundle=self.bundle, against=self.against)
         if self.release_base:
             raw["release_base"] = self.release_base
+        if self.site:
+            raw["site"] = dict(self.site)
         return json.dumps(raw, indent=1) + "\n"
 
 

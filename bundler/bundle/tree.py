@@ -47,6 +47,11 @@ class Bundle:
         return self.root / self.layout.programs
 
     @property
+    def site_config(self) -> Path:
+        """etc/app/: the site's configuration, which the services find in $PYTHON_APP_CONF."""
+        return self.root / self.layout.site_config
+
+    @property
     def log_dir(self) -> Path:
         return self.root / self.layout.log
 
@@ -130,6 +135,12 @@ class Bundle:
         """The manifest of the last release installed (the build's, then each patch's): the
         base of apply's three-way merge."""
         return self.meta / "release.toml"
+
+    @property
+    def site_defaults(self) -> Path:
+        """The SHA-256 of each default file of etc/app/ as last shipped, to tell the files the
+        server changed from those it did not."""
+        return self.meta / "site-defaults.json"
 
     @property
     def history(self) -> Path:

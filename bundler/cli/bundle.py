@@ -192,11 +192,15 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     from bundler.bundle.tree import open_bundle
     from bundler.server.apply import apply
 
-    done = apply(open_bundle(root), patch_file, dry_run, prefer, files_only, timeout)
+    bundle = open_bundle(root)
+    done = apply(bundle, patch_file, dry_run, prefer, files_only, timeout)
     verb = "would write" if dry_run else "applied: wrote"
     click.echo(f"{patch_file.name}: {verb} {done.files} file(s), removed {done.removed}; "
                f"bundle version {done.version}")
     converged = done.outcome is not None
+    for change in done.site:
+        if change.action != "same":
+            click.echo(f"  {change.describe(bundle.layout.site_config)}")
     for merged in done.plan:  # (once applied, each service's change is told as it is done)
         if merged.kept or merged.conflicts or merged.changes and (
                 merged.kind == "groups" or not converged):

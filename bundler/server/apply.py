@@ -31,6 +31,7 @@ from bundler.bundle.cstrings import replace_padded
 from bundler.bundle.records import (
     PATCH_FILE,
     PATCH_SIGNATURE,
+    PATCH_SITE,
     Checksums,
     Entry,
     Manifest,
@@ -41,8 +42,9 @@ from bundler.bundle.safetree import Plan, Refused, check_name, check_space, memb
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
-from bundler.server import filemoves, history
+from bundler.server import filemoves, history, site
 from bundler.server.services import changed
+from bundler.server.site import SiteChange
 from bundler.server.transact import Outcome, recover, transact
 from bundler.spec import edit, merge
 
@@ -55,6 +57,7 @@ class Applied:
     removed: int
     version: str
     plan: list[merge.Merged]        # each service and group, merged
+    site: list[SiteChange]          # each default file of etc/app/
     outcome: Outcome | None = None  # the services' change (None: none was made)
     entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -77,7 +80,9 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
             plan = merge.merge(base, merge.definitions(tomlkit.parse(manifest_text)), release,
                                prefer)
             version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
-            applied = Applied(len(patch.files) + len(patch.links), len(patch.remove), version, plan)
+            site_changes = site.plan(bundle, patch.site)
+            applied = Applied(len(patch.files) + len(patch.links), len(patch.remove), version, plan,
+                              site_changes)
             if dry_run:
                 return applied
             conflicts = [m.describe() for m in plan if m.conflicts]
@@ -87,6 +92,7 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
                                    + "; nothing was changed (--prefer release|server settles "
                                    "them, --files-only installs the files alone)")
             filemoves.commit(bundle, ops, incoming / "files")
+            site.install(bundle, site_changes, incoming / PATCH_SITE, patch.site)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         entry = {"to": version, "patch": source.name}
@@ -140,8 +146,9 @@ def _unpack(bundle: Bundle, source: Path, files_dir: Path) -> tuple[PatchRecord,
     signature: bytes | None = None
     seen_files: dict[str, str] = {}
     seen_links: dict[str, str] = {}
+    seen_site: dict[str, str] = {}
     top = None
-    plan = Plan()
+    plan, site_plan = Plan(), Plan()
     with read_tar(source) as tar:
         for member in tar:
             head, _, rel = member.name.rstrip("/").partition("/")
@@ -162,6 +169,10 @@ def _unpack(bundle: Bundle, source: Path, files_dir: Path) -> tuple[PatchRecord,
                 f = tar.extractfile(member)
                 assert f is not None
                 signature = f.read()
+                continue
+            if rel.startswith(PATCH_SITE + "/") or rel == PATCH_SITE:
+                _site_member(tar, member, rel.removeprefix(PATCH_SITE).lstrip("/"), site_plan,
+                             seen_site, files_dir.parent / PATCH_SITE, source)
                 continue
             path = rel.removeprefix("files/")
             if not rel.startswith("files/"):
@@ -192,7 +203,26 @@ def _unpack(bundle: Bundle, source: Path, files_dir: Path) -> tuple[PatchRecord,
     if seen_links != patch.links:
         raise BundlerError(f"refusing {source}: its links do not match {PATCH_FILE}; "
                            "nothing was changed")
+    if seen_site != patch.site:
+        raise BundlerError(f"refusing {source}: its site configuration does not match "
+                           f"{PATCH_FILE}; nothing was changed")
     return patch, signer
+
+
+def _site_member(tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str, plan: Plan,
+                 seen: dict[str, str], staged: Path, source: Path) -> None:
+    """A default file for etc/app/: staged (and its SHA-256 noted) like the patch's files."""
+    if not rel and member.isdir():
+        return
+    kind = member_kind(member)
+    if kind not in ("file", "dir"):
+        raise _refuse(source, member.name, f"is a {kind}; site configuration is plain files")
+    try:
+        plan.add(rel, kind)
+    except Refused as exc:
+        raise BundlerError(f"refusing {source}: member {exc}; nothing was changed") from None
+    if kind == "file":
+        seen[rel] = _stage(tar, member, staged / rel, source)
 
 
 def _check_origin(bundle: Bundle, patch: PatchRecord, raw: bytes, signature: bytes | None,

@@ -120,6 +120,7 @@ class Spec:
     metrics: Listen | None = None
     alerts: Alerts | None = None
     trusted_keys: tuple[str, ...] = ()  # public key lines, or files of them (relative paths)
+    site_config: str | None = None      # a folder of default files for etc/app/
 
     @property
     def monitored(self) -> bool:

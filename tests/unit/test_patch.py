@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -22,8 +24,10 @@ from tests.unit.tiny import MANIFEST
 from tests.unit.tiny import files_of as _tree
 
 
-def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
-    """A patch that adds code v2 (its files as given) to the tiny bundle."""
+def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes],
+           site: dict[str, bytes] | None = None, manifest: str | None = None) -> Path:
+    """A patch that adds code v2 (its files as given) to the tiny bundle, with default files
+    for etc/app/ (`site`) and another manifest when given."""
     new_manifest = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
         + '[build.code.v2]\nfolder = "app_v2"\n'
     stage = tmp_path / "stage" / "tiny-2.patch"
@@ -35,10 +39,19 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes]) -> Path:
         entry = Entry.of_bytes(data, executable=False).to_json()
         meta["files"][rel] = {"sha256": entry["sha256"], "relocatable": False, "checksum": entry}
         meta["base"][rel] = None
+    for rel, data in (site or {}).items():
+        (stage / "site" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / "site" / rel).write_bytes(data)
+        meta.setdefault("site", {})[rel] = hashlib.sha256(data).hexdigest()
+    if manifest is not None:
+        meta["manifest"] = manifest
     (stage / "patch.json").write_text(json.dumps(meta))
     archive = tmp_path / "tiny-2.patch.tar.gz"
+    archive.unlink(missing_ok=True)
+    shutil.rmtree(stage.parent / "done", ignore_errors=True)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(stage, arcname=stage.name)
+    shutil.move(str(stage), str(stage.parent / "done"))  # the next patch stages afresh
     return archive
 
 
@@ -125,3 +138,100 @@ def test_merge_takes_the_default_base_of_a_spec_without_one() -> None:
     doc = tomlkit.parse(merged)
     assert "base" not in doc and doc["bundle"]["version"] == "2"
     assert doc["build"]["code"]["v1"]["folder"] == "app_v1"
+
+
+def test_site_defaults_are_added_updated_and_never_overwrite_a_change(tiny: Bundle,
+                                                                      tmp_path: Path) -> None:
+    app = tiny.root / "etc" / "app"
+    patch.apply(tiny, _patch(tmp_path, tiny, {}, {"app.toml": b"a = 1\n", "db/db.toml": b"b = 1\n"}))
+    assert (app / "app.toml").read_text() == "a = 1\n" and (app / "db/db.toml").exists()
+    (app / "db/db.toml").write_text("b = 'this server'\n")  # the site's own setting
+    (app / "local.toml").write_text("mine\n")
+    done = patch.apply(tiny, _patch(tmp_path, tiny, {}, {
+        "app.toml": b"a = 2\n", "db/db.toml": b"b = 2\n", "new.toml": b"n = 1\n"}))
+    assert {c.rel: c.action for c in done.site} == {"app.toml": "update", "db/db.toml": "keep",
+                                                    "new.toml": "add"}
+    assert (app / "app.toml").read_text() == "a = 2\n"
+    assert (app / "db/db.toml").read_text() == "b = 'this server'\n"
+    assert (app / "db/db.toml.new").read_text() == "b = 2\n"
+    assert (app / "new.toml").read_text() == "n = 1\n" and (app / "local.toml").exists()
+    again = patch.apply(tiny, _patch(tmp_path, tiny, {}, {"app.toml": b"a = 2\n"}))
+    assert [c.action for c in again.site] == ["same"] and (app / "new.toml").exists()
+
+
+def test_site_defaults_are_never_written_through_a_link(tiny: Bundle, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.toml").write_text("theirs\n")
+    app = tiny.root / "etc" / "app"
+    (app / "linked.toml").symlink_to(outside / "x.toml")
+    done = patch.apply(tiny, _patch(tmp_path, tiny, {}, {"linked.toml": b"ours\n"}))
+    assert [c.action for c in done.site] == ["keep"]
+    assert (outside / "x.toml").read_text() == "theirs\n"
+    assert (app / "linked.toml").is_symlink() and (app / "linked.toml.new").read_text() == "ours\n"
+    (app / "sub").symlink_to(outside)
+    before = _tree(tmp_path)
+    with pytest.raises(BundlerError, match="through the link"):
+        patch.apply(tiny, _patch(tmp_path, tiny, {}, {"sub/evil.toml": b"x\n"}))
+    assert not (outside / "evil.toml").exists()
+    assert {k: v for k, v in _tree(tmp_path).items() if "stage" not in k and "patch" not in k} \
+        == {k: v for k, v in before.items() if "stage" not in k and "patch" not in k}
+
+
+RELEASE_2 = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
+    .replace('code = "v1"\n', 'code = "v2"\n', 1).replace('version = "1"', 'version = "2"') \
+    + '[services.api]\ncommand = "python -m api"\ncode = "v2"\n[build.code.v2]\nfolder = "app_v2"\n'
+
+
+def _services(bundle: Bundle) -> dict:
+    return tomlkit.parse(bundle.manifest.read_text()).unwrap()["services"]
+
+
+def test_apply_merges_the_release_with_the_servers_own_changes(tiny: Bundle, tmp_path: Path) -> None:
+    from bundler.server import services
+
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()  # what check_runnable looks for
+    tiny.release_record.write_text(MANIFEST)  # as the build leaves it
+    services.set_keys(tiny, "web", {"environment.MODE": "site"}, [], 5)  # the operator's change
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2)
+    before = _tree(tiny.root)
+    dry = patch.apply(tiny, source, dry_run=True)
+    assert [m.describe() for m in dry.plan if m.changes] == \
+        ["service api: added", "service web: code: v1 -> v2"]
+    assert _tree(tiny.root) == before
+    done = patch.apply(tiny, source)
+    assert done.outcome is not None and not done.outcome.live  # no supervisord: config only
+    assert _services(tiny) == {
+        "web": {"command": "python -m web", "code": "v2", "python": "base",
+                "environment": {"MODE": "site"}},
+        "api": {"command": "python -m api", "code": "v2", "python": "base"}}
+    assert tiny.release_record.read_text() == RELEASE_2
+    assert [(e["service"], e["change"]) for e in done.entries] == \
+        [("api", "added"), ("web", "code: v1 -> v2")]
+    rolled = services.rollback(tiny, "web", 5)[1]
+    assert rolled[0]["change"] == "code: v2 -> v1" and _services(tiny)["web"]["code"] == "v1"
+
+
+def test_a_conflict_refuses_the_patch_unless_a_side_is_preferred(tiny: Bundle,
+                                                                 tmp_path: Path) -> None:
+    from bundler.server import services
+
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()
+    tiny.release_record.write_text(MANIFEST)
+    services.set_keys(tiny, "web", {"command": "python -m web --here"}, [], 5)
+    release = RELEASE_2.replace('command = "python -m web"', 'command = "python -m web --release"')
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=release)
+    before = _tree(tiny.root)
+    with pytest.raises(BundlerError, match=r"CONFLICT: changed here and by the release: command "
+                       r"\(here python -m web --here, release python -m web --release\)"):
+        patch.apply(tiny, source)
+    assert _tree(tiny.root) == before
+    files_only = patch.apply(tiny, source, files_only=True)
+    assert files_only.outcome is None and (tiny.root / "app_v2" / "web.py").exists()
+    assert _services(tiny)["web"]["command"] == "python -m web --here"
+    assert tiny.release_record.read_text() == MANIFEST  # the services did not converge yet
+    patch.apply(tiny, source, prefer="release")
+    assert _services(tiny)["web"] == {"command": "python -m web --release", "code": "v2",
+                                      "python": "base"}
