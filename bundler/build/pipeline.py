@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import conda, patch
+from bundler.build import conda, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import (
     BASE_PACKAGES,
@@ -28,6 +28,7 @@ from bundler.build.interpreters import (
     Virtualenv,
     ensure_pip,
     installed_versions,
+    patchelf,
     pip_install,
 )
 from bundler.build.plan import Plan, make_plan
@@ -87,7 +88,8 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
                 (patch_dir / PATCH_SIGNATURE).write_text(signing.sign(
                     key, "patch", (patch_dir / PATCH_FILE).read_bytes()).text())
             log(f"patch against {options.patch_from}: {counts['files']} file(s), "
-                f"{counts['links']} link(s), {counts['remove']} removal(s)")
+                f"{counts['links']} link(s), {counts['remove']} removal(s), {counts['site']} site "
+                "default(s)")
             root = patch_dir
         log(f"packing {fmt}")
         artifact = archive.pack(root, output, root.name if old is not None
@@ -165,8 +167,14 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         materialize_code(code, spec.folder, dest, options.output.resolve())
         if code.bytecode:
             compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python)
+    lib_dirs = [root / p.folder / "lib" for p in plan.interpreters.values()]
+    for code in spec.code.values():
+        folder = root / layout.code_dir(spec.project, code.name)
+        for warning in native.fix_runpaths(folder, root, lib_dirs, patchelf()):
+            log(f"warning: {warning}")
     tree = Bundle(root, layout)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
+    site.install(plan.site_files, tree)
     if plan.trusted_keys:
         tree.trusted_keys.write_text("".join(f"{k}\n" for k in plan.trusted_keys))
     _write_manifest(plan, tree, resolved)

@@ -10,6 +10,8 @@ from pathlib import Path
 from bundler.build import conda, standalone
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
+from bundler.build.native import outside_runpaths, unresolvable
+from bundler.build.site import site_files
 from bundler.build.sources import Selection
 from bundler.bundle.layout import Layout, load_layout
 from bundler.bundle.signing import fingerprint, parse_keys
@@ -38,6 +40,8 @@ class Plan:
     code_interpreter: dict[str, str] = field(default_factory=dict)  # bytecode code -> interpreter
     trusted_keys: list[str] = field(default_factory=list)  # public key lines, files read
     code_selection: dict[str, Selection] = field(default_factory=dict)  # path code: left out
+    site_files: dict[str, Path] = field(default_factory=dict)  # etc/app/ defaults: their sources
+    native: list[str] = field(default_factory=list)  # code's native files: RUNPATHs, warnings
 
     def describe(self) -> list[str]:
         spec, layout = self.spec, self.layout
@@ -54,6 +58,10 @@ class Plan:
         for s in spec.services.values():
             group = f"  [group {s.group}]" if s.group else ""
             lines.append(f"  service {s.name:<10} python={s.python} code={s.code}: {s.command}{group}")
+        lines += self.native
+        if self.site_files:
+            lines.append(f"  site config {layout.site_config}/: {len(self.site_files)} default "
+                         f"file(s) from {spec.site_config}")
         lines += [f"  trusts key {fingerprint(k)}" for k in self.trusted_keys] or \
             ["  trusts no key: bin/bundler apply accepts unsigned patches"]
         return lines
@@ -64,6 +72,7 @@ def make_plan(spec: Spec, output: Path | None = None) -> Plan:
     is where the build writes (default: dist/ beside bundle.toml)."""
     layout = load_layout(spec.layout)
     keys = trusted_keys(spec)
+    defaults = site_files(spec)
     selections = {}
     for code in spec.code.values():
         selection = check_code_source(code, spec.folder, output or spec.folder / "dist")
@@ -113,7 +122,25 @@ def make_plan(spec: Spec, output: Path | None = None) -> Plan:
                                f"different Python versions: {detail}; use bytecode = false or "
                                "one Python version")
         code_interpreter[code.name] = sorted(users)[0]
-    return Plan(spec, layout, planned, code_interpreter, keys, selections)
+    native = _native(spec, planned)
+    return Plan(spec, layout, planned, code_interpreter, keys, selections, defaults, native)
+
+
+def _native(spec: Spec, planned: dict[str, PlannedInterpreter]) -> list[str]:
+    """What the build will do to the RUNPATHs of the code folders' native files, and what it
+    cannot fix (build/native.py)."""
+    carried = [p.info.prefix / "lib" for p in planned.values() if p.info is not None]
+    lines = []
+    for code in spec.code.values():
+        if code.path is None:
+            continue
+        for path, dirs in outside_runpaths(spec.folder / code.path).items():
+            rel = path.relative_to(spec.folder)
+            lines.append(f"  code {code.name}: {rel} looks for libraries in {', '.join(dirs)}: "
+                         "the build points it at the bundle's copies or the system's")
+            lines += [f"  warning: {rel} needs {soname}, which the bundle will not carry and no "
+                      "system folder holds" for soname in unresolvable(path, carried)]
+    return lines
 
 
 def trusted_keys(spec: Spec) -> list[str]:

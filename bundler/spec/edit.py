@@ -263,10 +263,12 @@ def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None)
         return "added" if after is not None else "-"
     if after is None:
         return "removed"
-    keys = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
-    return "; ".join(f"{k}: {show_value(before.get(k, SHOWN_DEFAULTS.get(k)))} -> "
-                     f"{show_value(after.get(k, SHOWN_DEFAULTS.get(k)))}" for k in keys) \
-        or "unchanged"
+    def value(table: dict[str, Any], key: str) -> Any:
+        return table.get(key, SHOWN_DEFAULTS.get(key))
+
+    keys = sorted(k for k in {*before, *after} if value(before, k) != value(after, k))
+    return "; ".join(f"{k}: {show_value(value(before, k))} -> {show_value(value(after, k))}"
+                     for k in keys) or "unchanged"
 
 
 SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the key has

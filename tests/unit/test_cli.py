@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bundler.cli import cli
+from bundler.spec.load import load_spec
 from tests.pythons import PY37
+from tests.unit.tiny import make_tiny
 
 COMMANDS = ["init", "add-env", "add-code", "add-service", "remove-service", "switch", "check",
             "build", "start", "stop", "status", "supervisorctl", "rollback", "history", "logs",
@@ -47,6 +50,43 @@ def test_a_new_project_round_trip(tmp_path: Path) -> None:
     assert invoke("-C", project, "remove-service", "two").exit_code == 0
     text = (tmp_path / "box" / "bundle.toml").read_text()
     assert "[services.two]" not in text and "[groups.g]" not in text  # an empty group goes too
+
+
+def test_set_and_switch_python_in_a_project(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = str(tmp_path / "box")
+    assert invoke("-C", project, "add-env", "tools", "--virtualenv", "base").exit_code == 0
+    result = invoke("-C", project, "set", "hello", "environment.MODE=fast", "startsecs=3",
+                    "command=python -m hello --loud")
+    assert result.exit_code == 0, result.output
+    assert invoke("-C", project, "switch", "hello", "--python", "envs/tools").output == \
+        "hello: python: base -> envs/tools\n"
+    spec = load_spec(tmp_path / "box" / "bundle.toml").services["hello"]
+    assert (spec.python, spec.command, spec.environment, spec.options["startsecs"]) == \
+        ("tools", "python -m hello --loud", {"MODE": "fast"}, 3)
+    assert invoke("-C", project, "set", "hello", "--unset", "startsecs").exit_code == 0
+    bad = CliRunner().invoke(cli, ["-C", project, "set", "hello", "startsecs=-1"])
+    assert bad.exit_code == 1 and "startsecs" in bad.output
+    assert "startsecs" not in load_spec(tmp_path / "box" / "bundle.toml").services["hello"].options
+    missing = CliRunner().invoke(cli, ["-C", project, "switch", "hello", "--python", "nope"])
+    assert missing.exit_code != 0 and "nope" in missing.output
+
+
+def test_a_bundles_own_bundler_acts_on_it_wherever_it_runs(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = tmp_path / "box"
+    spec_before = (project / "bundle.toml").read_text()
+    bundle = make_tiny(tmp_path / "tiny")
+    (bundle.root / "bin").mkdir()
+    (bundle.root / "bin" / "python3").touch()
+    monkeypatch.setattr(sys, "prefix", str(bundle.root))  # as if run by the bundle's python
+    refused = CliRunner().invoke(cli, ["-C", str(project), "check"])
+    assert refused.exit_code == 2 and "this is a built bundle" in refused.output
+    result = CliRunner().invoke(cli, ["-C", str(project), "set", "web", "startsecs=2"])
+    assert result.exit_code == 0, result.output
+    assert (project / "bundle.toml").read_text() == spec_before  # the project is untouched
+    assert "startsecs = 2" in bundle.manifest.read_text()
 
 
 def test_switch_outside_a_project_or_bundle_says_where_to_run_it(tmp_path: Path) -> None:
