@@ -46,7 +46,7 @@ def test_switch_one_group_member_and_back_leaves_the_others_running(running: Bun
     _fresh_report(running, "svc1")
     proc = running.cli("switch", "svc1", "v2")
     assert proc.returncode == 0, proc.stderr
-    assert "svc1: code v1 -> v2" in proc.stdout
+    assert "svc1: code: v1 -> v2" in proc.stdout
     assert running.report("svc1")["code"] == "v2"
     after = _pids(running)
     assert after["sam:svc1"] != before["sam:svc1"]
@@ -91,7 +91,7 @@ def test_rollback_returns_to_the_previous_version(running: Bundle) -> None:
     _fresh_report(running, "svc3")
     proc = running.cli("rollback", "svc3")
     assert proc.returncode == 0, proc.stderr
-    assert "svc3: code v1 -> v3" in proc.stdout
+    assert "svc3: code: v1 -> v3" in proc.stdout
     assert running.report("svc3")["code"] == "v3"
     history = running.cli("history", "svc3")
     assert [line.split()[2] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
