@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ def _spec(port: int, api: int) -> str:
 name = "faq"
 version = "1"
 project = "app"
+site_config = "site"
 
 [base]
 python = "current"
@@ -108,9 +111,13 @@ class Project:
         finally:
             shutil.move(str(self.folder), str(self.away))
 
-    def release(self, patch_from: Path, *edits: tuple[str, ...]) -> Path:
-        """Edit the project through the CLI, then build a patch against `patch_from`."""
+    def release(self, version: str, patch_from: Path, *edits: tuple[str, ...]) -> Path:
+        """Edit the project through the CLI, then build release `version` as a patch against
+        `patch_from`."""
         with self.present() as folder:
+            spec = folder / "bundle.toml"
+            spec.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
+                                   spec.read_text(), count=1))
             for args in edits:
                 bundler("-C", str(folder), *args)
             out = bundler("-C", str(folder), "build", "--output", str(folder / "patches"),
@@ -124,6 +131,7 @@ class Project:
 class Faq:
     project: Project
     bundle: Bundle
+    rebuilt: Path  # the same project built a second time, as a folder
     port: int  # web's, two processes
     api: int   # api's, one process under a health probe
 
@@ -147,10 +155,14 @@ def faq(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[
         shutil.copytree(EXAMPLE / f"sam_{version}", folder / f"sam_{version}")
     for name, version in (("web1", "1"), ("web2", "2"), ("websick", "sick")):
         _code(folder, name, WEB_SRC, version)
+    (folder / "site").mkdir()
+    (folder / "site" / "settings.toml").write_text("mode = 'default'\n")
     port, api = _free_port(), _free_port()
     (folder / "bundle.toml").write_text(_spec(port, api))
     bundler("-C", str(folder), "build", "--output", str(work), "--no-index", "--find-links",
             str(wheelhouse), env=EPOCH)
+    bundler("-C", str(folder), "build", "--output", str(work / "again"), "--format", "dir",
+            "--no-index", "--find-links", str(wheelhouse), env=EPOCH)
     away = work / "project.away"
     shutil.move(str(folder), str(away))
     project = Project(folder, away, wheelhouse, work / "faq-1.tar.gz")
@@ -159,7 +171,7 @@ def faq(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[
     subprocess.run(["tar", "xf", str(project.original), "-C", str(unpack)], check=True)
     bundle = Bundle(unpack / "faq")
     bundle.start()
-    yield Faq(project, bundle, port, api)
+    yield Faq(project, bundle, work / "again" / "faq-1", port, api)
     bundle.finish()
 
 
@@ -195,8 +207,11 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     # (a) service 3 runs code v3
     with project.present() as folder:
         _code(folder, "sam_v3", folder / "sam_v2", "v3")
-    patch_a = project.release(project.original, ("add-code", "v3", "--path", "sam_v3"),
+    patch_a = project.release("2", project.original, ("add-code", "v3", "--path", "sam_v3"),
                               ("switch", "svc3", "v3"))
+    with tarfile.open(patch_a) as tar:  # the new code, the site defaults and the metadata
+        shipped = {m.name.split("/")[2] for m in tar if m.name.startswith("faq-2.patch/files/")}
+    assert shipped == {"app_v3"}
     proc = _apply(bundle, patch_a)
     assert "  svc3: code: v2 -> v3\n" in proc.stdout
     _runs(bundle, "svc3", "v3", "envs/pyocr/")
@@ -205,10 +220,13 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     assert {k: v for k, v in after_a.items() if k != "svc3"} == \
         {k: v for k, v in before.items() if k != "svc3"}
 
-    # an operator moves service 2 to v1 on the server
+    # an operator moves service 2 to v1 on the server, and sets this site's mode
     switched = bundle.cli("switch", "svc2", "v1")
     assert switched.returncode == 0, switched.stderr
     after_operator = _pids(bundle)
+    settings = bundle.root / "etc" / "app" / "settings.toml"
+    assert settings.read_text() == "mode = 'default'\n"
+    settings.write_text("mode = 'this site'\n")
 
     # (b) service 1 on a new interpreter: CPython 3.12 and a virtualenv on it, built against
     # what the server says it runs
@@ -217,7 +235,7 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     state_file = project.away.parent / "server-state.json"
     state_file.write_text(state.stdout)
     assert json.loads(state.stdout)["bundle"] == "faq"
-    patch_b = project.release(state_file, ("add-env", "py312", "--python", str(PY312)),
+    patch_b = project.release("3", state_file, ("add-env", "py312", "--python", str(PY312)),
                               ("add-env", "pytest", "--virtualenv", "py312", "-p", "tomlkit"),
                               ("switch", "svc1", "--python", "pytest"))
     proc = _apply(bundle, patch_b)
@@ -234,11 +252,17 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     # (c) service 11 on the base with code v4, built against the original archive
     with project.present() as folder:
         _code(folder, "sam_v4", folder / "sam_v2", "v4")
-    patch_c = project.release(project.original, ("add-code", "v4", "--path", "sam_v4"),
+        (folder / "site" / "settings.toml").write_text("mode = 'v4'\n")
+        (folder / "site" / "v4.toml").write_text("new = true\n")
+    patch_c = project.release("4", project.original, ("add-code", "v4", "--path", "sam_v4"),
                               ("add-service", "svc11", "--code", "v4", "--command",
                                "python -m service.sam.run"))
     proc = _apply(bundle, patch_c)
     assert "  svc11: added\n" in proc.stdout
+    assert "etc/app/settings.toml: changed here, kept" in proc.stdout
+    assert settings.read_text() == "mode = 'this site'\n"
+    assert settings.with_name("settings.toml.new").read_text() == "mode = 'v4'\n"
+    assert settings.with_name("v4.toml").read_text() == "new = true\n"
     _runs(bundle, "svc11", "v4", "bin/")
     after_c = _pids(bundle)
     assert {k: v for k, v in after_c.items() if k != "svc11"} == after_b
@@ -249,6 +273,14 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     # the manifest says what runs: the operator's change and every release's
     manifest = (bundle.root / "bundle.toml").read_text()
     assert 'code = "v1"' in manifest.split("[services.svc2]")[1].split("[")[0]
+
+
+def test_two_builds_of_one_project_are_identical(faq: Faq) -> None:
+    with tarfile.open(faq.project.original) as tar:
+        member = tar.extractfile("faq/.bundler/checksums.json")
+        assert member is not None
+        first = member.read()
+    assert (faq.rebuilt / ".bundler" / "checksums.json").read_bytes() == first
 
 
 def test_a_switch_that_fails_its_health_probe_is_rolled_back(faq: Faq) -> None:
