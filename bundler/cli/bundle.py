@@ -198,6 +198,8 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     click.echo(f"{patch_file.name}: {verb} {done.files} file(s), removed {done.removed}; "
                f"bundle version {done.version}")
     converged = done.outcome is not None
+    for note in done.notes:
+        click.echo(f"  note: {note}")
     for change in done.site:
         if change.action != "same":
             click.echo(f"  {change.describe(bundle.layout.site_config)}")

@@ -38,6 +38,7 @@ from bundler.bundle.records import (
     PatchRecord,
     Relocation,
 )
+from bundler.bundle.render import PRIVATE
 from bundler.bundle.safetree import Plan, Refused, check_name, check_space, member_kind
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
@@ -58,6 +59,7 @@ class Applied:
     version: str
     plan: list[merge.Merged]        # each service and group, merged
     site: list[SiteChange]          # each default file of etc/app/
+    notes: list[str]                # what the release changes that a patch cannot
     outcome: Outcome | None = None  # the services' change (None: none was made)
     entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -75,14 +77,14 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
         try:
             patch, signer = _unpack(bundle, source, incoming / "files")
             ops, manifest_text = _prepare(bundle, patch, incoming)
-            release = merge.definitions(tomlkit.parse(patch.manifest))
+            release = _definitions(patch.manifest, "the patch's spec")
             base = _release_base(bundle, patch)
             plan = merge.merge(base, merge.definitions(tomlkit.parse(manifest_text)), release,
                                prefer)
             version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
             site_changes = site.plan(bundle, patch.site)
             applied = Applied(len(patch.files) + len(patch.links), len(patch.remove), version, plan,
-                              site_changes)
+                              site_changes, _not_applied(manifest_text, patch.manifest))
             if dry_run:
                 return applied
             conflicts = [m.describe() for m in plan if m.conflicts]
@@ -101,7 +103,7 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
         return applied
     outcome, entries = converge(bundle, base, release, prefer, timeout)
     if not outcome.failed:
-        write_atomic(bundle.release_record, patch.manifest)
+        write_atomic(bundle.release_record, patch.manifest, PRIVATE)  # environments: private
     return dataclasses.replace(applied, outcome=outcome, entries=entries)
 
 
@@ -123,16 +125,31 @@ def converge(bundle: Bundle, base: Definitions, release: Definitions, prefer: st
     return transact(bundle, "apply", change, timeout)
 
 
+# Tables a patch leaves as they are: they configure supervisord and the monitor as started.
+NOT_PATCHED = ("supervisor", "metrics", "alerts")
+
+
+def _not_applied(server: str, release: str) -> list[str]:
+    here, there = tomlkit.parse(server), tomlkit.parse(release)
+    return [f"the release changes [{key}], which a patch does not: ship a full archive for it"
+            for key in NOT_PATCHED if here.get(key) != there.get(key)]
+
+
 def _release_base(bundle: Bundle, patch: PatchRecord) -> Definitions:
     """The services and groups of the last release installed here: the bundle's record, else
     what the patch was built against; a patch that says neither changes no service."""
     path = bundle.release_record
-    text = path.read_text(encoding="utf-8") if path.is_file() else \
-        patch.release_base or patch.manifest
+    if path.is_file():
+        return _definitions(path.read_text(encoding="utf-8"), str(path))
+    return _definitions(patch.release_base or patch.manifest, "the patch's base spec")
+
+
+def _definitions(text: str, what: str) -> Definitions:
     try:
         return merge.definitions(tomlkit.parse(text))
-    except TOMLKitError as exc:
-        raise BundlerError(f"{path} is damaged ({exc}); nothing was changed") from None
+    except (TOMLKitError, ValueError) as exc:
+        raise BundlerError(f"refusing the patch: {what} is not a bundle spec ({exc!s:.80}); "
+                           "nothing was changed") from None
 
 
 PATCH_FILE_LIMIT = 256 << 20  # patch.json carries the manifest and one line a file
@@ -324,6 +341,7 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
         raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest ({exc!s:.80}); "
                            "nothing was changed") from None
     Manifest.read(bundle.manifest, manifest_text)  # still a valid manifest
+    Manifest.read(bundle.manifest, patch.manifest)  # the release's, whose services converge() takes
     checksums = integrity.load(root)
     checksums.update({rel: f.checksum for rel, f in patch.files.items()})
     checksums.update({rel: Entry(link=t) for rel, t in patch.links.items()})

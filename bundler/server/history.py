@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import time
 from typing import Any
 
+from bundler.bundle.render import PRIVATE
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.spec.edit import describe_change
@@ -18,7 +20,12 @@ def stamp(bundle: Bundle, op: str, entries: list[dict[str, Any]], result: str) -
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamped = [{"at": at, "user": _user(), "op": op, **entry, "result": result} for entry in entries]
     if result != "unchanged":
-        with open(bundle.history, "a", encoding="utf-8") as f:
+        # the definitions recorded hold the services' environments: private, like bundle.toml
+        fd = os.open(bundle.history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode & ~PRIVATE:
+            os.fchmod(fd, mode & PRIVATE)
+        with open(fd, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(e) + "\n" for e in stamped)
     return stamped
 

@@ -7,6 +7,7 @@ beside it as <file>.new. Nothing is ever removed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,11 @@ def install(bundle: Bundle, changes: list[SiteChange], staged: Path,
             continue
         target = bundle.site_config / (change.rel + (NEW if change.action == "keep" else ""))
         target.parent.mkdir(parents=True, exist_ok=True)
+        new = not target.exists()
         write_atomic(target, (staged / change.rel).read_bytes())
+        if new and os.geteuid() == 0:  # the site's files stay its owner's to edit
+            folder = bundle.site_config.stat()
+            os.chown(target, folder.st_uid, folder.st_gid)
     write_atomic(bundle.site_defaults, json.dumps({**_recorded(bundle), **shipped}, indent=1,
                                                   sort_keys=True) + "\n")
 

@@ -1,13 +1,14 @@
-"""One change to a deployed bundle's services (services.py says which), running or not, made whole
-or not at all.
+"""One change to a deployed bundle's services (services.py and apply.py say which), running or not,
+made whole or not at all.
 
 Each operation is one transaction under the bundle's lock. The manifest (bundle.toml) is edited
 and validated, the etc/conf.d files rendered from it are compared with those on disk, and only the
 files that differ are written. A running supervisord then updates just the groups those files
-belong to (`bundler.update`, see bundler/supervisor_rpc.py: siblings keep running), and every process it
-(re)started must reach RUNNING. If one does not, the old files are written back and the old
-processes started again. A journal holds the old files meanwhile, so an operation that was killed
-half-way is undone by the next one, or by bin/start.
+belong to (see bundler/supervisor_rpc.py: siblings keep running), one process at a time: each
+(re)started process must reach RUNNING and, when its service has a health probe, pass it, before
+the next one is stopped, so a numprocs service always has one running. If one fails, the old
+files are written back and the old processes started again. A journal holds the old files
+meanwhile, so an operation that was killed half-way is undone by the next one, or by bin/start.
 """
 
 from __future__ import annotations

@@ -50,10 +50,14 @@ class Merged:
 
 
 def definitions(document: Any) -> dict[str, dict[str, Table]]:
-    """The services and groups of a bundle.toml (a parsed document, or None) as plain data."""
+    """The services and groups of a bundle.toml (a parsed document, or None) as plain data.
+    Raises ValueError when they are not tables of tables."""
     found: dict[str, dict[str, Table]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
-        for name, table in (document or {}).get(kind, {}).items():
+        tables = (document or {}).get(kind, {})
+        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+            raise ValueError(f"[{kind}] is not a table of tables")
+        for name, table in tables.items():
             plain = dict(table.unwrap() if hasattr(table, "unwrap") else table)
             if kind == "services":  # "pyocr", "envs/pyocr/", absent: the same for a merge
                 env = normalize_python(str(plain.get("python", "base")))

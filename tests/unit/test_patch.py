@@ -235,3 +235,11 @@ def test_a_conflict_refuses_the_patch_unless_a_side_is_preferred(tiny: Bundle,
     patch.apply(tiny, source, prefer="release")
     assert _services(tiny)["web"] == {"command": "python -m web --release", "code": "v2",
                                       "python": "base"}
+
+
+def test_apply_says_what_a_patch_does_not_change(tiny: Bundle, tmp_path: Path) -> None:
+    release = RELEASE_2 + "[metrics]\nport = 9100\n"
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=release)
+    dry = patch.apply(tiny, source, dry_run=True)
+    assert dry.notes == ["the release changes [metrics], which a patch does not: ship a full "
+                         "archive for it"]
