@@ -53,11 +53,12 @@ def old_checksums(source: Path) -> OldBuild:
         source = source / CHECKSUMS_RECORD
     if source.suffix == ".json":
         data = source.read_bytes()
-        try:
-            state = ServerState.parse(data)
-        except ValueError:
-            pass
-        else:
+        if ServerState.MARK.encode() in data:
+            try:
+                state = ServerState.parse(data)
+            except ValueError as exc:
+                raise BundlerError(f"{source}: not a readable output of bin/bundler state "
+                                   f"({exc})") from None
             data, manifest = state.checksums.encode(), state.release
     else:
         found = _members(source, (CHECKSUMS_RECORD, MANIFEST))

@@ -368,6 +368,7 @@ class ServerState:
     installed, and its checksums.json as written (so that a patch names it by its SHA-256)."""
 
     FORMAT = 1
+    MARK = '"state_format"'  # a key only a state has
 
     bundle: str
     manifest: str
@@ -379,7 +380,7 @@ class ServerState:
         """Raises ValueError when `data` is no state of this format."""
         raw = json.loads(data)
         if not isinstance(raw, dict) or raw.get("state_format") != cls.FORMAT:
-            raise ValueError("not the output of bin/bundler state")
+            raise ValueError(f"not state_format {cls.FORMAT}")
         try:
             return cls(*(str(raw[k]) for k in ("bundle", "manifest", "release", "checksums")))
         except KeyError as exc:

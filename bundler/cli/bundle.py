@@ -218,7 +218,8 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
 def state_cmd(root: Path | None) -> None:
     """Print, as JSON, what this bundle runs: its live manifest, the last release installed
     and its checksums. Give it to the build machine: `bundler build --patch-from state.json`
-    makes a patch for exactly this server.
+    makes a patch for exactly this server. It holds the services' environments, as bundle.toml
+    does: keep it as private.
 
     \b
     Example:

@@ -275,6 +275,26 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     assert 'code = "v1"' in manifest.split("[services.svc2]")[1].split("[")[0]
 
 
+def test_set_changes_one_key_live_and_rollback_undoes_it(faq: Faq) -> None:
+    bundle = faq.bundle
+    before = _pids(bundle)
+    proc = bundle.cli("set", "svc3", "environment.PYTHON_APP_DEBUG=true", "startsecs=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "svc3: environment: - -> " in proc.stdout and "startsecs: - -> 1" in proc.stdout
+    after = _pids(bundle)
+    assert after["svc3"] != before["svc3"]
+    assert {k: v for k, v in after.items() if k != "svc3"} == \
+        {k: v for k, v in before.items() if k != "svc3"}
+    environ = Path(f"/proc/{after['svc3']}/environ").read_bytes().split(b"\0")
+    assert b"PYTHON_APP_DEBUG=true" in environ
+    rolled = bundle.cli("rollback", "svc3")
+    assert rolled.returncode == 0, rolled.stderr
+    environ = Path(f"/proc/{_pids(bundle)['svc3']}/environ").read_bytes().split(b"\0")
+    assert not any(v.startswith(b"PYTHON_APP_DEBUG=") for v in environ)
+    assert "[services.svc3]" in (manifest := (bundle.root / "bundle.toml").read_text())
+    assert "PYTHON_APP_DEBUG" not in manifest.split("[services.svc3]")[1].split("\n[")[0]
+
+
 def test_two_builds_of_one_project_are_identical(faq: Faq) -> None:
     with tarfile.open(faq.project.original) as tar:
         member = tar.extractfile("faq/.bundler/checksums.json")

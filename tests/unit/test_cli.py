@@ -147,3 +147,16 @@ def test_a_refused_switch_leaves_the_spec_as_it_was(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-C", str(project), "switch", "hello", "v2"])
     assert result.exit_code == 1 and "gone is not a folder" in result.output
     assert (project / "bundle.toml").read_text() == before
+
+
+@pytest.mark.parametrize("state,code", [("RUNNING", 0), ("STARTING", 0), ("BACKOFF", 3),
+                                        ("FATAL", 3)])
+def test_status_exits_3_only_for_a_service_that_is_down(state: str, code: int, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundler.server import status
+
+    bundle = make_tiny(tmp_path / "tiny")
+    rows = [status.ServiceRow("web", state, 42, 5, "base (3.11)", "v1", True),
+            status.ServiceRow("idle", "STOPPED", 0, 0, "base (3.11)", "v1", False)]
+    monkeypatch.setattr(status, "service_rows", lambda _: rows)
+    assert invoke("status", "--root", str(bundle.root)).exit_code == code

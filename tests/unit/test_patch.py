@@ -243,3 +243,18 @@ def test_apply_says_what_a_patch_does_not_change(tiny: Bundle, tmp_path: Path) -
     dry = patch.apply(tiny, source, dry_run=True)
     assert dry.notes == ["the release changes [metrics], which a patch does not: ship a full "
                          "archive for it"]
+
+
+def test_a_servers_state_is_a_build_to_patch_against(tiny: Bundle, tmp_path: Path) -> None:
+    from bundler.server.state import state
+
+    tiny.release_record.write_text(MANIFEST.replace('version = "1"', 'version = "0"'))
+    found = tmp_path / "state.json"
+    found.write_text(state(tiny).text())
+    old = make_patch.old_checksums(found)
+    assert old.files == integrity.load(tiny.root)
+    assert old.digest == hashlib.sha256(tiny.checksums.read_bytes()).hexdigest()
+    assert old.manifest == tiny.release_record.read_text()
+    found.write_text(json.dumps({"state_format": 1, "bundle": "tiny"}))
+    with pytest.raises(BundlerError, match="not a readable output of bin/bundler state"):
+        make_patch.old_checksums(found)
