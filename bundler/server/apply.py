@@ -2,11 +2,13 @@
 
 `bin/bundler apply PATCH` checks every member and path before it writes a byte, then moves the
 files in under a journal (filemoves.py), so that a failure at any point (or a kill) leaves the
-bundle as it was.
+bundle as it was. The site's default files for etc/app/ go in as site.py says.
 
-A patch never touches bundle.toml wholesale, etc/ (generated configuration and the site's
-etc/app/), log/, run/ or bundler's records: the manifest is merged (new code versions and
-interpreters), and services keep the code they run until `bin/bundler switch` moves them.
+A patch never touches bundle.toml wholesale, etc/ (generated configuration), log/, run/ or
+bundler's records: the manifest takes the release's code versions and interpreters, then
+converge() moves the services and groups to the three-way merge (spec/merge.py) of the last
+release installed here (.bundler/release.toml), this server's manifest and the release, in one
+transaction (transact.py), and records the release as the last one installed.
 """
 
 from __future__ import annotations
@@ -101,7 +103,11 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
         history.stamp(bundle, "apply", [{**entry, "signed_by": signer} if signer else entry], "ok")
     if files_only:
         return applied
-    outcome, entries = converge(bundle, base, release, prefer, timeout)
+    try:
+        outcome, entries = converge(bundle, base, release, prefer, timeout)
+    except BundlerError as exc:
+        raise BundlerError(f"{source.name}: its files are installed, but no service was changed: "
+                           f"{exc}") from exc
     if not outcome.failed:
         write_atomic(bundle.release_record, patch.manifest, PRIVATE)  # environments: private
     return dataclasses.replace(applied, outcome=outcome, entries=entries)

@@ -224,8 +224,8 @@ def _update(sup: Supervisor, groups: list[str], timeout: float,
     for group in groups:
         before = {p.name: p for p in sup.processes() if p.group == group}
         diff = sup.proxy.bundler.diff(group)
-        whole = not before or not rolling or (not diff["changed"] and not diff["added"]
-                                               and set(diff["removed"]) == set(before))
+        whole = not before or not rolling or group == MONITOR or (  # an event listener pool
+            not diff["changed"] and not diff["added"] and set(diff["removed"]) == set(before))
         if whole:
             failed = _update_group(sup, group, before, diff, timeout, gate)
         else:

@@ -332,8 +332,11 @@ def parse_assignment(text: str, what: str) -> tuple[str, str]:
 
 
 def parse_option(text: str) -> tuple[str, Any]:
-    """--set KEY=VALUE: VALUE is read as a TOML value (10, true, [0, 2]) or else as a string."""
+    """--set KEY=VALUE: VALUE is read as a TOML value (10, true, [0, 2]) or else as a string;
+    an environment.NAME variable's value is always the string as given."""
     key, raw = parse_assignment(text, "--set")
+    if key.startswith("environment."):
+        return key, raw
     try:
         value = tomlkit.parse(f"v = {raw}").unwrap()["v"]
     except TOMLKitError:

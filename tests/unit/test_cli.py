@@ -56,14 +56,15 @@ def test_set_and_switch_python_in_a_project(tmp_path: Path) -> None:
     invoke("-C", str(tmp_path), "init", "box")
     project = str(tmp_path / "box")
     assert invoke("-C", project, "add-env", "tools", "--virtualenv", "base").exit_code == 0
-    result = invoke("-C", project, "set", "hello", "environment.MODE=fast", "startsecs=3",
+    result = invoke("-C", project, "set", "hello", "environment.MODE=fast", "environment.ON=true",
+                    "startsecs=3",
                     "command=python -m hello --loud")
     assert result.exit_code == 0, result.output
     assert invoke("-C", project, "switch", "hello", "--python", "envs/tools").output == \
         "hello: python: base -> envs/tools\n"
     spec = load_spec(tmp_path / "box" / "bundle.toml").services["hello"]
     assert (spec.python, spec.command, spec.environment, spec.options["startsecs"]) == \
-        ("tools", "python -m hello --loud", {"MODE": "fast"}, 3)
+        ("tools", "python -m hello --loud", {"MODE": "fast", "ON": "true"}, 3)
     assert invoke("-C", project, "set", "hello", "--unset", "startsecs").exit_code == 0
     bad = CliRunner().invoke(cli, ["-C", project, "set", "hello", "startsecs=-1"])
     assert bad.exit_code == 1 and "startsecs" in bad.output
