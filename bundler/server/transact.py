@@ -125,11 +125,18 @@ def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
         service = spec.services.get(process.service(spec.services))
         if service is None or service.health is None:
             return None
+        health = service.health
         python = manifest.build.pythons[service.python]
         folder = bundle.layout.code_dir(spec.project, service.code)
+        failing_since = None
         while True:
-            why = probes.run(service.health, bundle.root, python, folder)
-            if why is None or time.monotonic() > deadline:
+            why = probes.run(health, bundle.root, python, folder)
+            now = time.monotonic()
+            if why is None:
+                return None
+            failing_since = failing_since or now
+            # as long as the monitor would bear it (every x failures) before restarting it
+            if now > deadline or now - failing_since >= health.every * health.failures:
                 return why
             time.sleep(0.25)
     return gate

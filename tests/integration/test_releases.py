@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 
+from bundler.bundle.archive import read_tar
 from tests.integration.conftest import _free_port
-from tests.integration.harness import EXAMPLE, Bundle, bundler
+from tests.integration.harness import BUNDLER, EXAMPLE, Bundle, bundler
 from tests.pythons import PY312
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,7 @@ def _spec(port: int, api: int) -> str:
 name = "faq"
 version = "1"
 project = "app"
+format = "tar.zst"
 site_config = "site"
 
 [base]
@@ -53,7 +55,6 @@ python = "current"
 
 [envs.pyocr]
 virtualenv = "base"
-requirements = ["tomlkit"]
 
 [code.v1]
 path = "sam_v1"
@@ -69,15 +70,18 @@ path = "websick"
 [services.svc1]
 command = "python -m service.sam.run"
 code = "v1"
+startsecs = 1
 
 [services.svc2]
 command = "python -m service.sam.run"
 code = "v2"
+startsecs = 1
 
 [services.svc3]
 command = "python -m service.sam.run"
 python = "envs/pyocr"
 code = "v2"
+startsecs = 1
 
 [services.web]
 command = "python web.py {port}"
@@ -111,20 +115,37 @@ class Project:
         finally:
             shutil.move(str(self.folder), str(self.away))
 
-    def release(self, version: str, patch_from: Path, *edits: tuple[str, ...]) -> Path:
-        """Edit the project through the CLI, then build release `version` as a patch against
-        `patch_from`."""
-        with self.present() as folder:
-            spec = folder / "bundle.toml"
-            spec.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
-                                   spec.read_text(), count=1))
-            for args in edits:
-                bundler("-C", str(folder), *args)
-            out = bundler("-C", str(folder), "build", "--output", str(folder / "patches"),
-                          "--no-index", "--find-links", str(self.wheels), "--patch-from",
-                          str(patch_from), env=EPOCH)
-            patch = Path(out.stdout.strip())
-            return Path(shutil.move(str(patch), str(self.away.parent / patch.name)))
+    def edit(self, folder: Path, version: str, *edits: tuple[str, ...]) -> None:
+        """Make release `version` of the project in `folder` through the CLI."""
+        spec = folder / "bundle.toml"
+        spec.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"',
+                               spec.read_text(), count=1))
+        for args in edits:
+            bundler("-C", str(folder), *args)
+
+    def build(self, folder: Path, patch_from: Path) -> subprocess.Popen[str]:
+        """Start building the project in `folder` as a patch against `patch_from`."""
+        return _build(folder, folder / "patches", "--patch-from", str(patch_from),
+                      wheels=self.wheels)
+
+    def keep(self, build: subprocess.Popen[str]) -> Path:
+        """The patch a build made, moved beside the project (which may go)."""
+        patch = Path(_finished(build))
+        return Path(shutil.move(str(patch), str(self.away.parent / patch.name)))
+
+
+def _build(folder: Path, output: Path, *args: str, wheels: Path) -> subprocess.Popen[str]:
+    """`bundler build`, started: two builds share the machine's cores."""
+    return subprocess.Popen([*BUNDLER, "-C", str(folder), "build", "--output", str(output),
+                             "--no-index", "--find-links", str(wheels), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **EPOCH})
+
+
+def _finished(build: subprocess.Popen[str]) -> str:
+    out, err = build.communicate(timeout=900)
+    assert build.returncode == 0, f"{build.args} failed:\n{out}\n{err}"
+    return out.strip()
 
 
 @dataclass
@@ -159,16 +180,19 @@ def faq(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[
     (folder / "site" / "settings.toml").write_text("mode = 'default'\n")
     port, api = _free_port(), _free_port()
     (folder / "bundle.toml").write_text(_spec(port, api))
-    bundler("-C", str(folder), "build", "--output", str(work), "--no-index", "--find-links",
-            str(wheelhouse), env=EPOCH)
-    bundler("-C", str(folder), "build", "--output", str(work / "again"), "--format", "dir",
-            "--no-index", "--find-links", str(wheelhouse), env=EPOCH)
+    twin = work / "twin"  # the same project elsewhere, built a second time alongside
+    shutil.copytree(folder, twin)
+    builds = [_build(folder, work, wheels=wheelhouse),
+              _build(twin, work / "again", "--format", "dir", wheels=wheelhouse)]
+    for build in builds:
+        _finished(build)
+    shutil.rmtree(twin)
     away = work / "project.away"
     shutil.move(str(folder), str(away))
-    project = Project(folder, away, wheelhouse, work / "faq-1.tar.gz")
+    project = Project(folder, away, wheelhouse, work / "faq-1.tar.zst")
     unpack = tmp_path_factory.mktemp("faq server") / "opt"
     unpack.mkdir()
-    subprocess.run(["tar", "xf", str(project.original), "-C", str(unpack)], check=True)
+    subprocess.run(["tar", "--zstd", "-xf", str(project.original), "-C", str(unpack)], check=True)
     bundle = Bundle(unpack / "faq")
     bundle.start()
     yield Faq(project, bundle, work / "again" / "faq-1", port, api)
@@ -207,9 +231,9 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     # (a) service 3 runs code v3
     with project.present() as folder:
         _code(folder, "sam_v3", folder / "sam_v2", "v3")
-    patch_a = project.release("2", project.original, ("add-code", "v3", "--path", "sam_v3"),
-                              ("switch", "svc3", "v3"))
-    with tarfile.open(patch_a) as tar:  # the new code, the site defaults and the metadata
+        project.edit(folder, "2", ("add-code", "v3", "--path", "sam_v3"), ("switch", "svc3", "v3"))
+        patch_a = project.keep(project.build(folder, project.original))
+    with read_tar(patch_a) as tar:  # the new code, the site defaults and the metadata
         shipped = {m.name.split("/")[2] for m in tar if m.name.startswith("faq-2.patch/files/")}
     assert shipped == {"app_v3"}
     proc = _apply(bundle, patch_a)
@@ -235,9 +259,23 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     state_file = project.away.parent / "server-state.json"
     state_file.write_text(state.stdout)
     assert json.loads(state.stdout)["bundle"] == "faq"
-    patch_b = project.release("3", state_file, ("add-env", "py312", "--python", str(PY312)),
-                              ("add-env", "pytest", "--virtualenv", "py312", "-p", "tomlkit"),
-                              ("switch", "svc1", "--python", "pytest"))
+    # ... and (c) a new service 11 on the base with code v4, from the project as (b) leaves it,
+    # built against the original archive; both built at once
+    with project.present() as folder:
+        project.edit(folder, "3", ("add-env", "py312", "--python", str(PY312)),
+                     ("add-env", "pytest", "--virtualenv", "py312", "-p", "tomlkit"),
+                     ("switch", "svc1", "--python", "pytest"))
+        later = folder.parent / "project-c"
+        shutil.copytree(folder, later)
+        _code(later, "sam_v4", later / "sam_v2", "v4")
+        (later / "site" / "settings.toml").write_text("mode = 'v4'\n")
+        (later / "site" / "v4.toml").write_text("new = true\n")
+        project.edit(later, "4", ("add-code", "v4", "--path", "sam_v4"),
+                     ("add-service", "svc11", "--code", "v4", "--command",
+                      "python -m service.sam.run", "--set", "startsecs=1"))
+        builds = [project.build(folder, state_file), project.build(later, project.original)]
+        patch_b, patch_c = (project.keep(build) for build in builds)
+        shutil.rmtree(later)
     proc = _apply(bundle, patch_b)
     assert "  svc1: python: base -> envs/pytest\n" in proc.stdout
     assert "service svc2: keeps this server's change" in proc.stdout
@@ -249,14 +287,7 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
         {k: v for k, v in after_operator.items() if k != "sam:svc1"}
     _runs(bundle, "sam:svc2", "v1", "bin/")
 
-    # (c) service 11 on the base with code v4, built against the original archive
-    with project.present() as folder:
-        _code(folder, "sam_v4", folder / "sam_v2", "v4")
-        (folder / "site" / "settings.toml").write_text("mode = 'v4'\n")
-        (folder / "site" / "v4.toml").write_text("new = true\n")
-    patch_c = project.release("4", project.original, ("add-code", "v4", "--path", "sam_v4"),
-                              ("add-service", "svc11", "--code", "v4", "--command",
-                               "python -m service.sam.run"))
+    # (c), two releases after the archive it was built against
     proc = _apply(bundle, patch_c)
     assert "  svc11: added\n" in proc.stdout
     assert "etc/app/settings.toml: changed here, kept" in proc.stdout
@@ -278,9 +309,9 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
 def test_set_changes_one_key_live_and_rollback_undoes_it(faq: Faq) -> None:
     bundle = faq.bundle
     before = _pids(bundle)
-    proc = bundle.cli("set", "svc3", "environment.PYTHON_APP_DEBUG=true", "startsecs=1")
+    proc = bundle.cli("set", "svc3", "environment.PYTHON_APP_DEBUG=true", "startsecs=2")
     assert proc.returncode == 0, proc.stderr
-    assert "svc3: environment: - -> " in proc.stdout and "startsecs: - -> 1" in proc.stdout
+    assert "svc3: environment: - -> " in proc.stdout and "startsecs: 1 -> 2" in proc.stdout
     after = _pids(bundle)
     assert after["svc3"] != before["svc3"]
     assert {k: v for k, v in after.items() if k != "svc3"} == \
@@ -296,16 +327,15 @@ def test_set_changes_one_key_live_and_rollback_undoes_it(faq: Faq) -> None:
 
 
 def test_two_builds_of_one_project_are_identical(faq: Faq) -> None:
-    with tarfile.open(faq.project.original) as tar:
-        member = tar.extractfile("faq/.bundler/checksums.json")
-        assert member is not None
-        first = member.read()
+    with read_tar(faq.project.original) as tar:
+        first = next(tar.extractfile(m).read() for m in tar  # type: ignore[union-attr]
+                     if m.name == "faq/.bundler/checksums.json")
     assert (faq.rebuilt / ".bundler" / "checksums.json").read_bytes() == first
 
 
 def test_a_switch_that_fails_its_health_probe_is_rolled_back(faq: Faq) -> None:
     bundle = faq.bundle
-    proc = bundle.cli("switch", "api", "websick", "--timeout", "8")
+    proc = bundle.cli("switch", "api", "websick")  # fails within every x failures: 3 s
     assert proc.returncode == 1
     assert "health probe failed" in proc.stderr and "HTTP 500" in proc.stderr
     assert _get(faq.api, "/").split()[0] == "1"
