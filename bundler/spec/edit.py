@@ -263,6 +263,7 @@ def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None)
         return "added" if after is not None else "-"
     if after is None:
         return "removed"
+
     def value(table: dict[str, Any], key: str) -> Any:
         return table.get(key, SHOWN_DEFAULTS.get(key))
 
