@@ -347,7 +347,10 @@ def _prepare(bundle: Bundle, patch: PatchRecord, incoming: Path) -> tuple[list[d
         raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest ({exc!s:.80}); "
                            "nothing was changed") from None
     Manifest.read(bundle.manifest, manifest_text)  # still a valid manifest
-    Manifest.read(bundle.manifest, patch.manifest)  # the release's, whose services converge() takes
+    try:  # the release's, whose services converge() takes
+        Manifest.read(Path(f"{PATCH_FILE}: the release's bundle.toml"), patch.manifest)
+    except BundlerError as exc:
+        raise BundlerError(f"refusing the patch: {exc}; nothing was changed") from None
     checksums = integrity.load(root)
     checksums.update({rel: f.checksum for rel, f in patch.files.items()})
     checksums.update({rel: Entry(link=t) for rel, t in patch.links.items()})

@@ -203,6 +203,28 @@ CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
     ("made against another build", [M("app_v1/web.py", data=b"x")],
      {"meta": lambda r: r["base"].update({"app_v1/web.py": Entry.of_bytes(
          b"other", executable=False).to_json()})}, "not what it was built against"),
+    ("a site default above etc/app", [GOOD, M("tiny-2.patch/site/../x", raw=True)],
+     {"meta": lambda r: r.update(site={"../x": hashlib.sha256(GOOD.data).hexdigest()})},
+     "plain relative path"),
+    ("a site default that is a link", [GOOD, M("tiny-2.patch/site/s.toml", "link", raw=True,
+                                               target="../../outside/secret.txt")],
+     {}, "site configuration is plain files"),
+    ("a site default patch.json does not list", [GOOD, M("tiny-2.patch/site/x.toml", raw=True)],
+     {}, "site configuration does not match"),
+    ("a site default that is not there", [GOOD],
+     {"meta": lambda r: r.update(site={"x.toml": "0" * 64})}, "site configuration does not match"),
+    ("a site default through the site's link", [GOOD, M("tiny-2.patch/site/sub/x", raw=True)],
+     {"meta": lambda r: r.update(site={"sub/x": hashlib.sha256(GOOD.data).hexdigest()}),
+      "site_link": True}, "through the link 'etc/app/sub'"),
+    ("services that are no tables", [GOOD], {"meta": lambda r: r.update(
+        manifest=NEW_MANIFEST.replace("spec_version = 1\n", 'spec_version = 1\nservices = "x"\n')
+        .replace('[services.web]\ncommand = "python -m web"\ncode = "v1"\n', ""))},
+     "the release's bundle.toml"),
+    ("a release spec the bundle refuses", [GOOD], {"meta": lambda r: r.update(
+        manifest=NEW_MANIFEST.replace('code = "v1"', 'code = "v1"\nnumprocs = 0'))},
+     "numprocs must be between 1 and 256"),
+    ("a base spec that is no spec", [GOOD], {"meta": lambda r: r.update(
+        release_base="services = 3\n")}, "base spec is not a bundle spec"),
     ("unsigned", [GOOD], {"key": None}, "not signed"),
     ("signed by another key", [GOOD], {"key": "other"}, "does not trust"),
     ("signed, then changed", [GOOD], {"tamper_after_signing": True}, "does not match its content"),
@@ -217,6 +239,8 @@ def _apply(patch_file: Path, root: Path) -> Any:
 
 def _build(site: Site, tmp_path: Path, members: list[M], options: dict[str, Any]) -> Path:
     options = dict(options)
+    if options.pop("site_link", False):  # the site made etc/app/sub a link to its data
+        (site.bundle.root / "etc" / "app" / "sub").symlink_to("../../../outside")
     key = options.pop("key", "trusted")
     key = {"trusted": site.key, "other": site.other_key, None: None}[key]
     (tmp_path / "patches").mkdir(exist_ok=True)
