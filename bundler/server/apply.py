@@ -81,12 +81,12 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
             ops, manifest_text = _prepare(bundle, patch, incoming)
             release = _definitions(patch.manifest, "the patch's spec")
             base = _release_base(bundle, patch)
-            plan = merge.merge(base, merge.definitions(tomlkit.parse(manifest_text)), release,
-                               prefer)
-            version = str(tomlkit.parse(manifest_text)["bundle"]["version"])
+            merged = tomlkit.parse(manifest_text)
+            plan = merge.merge(base, merge.definitions(merged), release, prefer)
+            version = str(merged["bundle"]["version"])
             site_changes = site.plan(bundle, patch.site)
             applied = Applied(len(patch.files) + len(patch.links), len(patch.remove), version, plan,
-                              site_changes, _not_applied(manifest_text, patch.manifest))
+                              site_changes, _not_applied(merged, patch.manifest))
             if dry_run:
                 return applied
             conflicts = [m.describe() for m in plan if m.conflicts]
@@ -135,8 +135,8 @@ def converge(bundle: Bundle, base: Definitions, release: Definitions, prefer: st
 NOT_PATCHED = ("supervisor", "metrics", "alerts")
 
 
-def _not_applied(server: str, release: str) -> list[str]:
-    here, there = tomlkit.parse(server), tomlkit.parse(release)
+def _not_applied(here: TOMLDocument, release: str) -> list[str]:
+    there = tomlkit.parse(release)
     return [f"the release changes [{key}], which a patch does not: ship a full archive for it"
             for key in NOT_PATCHED if here.get(key) != there.get(key)]
 

@@ -162,16 +162,14 @@ def add_service(doc: TOMLDocument, name: str, python: str, code: str, command: s
 
 
 def switch(doc: TOMLDocument, service: str, version: str | None, python: str | None = None
-           ) -> str:
-    """Point `service` at code `version` and/or interpreter `python`; return the code it had."""
+           ) -> None:
+    """Point `service` at code `version` and/or interpreter `python`."""
     table = _service(doc, service)
-    previous = str(table.get("code", ""))
     if version is not None:
         table["code"] = version
     if python is not None:
         env = normalize_python(python)
         table["python"] = env if env == "base" else f"envs/{env}"
-    return previous
 
 
 def _service(doc: TOMLDocument, name: str) -> Any:
