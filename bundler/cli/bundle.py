@@ -174,15 +174,17 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
 
     \b
     Files: every member's checksum and path is checked before anything is written; files changed
-    here since the build, site configuration (etc/app/) and logs are never overwritten; a
-    failure leaves the bundle as it was. A patch for another bundle is refused, and so is an
-    unsigned or wrongly signed one once the bundle trusts a key (etc/trusted_keys).
+    here since the build and logs are never overwritten; a failure leaves the bundle as it was.
+    A patch for another bundle is refused, and so is an unsigned or wrongly signed one once the
+    bundle trusts a key (etc/trusted_keys). Site defaults for etc/app/ are added, or updated
+    where this server left them alone; one it changed is kept, the release's beside it as .new.
     Services (a three-way merge of the last release, this server, the new release): a service
     or group changed only by the release is changed (code, interpreter, settings, added,
     removed); one changed only here keeps the change; a key changed on both sides to different
     values is a conflict, and the patch is refused unless --prefer settles it. The changes are
     one transaction, gated like switch: one failure rolls every service back (the files stay, so
-    a retry is cheap).
+    a retry is cheap). --dry-run prints all this and changes nothing; it exits 1 when apply
+    would refuse the patch.
 
     \b
     Examples:
@@ -207,6 +209,10 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
         if merged.kept or merged.conflicts or merged.changes and (
                 merged.kind == "groups" or not converged):
             click.echo(f"  {merged.describe()}")
+    conflicts = sum(1 for m in done.plan if m.conflicts)
+    if dry_run and conflicts:
+        raise BundlerError(f"{conflicts} conflict(s): apply refuses this patch unless --prefer "
+                           "release|server settles them")
     if done.outcome is None or not any(m.changes for m in done.plan):
         return
     output.report(done.outcome, done.entries, lambda e: f"  {output.changed(e)}",

@@ -258,3 +258,29 @@ def test_a_servers_state_is_a_build_to_patch_against(tiny: Bundle, tmp_path: Pat
     found.write_text(json.dumps({"state_format": 1, "bundle": "tiny"}))
     with pytest.raises(BundlerError, match="not a readable output of bin/bundler state"):
         make_patch.old_checksums(found)
+
+
+def test_a_dry_run_prints_the_plan_and_exits_1_on_a_conflict(tiny: Bundle, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bundler.cli import cli
+    from bundler.server import services
+
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()
+    tiny.release_record.write_text(MANIFEST)
+    release = RELEASE_2.replace('command = "python -m web"', 'command = "python -m web --release"')
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=release)
+    dry = ["apply", "--dry-run", str(source), "--root", str(tiny.root)]
+    clean = CliRunner().invoke(cli, dry)
+    assert clean.exit_code == 0, clean.output
+    assert clean.stdout == ("tiny-2.patch.tar.gz: would write 1 file(s), removed 0; bundle version 2\n"
+                            "  service api: added\n  service web: code: v1 -> v2; command: python "
+                            "-m web -> python -m web --release\n")
+    services.set_keys(tiny, "web", {"command": "python -m web --here"}, [], 5)
+    before = _tree(tiny.root)
+    conflict = CliRunner().invoke(cli, dry)
+    assert conflict.exit_code == 1
+    assert "  service web: CONFLICT: changed here and by the release: command" in conflict.stdout
+    assert "1 conflict(s): apply refuses this patch unless --prefer" in conflict.stderr
+    assert _tree(tiny.root) == before
