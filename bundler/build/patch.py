@@ -9,7 +9,6 @@ manifest. Paths a patch may not touch (the manifest, etc/, log/, run/, records) 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from bundler.bundle.records import (
     PatchRecord,
     Relocation,
     ServerState,
+    SiteDefaults,
 )
 from bundler.bundle.tree import CHECKSUMS_RECORD, LAYOUT_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
@@ -123,7 +123,7 @@ def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> 
     remove = sorted(rel for rel in old if rel not in new and tree.patchable(rel)
                     and _unit(rel, tree, project) in present)
     base.update({rel: old[rel] for rel in remove})
-    site = json.loads(tree.site_defaults.read_text()) if tree.site_defaults.is_file() else {}
+    site = dict(SiteDefaults.read(tree.site_defaults).files)
     for rel in site:  # all of them, every time: apply keeps what the server changed
         target = dest / PATCH_SITE / rel
         target.parent.mkdir(parents=True, exist_ok=True)

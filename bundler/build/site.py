@@ -8,11 +8,11 @@ overwriting a file the server changed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
+from bundler.bundle.records import SiteDefaults
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file
@@ -49,4 +49,4 @@ def install(files: dict[str, Path], tree: Bundle) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         record[rel] = sha256_file(target)
-    tree.site_defaults.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    SiteDefaults(record).write(tree.site_defaults)

@@ -1,6 +1,7 @@
 """The records one side writes and the other reads, one class each with its own read and write:
 the manifest's [build] table, the relocation record, the checksums, the build machine's paths
-(origin.json), the monitor's configuration and a patch's patch.json.
+(origin.json), the monitor's configuration, a patch's patch.json, the site defaults' record and
+a server's state (bin/bundler state).
 
 Bundles already deployed hold these files: a new bundler reads them as they are and writes them
 byte for byte as before (a patch that updates bundler itself must not make every conf.d file, and
@@ -358,6 +359,26 @@ class PatchRecord:
         if self.site:
             raw["site"] = dict(self.site)
         return json.dumps(raw, indent=1) + "\n"
+
+
+# --- .bundler/site-defaults.json ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class SiteDefaults:
+    """The SHA-256 of each default file of etc/app/ as last shipped (build/site.py writes it,
+    server/site.py updates it, build/patch.py ships the files it names)."""
+
+    files: Mapping[str, str]  # path inside etc/app/ -> SHA-256
+
+    @classmethod
+    def read(cls, path: Path) -> SiteDefaults:
+        try:
+            return cls(dict(json.loads(path.read_text(encoding="utf-8"))))
+        except FileNotFoundError:
+            return cls({})  # a bundle without site defaults, or built before them
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(dict(self.files), indent=1, sort_keys=True) + "\n")
 
 
 # --- bin/bundler state: what a server runs, for the next patch ----------------------------

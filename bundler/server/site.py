@@ -6,12 +6,12 @@ beside it as <file>.new. Nothing is ever removed.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler.bundle.records import SiteDefaults
 from bundler.bundle.safetree import Plan, Refused
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
@@ -38,7 +38,7 @@ def plan(bundle: Bundle, shipped: Mapping[str, str]) -> list[SiteChange]:
     site = bundle.layout.site_config
     checks = Plan(bundle.root, lambda rel: None if rel.startswith(site + "/") else
                   "is outside the site configuration")
-    recorded = _recorded(bundle)
+    recorded = SiteDefaults.read(bundle.site_defaults).files
     changes = []
     try:
         for rel, digest in sorted(shipped.items()):
@@ -75,12 +75,5 @@ def install(bundle: Bundle, changes: list[SiteChange], staged: Path,
         if new and os.geteuid() == 0:  # the site's files stay its owner's to edit
             folder = bundle.site_config.stat()
             os.chown(target, folder.st_uid, folder.st_gid)
-    write_atomic(bundle.site_defaults, json.dumps({**_recorded(bundle), **shipped}, indent=1,
-                                                  sort_keys=True) + "\n")
-
-
-def _recorded(bundle: Bundle) -> dict[str, str]:
-    try:
-        return dict(json.loads(bundle.site_defaults.read_text()))
-    except FileNotFoundError:
-        return {}
+    recorded = SiteDefaults.read(bundle.site_defaults).files
+    SiteDefaults({**recorded, **shipped}).write(bundle.site_defaults)
