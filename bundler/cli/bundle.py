@@ -128,7 +128,7 @@ def rollback(service: str, root: Path | None, timeout: float) -> None:
     from bundler.server import services
 
     outcome, entries = services.rollback(open_bundle(root), service, timeout)
-    output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
+    output.report(outcome, entries, output.changed, output.PREVIOUS_AGAIN)
 
 
 @click.command("history")

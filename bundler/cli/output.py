@@ -39,6 +39,9 @@ def log_tail(title: str, log: str) -> None:
     click.echo("\n".join(log.splitlines()[-20:]), err=True)
 
 
+PREVIOUS_AGAIN = "nothing changed, the previous definition runs again"  # a change undone
+
+
 def report(outcome: Outcome, entries: list[dict[str, Any]],
            what: Callable[[dict[str, Any]], str], undone: str) -> None:
     """Print what an operation on a bundle did; raise if it had to be undone."""

@@ -126,7 +126,7 @@ def switch(ctx: click.Context, names: tuple[str, ...], group: str | None, python
         from bundler.server import services
 
         outcome, entries = services.switch(bundle, chosen, group, version, timeout, python)
-        output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
+        output.report(outcome, entries, output.changed, output.PREVIOUS_AGAIN)
         return
     from bundler.build.plan import check_switch
     from bundler.spec import edit
@@ -169,7 +169,7 @@ def set_cmd(ctx: click.Context, service: str, assignments: tuple[str, ...], unse
         from bundler.server import services
 
         outcome, entries = services.set_keys(bundle, service, values, list(unset), timeout)
-        output.report(outcome, entries, output.changed, "nothing changed, the previous definition runs again")
+        output.report(outcome, entries, output.changed, output.PREVIOUS_AGAIN)
         return
     edit.edit(spec_path(ctx), lambda doc: edit.set_keys(doc, service, values, list(unset)))
     click.echo(f"changed service {service} in {spec_path(ctx)}")
