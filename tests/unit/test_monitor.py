@@ -183,7 +183,7 @@ def test_alerts_are_retried_then_delivered_and_never_block(receiver: Receiver,
                       {"bundle": "b"}, tmp_path, logged.append, pause=0.01)
     assert alerter.send("exit", "api", "boom", pid=3)
     assert not alerter.send("fatal", "api", "not asked for")
-    _wait(lambda: receiver.bodies)
+    _wait(lambda: receiver.bodies and logged)  # the log line follows the POST
     assert receiver.calls == 3
     body = receiver.bodies[0]
     assert (body["event"], body["process"], body["message"], body["pid"], body["bundle"]) == \
