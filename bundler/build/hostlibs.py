@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bundler.bundle import elf
@@ -32,29 +33,46 @@ def resolve(path: Path) -> dict[str, str | None]:
     return found
 
 
-def vendor(prefix: Path, libdir: Path, patchelf: str) -> tuple[list[str], list[str]]:
-    """Copy every non-system library the ELF files under `prefix` load from outside it into
-    `libdir`. Return (what was copied, what this machine does not have either).
+@dataclass
+class Needed:
+    """The libraries some ELF files load, by where the build machine's loader finds them."""
 
-    The copied libraries find each other through RUNPATH $ORIGIN; the interpreter's own files
-    must already point their RUNPATH at `libdir`.
-    """
-    wanted: dict[str, Path] = {}
-    absent: set[str] = set()
-    for path in elf.elf_files(prefix):
+    own: dict[str, Path] = field(default_factory=dict)    # inside the interpreter's prefix
+    host: dict[str, Path] = field(default_factory=dict)   # elsewhere on this machine
+    absent: list[str] = field(default_factory=list)       # nowhere: "soname (for file)"
+
+
+def needed(files: list[Path], prefix: Path) -> Needed:
+    """Every non-system library `files` (of the CPython at `prefix`, resolved where they are,
+    with their own RUNPATHs) load, directly or through each other."""
+    found = Needed()
+    inside = prefix.resolve()
+    for path in files:
         for soname, where in resolve(path).items():
-            if elf.is_system(soname):
+            if elf.is_system(soname) or soname in found.own or soname in found.host:
                 continue
             if where is None:
-                absent.add(f"{soname} (for {path.relative_to(prefix)})")
-            elif not Path(where).resolve().is_relative_to(prefix.resolve()):
-                wanted.setdefault(soname, Path(where).resolve())
+                found.absent.append(f"{soname} (for {path.name})")
+                continue
+            real = Path(where).resolve()
+            if real.is_relative_to(inside):
+                found.own[soname] = real
+            else:
+                found.host[soname] = real
+    return found
+
+
+def copy_libraries(libraries: dict[str, Path], libdir: Path, patchelf: str) -> None:
+    """Copy each library into `libdir` under its soname; the copies find each other through
+    RUNPATH $ORIGIN."""
     libdir.mkdir(parents=True, exist_ok=True)
-    for soname, source in sorted(wanted.items()):
+    for soname, source in sorted(libraries.items()):
         target = libdir / soname
+        if target.exists() or target.is_symlink():
+            continue
         shutil.copyfile(source, target)
         os.chmod(target, 0o755)
         info = elf.read(target)
-        if info and any(n in wanted for n in info.needed):
+        if info and (info.runpath or any((libdir / n).exists() or n in libraries
+                                         for n in info.needed)):
             run([patchelf, "--set-rpath", "$ORIGIN", target], what=f"patchelf {soname}")
-    return sorted(wanted), sorted(absent)

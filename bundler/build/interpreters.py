@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bundler.build import hostlibs, standalone
+from bundler.build import floor, hostlibs, standalone
 from bundler.bundle import elf
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
@@ -77,6 +77,7 @@ class BuildContext:
     # binaries holding an interpreter's path in NUL-padded strings: file -> (its interpreter's
     # folder, the longest path that folder's strings can hold)
     binary_slots: dict[Path, tuple[Path, int]] = field(default_factory=dict)
+    glibc: floor.Version | None = None  # [bundle] glibc: the floor wheels and libraries keep to
 
 
 def probe(executable: Path) -> PythonInfo:
@@ -97,9 +98,14 @@ def probe(executable: Path) -> PythonInfo:
     )
 
 
-def find_python(value: str, spec_folder: Path) -> Path:
-    """The executable that `python = VALUE` names: "current", a prefix folder, an executable or
-    a standalone CPython archive (unpacked into bundler's cache)."""
+def find_python(value: str, spec_folder: Path, mirror: str | None = None,
+                fetch: bool = True) -> Path | None:
+    """The executable that `python = VALUE` names: "current", a version found in a mirror of
+    standalone CPythons, a prefix folder, an executable or a standalone CPython archive (both
+    unpacked into bundler's cache). None: a version that `fetch` would have to download."""
+    if standalone.is_version(value):
+        found = standalone.locate(value, standalone.mirror_of(mirror, spec_folder), fetch)
+        return None if found is None else _executable_in(found)
     if value == "current":
         minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
         candidates = [Path(sys.base_prefix) / "bin" / f"python{minor}",
@@ -113,12 +119,17 @@ def find_python(value: str, spec_folder: Path) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        for name in ("python3", "python"):
-            if (path / "bin" / name).is_file():
-                return path / "bin" / name
-        raise BundlerError(f"{path}: no bin/python3 in this folder; python = must name a CPython "
-                           "prefix (e.g. the output of `pyenv prefix 3.11.7`) or an executable")
+        return _executable_in(path)
     raise BundlerError(f"python = {value!r}: {path} does not exist")
+
+
+def _executable_in(prefix: Path) -> Path:
+    for name in ("python3", "python"):
+        if (prefix / "bin" / name).is_file():
+            return prefix / "bin" / name
+    raise BundlerError(f"{prefix}: no bin/python3 in this folder; python = must name a CPython "
+                       "prefix (e.g. the output of `pyenv prefix 3.11.7`), an executable or a "
+                       "version (\"3.12\")")
 
 
 def check_relocatable(info: PythonInfo, unpacked: bool = False) -> None:
@@ -174,15 +185,80 @@ class CopiedCPython:
         include = src / "include" / f"python{info.minor}{info.abiflags}"
         if include.is_dir():
             shutil.copytree(include, dest / "include" / include.name, symlinks=True)
+        sources = [info.executable.resolve(), *sorted((src / "lib").glob("libpython*.so*"))]
+        dynload = info.stdlib / "lib-dynload"
+        sources += sorted(dynload.glob("*.so")) if dynload.is_dir() else []
+        libs = hostlibs.needed([p for p in sources if p.is_file() and not p.is_symlink()], src)
+        hostlibs.copy_libraries(libs.own, dest / "lib", patchelf())
+        if libs.own:
+            ctx.log(f"  kept {len(libs.own)} libraries of its prefix: {', '.join(sorted(libs.own))}")
         make_runpaths_relative(dest, lib)
         forget_prefix(dest, src)
         if self.vendor_libs:
-            copied, absent = hostlibs.vendor(dest, dest / "lib", patchelf())
-            if copied:
-                ctx.log(f"  vendored {len(copied)} host libraries into its lib/: {', '.join(copied)}")
-            for missing in absent:
+            host = self._within_floor(ctx, libs.host)
+            hostlibs.copy_libraries(host, dest / "lib", patchelf())
+            if host:
+                ctx.log(f"  vendored {len(host)} host libraries into its lib/: {', '.join(sorted(host))}")
+            for missing in libs.absent:
                 ctx.log(f"  warning: {missing} is not on this machine either; it is not vendored")
+        copy = dest / "bin" / exe_name
+        check_extensions(info.executable, copy)
         return probe(dest / "bin" / exe_name)
+
+
+    @staticmethod
+    def _within_floor(ctx: BuildContext, host: dict[str, Path]) -> dict[str, Path]:
+        """The host libraries that need no more than the floor; the others are left to the
+        server's own copy, and the build says so."""
+        if ctx.glibc is None:
+            return host
+        kept = {}
+        for soname, path in host.items():
+            need = floor.needs([path]).get(path, ())
+            if need > ctx.glibc:
+                ctx.log(f"  not vendored: {soname} from {path} needs glibc {floor.text(need)}, above "
+                        f"the floor {floor.text(ctx.glibc)}; the server must have its own, or use an "
+                        "interpreter that carries it (python = \"3.12\": a python-build-standalone "
+                        "CPython)")
+            else:
+                kept[soname] = path
+        return kept
+
+
+_EXTENSIONS = """
+import importlib, json, os
+folder = os.path.join(os.path.dirname(os.__file__), "lib-dynload")
+names = sorted({n.split(".")[0] for n in os.listdir(folder) if n.endswith(".so")})
+result = {}
+for name in names:
+    try:
+        importlib.import_module(name)
+        result[name] = ""
+    except Exception as exc:
+        result[name] = str(exc) or type(exc).__name__
+print("\\n" + json.dumps(result))
+"""
+
+
+def _extensions(python: Path) -> dict[str, str]:
+    """Stdlib extension module -> "" when it imports, else why not."""
+    done = call([python, "-I", "-c", _EXTENSIONS], what=f"importing {python}'s extensions",
+                env=clean_env(), timeout=120, merge=False)
+    if done.returncode != 0:
+        raise BundlerError(f"{python} cannot start: {done.errors.strip() or done.output.strip()}")
+    return dict(json.loads(done.output.strip().splitlines()[-1]))
+
+
+def check_extensions(source: Path, copy: Path) -> None:
+    """Every stdlib extension (ssl, sqlite3, ctypes, zlib...) the source interpreter imports,
+    its copy must import too; else stop and say which library is missing."""
+    before, after = _extensions(source), _extensions(copy)
+    broken = {name: after.get(name, "not copied") for name, why in before.items()
+              if not why and after.get(name, "not copied")}
+    if broken:
+        detail = "; ".join(f"{name}: {why}" for name, why in sorted(broken.items()))
+        raise BundlerError(f"the copy of {source} cannot import {len(broken)} stdlib extension(s) "
+                           f"that {source} imports ({detail}): a library it loads was not carried")
 
 
 @dataclass(frozen=True)
@@ -239,30 +315,6 @@ def forget_prefix(dest: Path, source: Path) -> None:
             data = path.read_bytes()
             if needle in data and b"\x00" not in data:
                 path.write_bytes(data.replace(needle, os.fsencode(dest)))
-
-
-def ensure_pip(python: Path) -> None:
-    if call([python, "-I", "-m", "pip", "--version"], what="pip --version", timeout=120).returncode != 0:
-        run([python, "-I", "-m", "ensurepip", "--default-pip"], what="ensurepip", env=clean_env())
-
-
-def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
-                requirements_file: str | None, what: str) -> None:
-    """Install into `python`'s environment with pip, then insist that `pip check` is clean."""
-    if not requirements and not requirements_file:
-        return
-    args: list[str | Path] = [python, "-I", "-m", "pip", "install", "--no-warn-script-location",
-                              "--disable-pip-version-check", *ctx.pip_options, *requirements]
-    if requirements_file:  # its existence was checked with the plan
-        args += ["-r", (ctx.spec_folder / requirements_file).resolve()]
-    run(args, what=f"pip install for {what}", env=clean_env())
-    run([python, "-I", "-m", "pip", "check"], what=f"pip check for {what}", env=clean_env())
-
-
-def installed_versions(python: Path) -> dict[str, str]:
-    out = run([python, "-I", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
-              what="pip list", env=clean_env())
-    return {p["name"]: p["version"] for p in json.loads(out)}
 
 
 def _copy_stdlib(src: Path, dest: Path) -> None:

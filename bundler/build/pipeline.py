@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import conda, native, patch, site
+from bundler.build import conda, floor, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import (
     BASE_PACKAGES,
@@ -26,14 +26,12 @@ from bundler.build.interpreters import (
     CopiedCPython,
     Materializer,
     Virtualenv,
-    ensure_pip,
-    installed_versions,
     patchelf,
-    pip_install,
 )
+from bundler.build.pip import ensure_pip, installed_versions, pip_install
 from bundler.build.plan import Plan, make_plan
 from bundler.build.relocatable import make_scripts_relocatable, make_symlinks_relative, record
-from bundler.bundle import archive, integrity, signing
+from bundler.bundle import archive, elf, integrity, signing
 from bundler.bundle.records import (
     PATCH_FILE,
     PATCH_SIGNATURE,
@@ -42,6 +40,7 @@ from bundler.bundle.records import (
     BuiltInterpreter,
     Manifest,
     Origin,
+    Platform,
 )
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
@@ -134,7 +133,8 @@ def _remove_abandoned_staging(output: Path) -> None:
 
 def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None:
     spec, layout = plan.spec, plan.layout
-    ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log)
+    ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log,
+                       glibc=spec.glibc)
     resolved: dict[str, dict[str, str]] = {}
     for name, p in plan.interpreters.items():
         dest = root / p.folder
@@ -154,7 +154,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
             signs = plan.trusted_keys or options.sign
             requirements = (*BASE_PACKAGES, *(SIGNING_PACKAGES if signs else ()), *requirements)
         if requirements or p.interp.requirements_file:
-            ensure_pip(python)
+            ensure_pip(ctx, python)
         pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
         if name == "base":
             install_self(root, p.minor)
@@ -173,6 +173,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         for warning in native.fix_runpaths(folder, root, lib_dirs, patchelf()):
             log(f"warning: {warning}")
     tree = Bundle(root, layout)
+    _hold_to_floor(plan, tree, log)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
     site.install(plan.site_files, tree)
     if plan.trusted_keys:
@@ -188,6 +189,24 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     integrity.write(tree)
     for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
+
+
+def _hold_to_floor(plan: Plan, tree: Bundle, log: Log) -> None:
+    """Read the glibc every ELF file in the bundle needs; refuse the build when one needs more
+    than [bundle] glibc; record what the bundle needs for bin/start and verify."""
+    found = floor.needs(elf.elf_files(tree.root))
+    need, path = floor.highest(found)
+    declared = plan.spec.glibc
+    if declared is not None:
+        lines = floor.offenders(tree.root, found, declared)
+        if lines:
+            raise BundlerError(f"{len(lines)} group(s) of files need more than [bundle] glibc = "
+                               f"{floor.text(declared)}:\n" + "\n".join(f"  {line}" for line in lines))
+    where = f" (for {path.relative_to(tree.root)})" if path else ""
+    log(f"glibc: the bundle needs {floor.text(need)} or newer{where}"
+        + (f"; floor {floor.text(declared)}" if declared else "; no [bundle] glibc floor declared"))
+    Platform(floor.machine(), floor.text(need) if need else "0",
+             floor.text(declared) if declared else "").write(tree.platform)
 
 
 def _drop_bytecode_naming(root: Path) -> None:

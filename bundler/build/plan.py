@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.build import conda, standalone
+from bundler.build import conda, floor, standalone
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
 from bundler.build.native import outside_runpaths, unresolvable
@@ -30,6 +30,8 @@ class PlannedInterpreter:
     source: str         # what it is made from, for people
     info: PythonInfo | None = None  # the source CPython, for copied and conda interpreters
     conda: Path | None = None       # the conda environment, for conda interpreters
+    glibc: floor.Version = ()       # the glibc it will need, predicted (() when unknown)
+    glibc_from: str = ""            # what decides that: a file, or what the kind declares
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Plan:
         lines = [f"bundle {spec.name} {spec.version} (format {spec.format}, layout {spec.layout})"]
         for p in self.interpreters.values():
             lines.append(f"  interpreter {p.interp.name:<10} {p.folder:<14} Python {p.minor}  "
-                         f"{p.source}")
+                         f"{p.source}; needs glibc {floor.text(p.glibc)} ({p.glibc_from})")
+        lines.append(self.glibc_line())
         for c in spec.code.values():
             origin = f"copy of {c.path}" if c.path else f"git archive {c.ref} of {c.git}"
             extra = ", bytecode only" if c.bytecode else ""
@@ -66,10 +69,21 @@ class Plan:
             ["  trusts no key: bin/bundler apply accepts unsigned patches"]
         return lines
 
+    def glibc_line(self) -> str:
+        need = max((p.glibc for p in self.interpreters.values()), default=())
+        if self.spec.glibc is None:
+            return (f"  glibc the bundle will need {floor.text(need)} or newer, as its interpreters "
+                    "(no [bundle] glibc: set one, e.g. glibc = \"2.17\", to choose the servers' "
+                    "floor and have the build hold every file to it)")
+        return (f"  glibc floor {floor.text(self.spec.glibc)} ([bundle] glibc); the interpreters need "
+                f"{floor.text(need)}; wheels up to manylinux_{self.spec.glibc[0]}_{self.spec.glibc[1]}"
+                ", every ELF file checked at build")
 
-def make_plan(spec: Spec, output: Path | None = None) -> Plan:
+
+def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True) -> Plan:
     """Check everything that can be checked before copying a byte (cheap checks first); `output`
-    is where the build writes (default: dist/ beside bundle.toml)."""
+    is where the build writes (default: dist/ beside bundle.toml). Without `fetch`, a standalone
+    CPython that would have to be downloaded is planned from its version alone."""
     layout = load_layout(spec.layout)
     keys = trusted_keys(spec)
     defaults = site_files(spec)
@@ -84,27 +98,24 @@ def make_plan(spec: Spec, output: Path | None = None) -> Plan:
         if interp.virtualenv is not None:
             parent = planned[interp.virtualenv]
             planned[interp.name] = PlannedInterpreter(
-                interp, folder, f"{folder}/bin/python", parent.minor, f"virtualenv on {parent.interp.name}")
+                interp, folder, f"{folder}/bin/python", parent.minor, f"virtualenv on {parent.interp.name}",
+                glibc=parent.glibc, glibc_from=f"its parent {parent.interp.name}")
             continue
         python = "bin/python3" if folder == "." else f"{folder}/bin/python3"
         if interp.conda is not None:
             prefix = (spec.folder / os.path.expanduser(interp.conda)).absolute()
             conda.check_env(prefix)
             info = probe(prefix / "bin" / "python")
+            declared = floor.conda_floor(prefix)
             planned[interp.name] = PlannedInterpreter(
                 interp, folder, python, info.minor, f"conda-pack of {prefix} ({info.version})",
-                info, prefix)
+                info, prefix, declared, "its packages' __glibc constraint" if declared else
+                "no package declares __glibc")
+            _hold(spec, interp.name, planned[interp.name], [])
             continue
         assert interp.python is not None
-        info = probe(find_python(interp.python, spec.folder))
-        check_relocatable(info, unpacked=standalone.is_archive(interp.python))
-        planned[interp.name] = PlannedInterpreter(interp, folder, python, info.minor,
-                                                  f"copy of {info.prefix} ({info.version})", info)
-    base = planned["base"]
-    if tuple(int(n) for n in base.minor.split(".")) < MIN_BASE:
-        raise BundlerError(f"the base is Python {base.minor}, but it runs supervisor and bundler "
-                           f"itself, which need Python {'.'.join(map(str, MIN_BASE))} or newer: "
-                           "use a newer base and put the older Python in envs/")
+        planned[interp.name] = _copied(spec, interp, folder, python, fetch)
+    _check_base(planned["base"])
     for interp in spec.interpreters.values():
         if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
             raise BundlerError(f"interpreter {interp.name}: requirements_file "
@@ -124,6 +135,58 @@ def make_plan(spec: Spec, output: Path | None = None) -> Plan:
         code_interpreter[code.name] = sorted(users)[0]
     native = _native(spec, planned)
     return Plan(spec, layout, planned, code_interpreter, keys, selections, defaults, native)
+
+
+def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
+            fetch: bool) -> PlannedInterpreter:
+    """A CPython to copy: probed, checked relocatable, its glibc need read off the files the copy
+    will take (or, for a standalone CPython not downloaded yet, what its kind is built for)."""
+    assert interp.python is not None
+    version = standalone.is_version(interp.python)
+    executable = find_python(interp.python, spec.folder, spec.python_mirror, fetch)
+    if executable is None:
+        mirror = standalone.mirror_of(spec.python_mirror, spec.folder)
+        minor = ".".join(interp.python.split(".")[:2])
+        return PlannedInterpreter(interp, folder, python, minor, f"python-build-standalone CPython "
+                                  f"{interp.python} from {mirror} (downloaded at build)",
+                                  glibc=floor.STANDALONE_FLOOR, glibc_from="what it is built for")
+    info = probe(executable)
+    check_relocatable(info, unpacked=version or standalone.is_archive(interp.python))
+    files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib))
+    need, path = floor.highest(files)
+    kind = "standalone CPython " if version else ""
+    built = "" if version or need <= floor.STANDALONE_FLOOR else ", built for this machine's glibc"
+    planned = PlannedInterpreter(interp, folder, python, info.minor,
+                                 f"{kind}copy of {info.prefix} ({info.version}{built})", info,
+                                 glibc=need, glibc_from=_rel(path, info.prefix) if path else "no file")
+    _hold(spec, interp.name, planned, [(info.prefix, files)])
+    return planned
+
+
+def _rel(path: Path, prefix: Path) -> str:
+    return path.relative_to(prefix).as_posix() if path.is_relative_to(prefix) else str(path)
+
+
+def _hold(spec: Spec, name: str, planned: PlannedInterpreter,
+          files: list[tuple[Path, dict[Path, floor.Version]]]) -> None:
+    """Refuse, before copying, an interpreter that needs more than [bundle] glibc."""
+    if spec.glibc is None or planned.glibc <= spec.glibc:
+        return
+    lines = [f"interpreter {name} ({planned.source}) needs glibc {floor.text(planned.glibc)}, "
+             f"above [bundle] glibc = {floor.text(spec.glibc)} (from {planned.glibc_from}):"]
+    for prefix, found in files:
+        lines += [f"  {line}" for line in floor.offenders(prefix, found, spec.glibc)]
+    if not files:
+        lines.append("  use a conda environment made for that glibc, an interpreter built on such a "
+                     "system, or raise [bundle] glibc")
+    raise BundlerError("\n".join(lines))
+
+
+def _check_base(base: PlannedInterpreter) -> None:
+    if tuple(int(n) for n in base.minor.split(".")) < MIN_BASE:
+        raise BundlerError(f"the base is Python {base.minor}, but it runs supervisor and bundler "
+                           f"itself, which need Python {'.'.join(map(str, MIN_BASE))} or newer: "
+                           "use a newer base and put the older Python in envs/")
 
 
 def _native(spec: Spec, planned: dict[str, PlannedInterpreter]) -> list[str]:

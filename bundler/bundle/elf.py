@@ -24,6 +24,7 @@ _SYSTEM = {
     "libresolv.so.2", "libanl.so.1", "libnsl.so.1", "libmvec.so.1", "libBrokenLocale.so.1",
     "libthread_db.so.1", "libc_malloc_debug.so.0", "libgcc_s.so.1", "libstdc++.so.6",
     "linux-vdso.so.1", "linux-gate.so.1",
+    "libcrypt.so.1",  # glibc's until 2.39; distributions keep it (libxcrypt) as a system library
 }
 
 
@@ -53,6 +54,20 @@ class ElfInfo:
         origin = str(path.parent)
         return [Path(d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
                 for d in self.runpath if d]
+
+
+def host_glibc() -> tuple[int, ...]:
+    """This machine's glibc, e.g. (2, 36); () when it has none (musl)."""
+    try:
+        found = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        return ()
+    return parse_version(found.partition(" ")[2])
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """"2.31" -> (2, 31)."""
+    return tuple(int(n) for n in text.split(".") if n.isdigit())
 
 
 def is_elf(path: Path) -> bool:

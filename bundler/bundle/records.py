@@ -141,6 +141,30 @@ class Origin:
         write_atomic(path, json.dumps(dataclasses.asdict(self), indent=1) + "\n")
 
 
+@dataclass(frozen=True)
+class Platform:
+    """The server a bundle needs: its architecture, the glibc its files need (the highest
+    GLIBC_x.y symbol version of any), and the floor the spec declared ("" for none)."""
+
+    machine: str
+    glibc: str
+    floor: str = ""
+
+    @classmethod
+    def read(cls, path: Path) -> Platform | None:
+        try:
+            fields = path.read_text(encoding="utf-8").split()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None  # built before bundler recorded it
+        if len(fields) < 2:
+            return None
+        return cls(fields[0], fields[1], fields[2] if len(fields) > 2 and fields[2] != "-" else "")
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, f"{self.machine} {self.glibc} {self.floor or '-'}\n")
+
+
 # --- the manifest: bundle.toml inside a bundle, and its [build] table --------------------
 
 @dataclass(frozen=True)

@@ -107,6 +107,12 @@ class Bundle:
         return self.meta / "origin.json"
 
     @property
+    def platform(self) -> Path:
+        """What a server needs to run the bundle: "MACHINE GLIBC FLOOR", which bin/ launchers read
+        with the shell before starting Python (records.Platform)."""
+        return self.meta / "platform"
+
+    @property
     def supervisord_log(self) -> Path:
         return self.log_dir / "supervisord.log"
 

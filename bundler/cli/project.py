@@ -91,7 +91,7 @@ def check(ctx: click.Context) -> None:
     from bundler.build.plan import make_plan
     from bundler.spec.load import load_spec
 
-    for line in make_plan(load_spec(spec_path(ctx))).describe():
+    for line in make_plan(load_spec(spec_path(ctx)), fetch=False).describe():
         click.echo(line)
 
 

@@ -4,12 +4,13 @@ the oldest glibc it can run on, and files that still name a path of the build ma
 from __future__ import annotations
 
 import os
+import platform
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bundler.bundle import elf
-from bundler.bundle.records import Origin, Relocation
+from bundler.bundle.records import Origin, Platform, Relocation
 from bundler.bundle.tree import META, Bundle
 
 
@@ -23,15 +24,35 @@ class Report:
     outside: dict[str, list[str]] = field(default_factory=dict)   # RUNPATH out of the bundle
     leaks: dict[str, list[str]] = field(default_factory=dict)     # file -> build paths in it
     notes: dict[str, list[str]] = field(default_factory=dict)     # binary -> source prefixes
+    platform: Platform | None = None       # what the build recorded: machine, need, floor
+    here: tuple[str, tuple[int, ...]] = ("", ())  # this machine: architecture, glibc
+
+    @property
+    def floor(self) -> tuple[int, ...]:
+        return elf.parse_version(self.platform.floor) if self.platform and self.platform.floor else ()
+
+    @property
+    def above_floor(self) -> bool:
+        return bool(self.floor) and self.glibc > self.floor
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.outside or self.leaks)
+        return not (self.missing or self.outside or self.leaks or self.above_floor)
 
     def lines(self) -> list[str]:
         glibc = ".".join(map(str, self.glibc)) if self.glibc else "any"
+        floor = self.platform.floor if self.platform else ""
         out = [f"glibc     needs {glibc} or newer"
-               + (f" (for {self.glibc_file})" if self.glibc_file else "")]
+               + (f" (for {self.glibc_file})" if self.glibc_file else "")
+               + (f"; floor {floor} ([bundle] glibc)" if floor else "; no floor declared")
+               + (": ABOVE THE FLOOR" if self.above_floor else "")]
+        machine, have = self.here
+        target = self.platform.machine if self.platform else "not recorded"
+        fits = "" if not self.platform else (
+            ": it cannot run here" if machine != target or (have and have < self.glibc) else
+            ": it can run here")
+        out.append(f"target    {target}; this machine {machine}, glibc "
+                   f"{'.'.join(map(str, have)) if have else 'unknown'}{fits}")
         out.append(f"libraries {self.elf_files} ELF files; {self.carried} non-system libraries, "
                    f"{'all' if not self.missing else 'not all'} inside the bundle")
         for soname, users in sorted(self.missing.items()):
@@ -54,7 +75,7 @@ def _some(items: list[str], limit: int = 3) -> str:
 
 
 def check(bundle: Bundle) -> Report:
-    report = Report()
+    report = Report(platform=Platform.read(bundle.platform), here=(platform.machine(), elf.host_glibc()))
     elf_files = _check_leaks(bundle, report)
     _check_libraries(bundle.root, elf_files, report)
     return report
@@ -80,8 +101,11 @@ def _check_libraries(root: Path, files: list[Path], report: Report) -> None:
             if elf.is_expected(soname):
                 continue
             if any(_inside(d, root) and (d / soname).exists() for d in dirs) or \
-                    (soname.startswith("libpython") and soname in names):
-                carried.add(soname)  # on its search path (libpython: loaded by the executable)
+                    (soname.startswith("libpython") and soname in names) or \
+                    (path.parent / soname).exists():
+                # on its search path; libpython: loaded by the executable; a sibling: a wheel's
+                # .libs/ folder, found through the DT_RPATH of the module that loads them all
+                carried.add(soname)
             else:
                 missing[soname].append(rel)
     report.carried = len(carried)

@@ -40,6 +40,8 @@ class Verdict:
             ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
             ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
             ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
+            ([f"it needs glibc {'.'.join(map(str, port.glibc))}, above its floor "
+              f"{port.platform.floor if port.platform else ''}"] if port.above_floor else []) + \
             ([self.signature_problem] if self.signature_problem else [])
 
 

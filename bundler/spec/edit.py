@@ -33,9 +33,11 @@ name = "{name}"            # the root folder inside the archive
 version = "0.1.0"
 project = "{project}"      # code versions go to {project}_<version>/
 format = "tar.gz"          # tar.gz | tar.zst | dir
+glibc = "2.17"             # the oldest glibc of the servers: 2.17 CentOS 7, 2.28 RHEL 8, 2.31 Debian 11
 
 [base]
-python = "current"         # the base interpreter: "current" or a CPython prefix (pyenv prefix 3.11.7)
+python = "3.12"            # a standalone CPython made for old servers (python-build-standalone,
+                           # from [bundle] python_mirror or upstream); or "current", or a prefix
 packages = []              # extra packages for the base (supervisor is always there)
 
 [code.v1]

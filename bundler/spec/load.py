@@ -51,7 +51,8 @@ SERVICE_KEYS = ("command", "python", "code", "environment", "numprocs", "health"
                 *PASSTHROUGH)
 TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "groups", "supervisor",
             "metrics", "alerts", "build")
-BUNDLE_KEYS = ("name", "version", "project", "format", "layout", "trusted_keys", "site_config")
+BUNDLE_KEYS = ("name", "version", "project", "format", "layout", "trusted_keys", "site_config",
+               "glibc", "python_mirror")
 BASE_KEYS = ("python", "conda", "vendor_libs", "packages", "requirements_file")
 ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "requirements", "requirements_file")
 CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode", "include", "exclude")
@@ -127,6 +128,8 @@ def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     layout = c.typed(b, ("bundle",), "layout", (str,), default="miniconda")
     trusted_keys = c.strings(b, ("bundle",), "trusted_keys")
     site_config = c.typed(b, ("bundle",), "site_config", (str,))
+    glibc = values.glibc(c, c.typed(b, ("bundle",), "glibc", (str,)))
+    python_mirror = c.typed(b, ("bundle",), "python_mirror", (str,))
 
     interpreters = {"base": _base(raw.get("base", {}), c)}
     envs_raw = c.typed(raw, (), "envs", (dict,), default={})
@@ -154,7 +157,8 @@ def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     return Spec(path=path, name=name, version=bundle_version, project=project, format=fmt,
                 layout=layout, interpreters=interpreters, code=code, services=services,
                 groups=groups, supervisor=supervisor, metrics=metrics, alerts=alerts,
-                trusted_keys=trusted_keys, site_config=site_config)
+                trusted_keys=trusted_keys, site_config=site_config, glibc=glibc,
+                python_mirror=python_mirror)
 
 
 def _check_top(raw: Mapping[str, Any], c: Checker) -> None:

@@ -27,7 +27,7 @@ class Interpreter:
     a conda environment packed with conda-pack, or a virtualenv on another one."""
 
     name: str
-    python: str | None = None        # "current", a CPython prefix / executable / archive path
+    python: str | None = None        # "current", "3.12" (standalone), a prefix / executable / archive
     virtualenv: str | None = None    # the bundle interpreter this virtualenv sits on
     conda: str | None = None         # a conda environment's prefix
     vendor_libs: bool = True         # copy the host libraries a copied CPython loads
@@ -121,6 +121,8 @@ class Spec:
     alerts: Alerts | None = None
     trusted_keys: tuple[str, ...] = ()  # public key lines, or files of them (relative paths)
     site_config: str | None = None      # a folder of default files for etc/app/
+    glibc: tuple[int, int] | None = None  # the oldest glibc the servers have (the floor)
+    python_mirror: str | None = None    # where python = "3.12" finds standalone archives
 
     @property
     def monitored(self) -> bool:

@@ -62,6 +62,21 @@ def version(c: Checker, value: str) -> None:
                      "letters, digits, '.', '_', '+', '-' (not first), at most 100")
 
 
+GLIBC_RE = re.compile(r"^2\.(\d{1,2})$")
+
+
+def glibc(c: Checker, value: str | None) -> tuple[int, int] | None:
+    """[bundle] glibc = "2.17": the floor, as (2, 17)."""
+    if value is None:
+        return None
+    match = GLIBC_RE.match(value)
+    if not match or int(match[1]) < 5:
+        raise c.fail(("bundle",), "glibc", f"glibc {value!r} is not a glibc version: write the "
+                     "oldest the servers have, e.g. \"2.17\" (CentOS 7), \"2.28\" (RHEL 8), "
+                     "\"2.31\" (Debian 11, Ubuntu 20.04)")
+    return (2, int(match[1]))
+
+
 def account(c: Checker, table: tuple[str, ...], key: str, value: str | None) -> None:
     if value is not None and not ACCOUNT_RE.match(value):
         raise c.fail(table, key, f"{key} {value!r} is not a user or group name (letters, digits, "

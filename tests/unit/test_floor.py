@@ -1,0 +1,211 @@
+"""The glibc floor: the spec key, the prediction and refusal before copying, pip kept to the
+floor's wheels (real pip, a real wheel), bin/ launchers refusing an older server, and verify."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bundler.build import floor
+from bundler.build.interpreters import BuildContext
+from bundler.build.pip import pip_install
+from bundler.bundle import elf
+from bundler.bundle.records import Platform
+from bundler.cli import cli
+from bundler.errors import BundlerError
+from bundler.server.portability import Report
+from bundler.spec.checker import SpecError
+from bundler.spec.load import parse_spec
+
+SPEC = '''\
+[bundle]
+name = "box"
+version = "1"
+glibc = {glibc}
+
+[code.v1]
+path = "src"
+'''
+CURRENT = Path(sys.executable).resolve()
+
+
+def test_the_floor_is_read_and_a_bad_one_names_the_key_and_line() -> None:
+    assert parse_spec(SPEC.format(glibc='"2.17"'), Path("/p/bundle.toml")).glibc == (2, 17)
+    assert parse_spec(SPEC.replace('glibc = {glibc}\n', ''), Path("/p/bundle.toml")).glibc is None
+    for bad in ('"2.x"', '"3.1"', '"2.17\\n"', '"2.4"', '"2"'):
+        with pytest.raises(SpecError) as info:
+            parse_spec(SPEC.format(glibc=bad), Path("/p/bundle.toml"))
+        assert str(info.value).startswith("/p/bundle.toml:4: [bundle] glibc ")
+    with pytest.raises(SpecError, match=r"bundle.toml:4: .*glibc"):
+        parse_spec(SPEC.format(glibc="2.17"), Path("/p/bundle.toml"))
+
+
+def test_offending_files_are_grouped_with_what_to_do() -> None:
+    root = Path("/b")
+    found = {root / "bin/python3.11": (2, 34), root / "lib/libpython3.11.so.1.0": (2, 35),
+             root / "lib/python3.11/lib-dynload/_ssl.so": (2, 33),
+             root / "envs/x/lib/python3.11/site-packages/numpy/core/a.so": (2, 28),
+             root / "envs/x/lib/python3.11/site-packages/numpy/b.so": (2, 17),
+             root / "lib/ok.so": (2, 17)}
+    lines = floor.offenders(root, found, (2, 17))
+    assert lines[:4] == [
+        "bin/: python3.11 needs 2.34",
+        "envs/x/lib/python3.11/site-packages/numpy: core/a.so needs 2.28",
+        "lib/: libpython3.11.so.1.0 needs 2.35",
+        "lib/python3.11/lib-dynload/: _ssl.so needs 2.33"]
+    assert len(lines) == 6 and 'python = "3.12"' in lines[4] and "manylinux_2_17" in lines[5]
+    assert floor.offenders(root, found, (2, 35)) == []
+
+
+def _init(tmp_path: Path, python: str, glibc: str) -> Path:
+    assert CliRunner().invoke(cli, ["-C", str(tmp_path), "init", "box"]).exit_code == 0
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('python = "3.12"', f'python = "{python}"')
+                    .replace('glibc = "2.17"', f'glibc = "{glibc}"'))
+    return tmp_path / "box"
+
+
+def test_a_copied_interpreter_above_the_floor_is_refused_before_copying(tmp_path: Path) -> None:
+    need = floor.highest(floor.needs([CURRENT]))[0]
+    if need <= (2, 17):
+        pytest.skip(f"{CURRENT} runs on glibc 2.17")
+    project = _init(tmp_path, "current", "2.17")
+    for command in (["check"], ["build"]):
+        result = CliRunner().invoke(cli, ["-C", str(project), *command])
+        assert result.exit_code == 1, result.output
+        assert "above [bundle] glibc = 2.17" in result.output
+        assert f"bin/: {CURRENT.name} needs" in result.output
+        if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+            assert "lib/: libpython" in result.output
+        assert 'python = "3.12"' in result.output
+    assert not (project / "dist").exists() or not any((project / "dist").iterdir())
+
+
+def test_check_says_which_floor_the_bundle_will_have_without_one(tmp_path: Path) -> None:
+    project = _init(tmp_path, "current", "2.17")
+    spec = project / "bundle.toml"
+    spec.write_text(spec.read_text().replace('glibc = "2.17"', ''))
+    result = CliRunner().invoke(cli, ["-C", str(project), "check"])
+    need = floor.text(floor.highest(floor.needs(
+        floor.cpython_files(Path(sys.base_prefix), CURRENT, Path(sysconfig.get_path("stdlib")))))[0])
+    assert result.exit_code == 0, result.output
+    assert f"glibc the bundle will need {need} or newer" in result.output
+
+
+def test_a_standalone_version_is_planned_without_a_download(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUNDLER_PYTHON_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    project = _init(tmp_path, "3.12", "2.17")
+    result = CliRunner().invoke(cli, ["-C", str(project), "check"])
+    assert result.exit_code == 0, result.output
+    assert "python-build-standalone CPython 3.12 from http://127.0.0.1:9/ (downloaded at build)" \
+        in result.output and "glibc floor 2.17" in result.output
+    result = CliRunner().invoke(cli, ["-C", str(project), "build"])
+    assert result.exit_code == 1 and "cannot fetch SHA256SUMS" in result.output
+
+
+def _wheel(folder: Path, name: str, tag: str) -> Path:
+    """A real (tiny) wheel of one module, tagged for `tag`."""
+    dist = f"{name}-1.0"
+    files = {f"{name}.py": b"VALUE = 1\n",
+             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+             f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                                        f"Tag: {tag}\n".encode()}
+    def digest(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{n},sha256={digest(d)},{len(d)}\n" for n, d in files.items()) \
+        + f"{dist}.dist-info/RECORD,,\n"
+    path = folder / f"{dist}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in files.items():
+            z.writestr(n, d)
+        z.writestr(f"{dist}.dist-info/RECORD", record)
+    return path
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    return folder / "bin" / "python"
+
+
+def test_pip_takes_no_wheel_newer_than_the_floor(tmp_path: Path, venv: Path) -> None:
+    if elf.host_glibc() < (2, 28):
+        pytest.skip("this machine's glibc is older than 2.28")
+    cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    _wheel(tmp_path, "newlib", f"{cp}-{cp}-manylinux_2_28_x86_64")
+    _wheel(tmp_path, "oldlib", f"{cp}-{cp}-manylinux2014_x86_64")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the test wheels are for x86_64")
+    ctx = BuildContext(spec_folder=tmp_path, pip_options=("--no-index", "--find-links", str(tmp_path)),
+                       glibc=(2, 17))
+    pip_install(ctx, venv, ("oldlib",), None, "env t")
+    with pytest.raises(BundlerError) as info:
+        pip_install(ctx, venv, ("newlib",), None, "env t")
+    said = str(info.value)
+    assert "no wheel of newlib runs on glibc 2.17" in said and "--find-links" in said \
+        and "raise [bundle] glibc" in said and "\n" not in said
+    pip_install(BuildContext(spec_folder=tmp_path, pip_options=ctx.pip_options, glibc=(2, 28)),
+                venv, ("newlib",), None, "env t")
+    listed = subprocess.run([str(venv), "-m", "pip", "list"], capture_output=True, text=True).stdout
+    assert "newlib" in listed and "oldlib" in listed
+
+
+def _launcher_tree(tmp_path: Path, platform_line: str | None) -> Path:
+    from bundler.bundle.layout import load_layout
+    from bundler.bundle.render import Renderer
+
+    spec = parse_spec(SPEC.replace('glibc = {glibc}\n', ''), tmp_path / "bundle.toml")
+    Renderer(spec, load_layout(), {"base": "bin/python3"}).write_launchers(tmp_path / "bin")
+    (tmp_path / "bin" / "python3").write_text("#!/bin/sh\necho started \"$@\"\n")
+    (tmp_path / "bin" / "python3").chmod(0o755)
+    if platform_line is not None:
+        (tmp_path / ".bundler").mkdir()
+        (tmp_path / ".bundler" / "platform").write_text(platform_line)
+    return tmp_path / "bin" / "start"
+
+
+@pytest.mark.parametrize("line, said", [
+    (f"{os.uname().machine} 2.99 2.99\n", "this bundle needs glibc 2.99 or newer, but this server has glibc"),
+    ("s390x 2.17 -\n", f"this bundle was built for s390x, but this server is {os.uname().machine}"),
+])
+def test_a_launcher_refuses_a_server_it_cannot_run_on_in_one_line(tmp_path: Path, line: str,
+                                                                  said: str) -> None:
+    done = subprocess.run([str(_launcher_tree(tmp_path, line))], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert said in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("line", [f"{os.uname().machine} 2.17 2.17\n", None,
+                                  f"{os.uname().machine} 0 -\n"])
+def test_a_launcher_starts_where_the_bundle_runs(tmp_path: Path, line: str | None) -> None:
+    done = subprocess.run([str(_launcher_tree(tmp_path, line))], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "started -I -m bundler start\n"), done.stderr
+
+
+def test_verify_states_floor_and_target_and_fails_above_the_floor() -> None:
+    here = (os.uname().machine, elf.host_glibc())
+    report = Report(glibc=(2, 34), glibc_file="bin/python3.11",
+                    platform=Platform(here[0], "2.34", "2.31"), here=here)
+    lines = report.lines()
+    assert lines[0] == "glibc     needs 2.34 or newer (for bin/python3.11); floor 2.31 ([bundle] " \
+                       "glibc): ABOVE THE FLOOR"
+    assert lines[1].startswith(f"target    {here[0]}; this machine {here[0]}, glibc ")
+    assert not report.clean
+    fine = Report(glibc=(2, 17), platform=Platform(here[0], "2.17", "2.17"), here=here)
+    assert fine.clean and fine.lines()[1].endswith(": it can run here")
+    other = Report(glibc=(2, 17), platform=Platform("s390x", "2.17", ""), here=here)
+    assert other.lines()[0].endswith("; no floor declared") and \
+        other.lines()[1].endswith(": it cannot run here")
