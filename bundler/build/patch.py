@@ -130,7 +130,8 @@ def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> 
         shutil.copyfile(tree.site_config / rel, target)
     record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
                          tree.manifest.read_text(encoding="utf-8"), name, build.digest,
-                         build.manifest, site)
+                         build.manifest, site,
+                         tree.platform.read_text(encoding="utf-8") if tree.platform.is_file() else "")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / PATCH_FILE).write_text(record.text())
     return {"files": len(files), "links": len(links), "remove": len(remove), "site": len(site)}

@@ -153,16 +153,23 @@ class Platform:
     @classmethod
     def read(cls, path: Path) -> Platform | None:
         try:
-            fields = path.read_text(encoding="utf-8").split()
+            return cls.parse(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, UnicodeDecodeError):
             return None  # built before bundler recorded it
+
+    @classmethod
+    def parse(cls, text: str) -> Platform | None:
+        fields = text.split()
         if len(fields) < 2:
             return None
         return cls(fields[0], fields[1], fields[2] if len(fields) > 2 and fields[2] != "-" else "")
 
+    def line(self) -> str:
+        return f"{self.machine} {self.glibc} {self.floor or '-'}\n"
+
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, f"{self.machine} {self.glibc} {self.floor or '-'}\n")
+        write_atomic(path, self.line())
 
 
 # --- the manifest: bundle.toml inside a bundle, and its [build] table --------------------
@@ -343,6 +350,7 @@ class PatchRecord:
     against: str = ""  # the SHA-256 of the checksums.json it was made against
     release_base: str = ""  # the manifest of the release it was made against ("": unknown)
     site: Mapping[str, str] = field(default_factory=dict)  # etc/app/ defaults: path -> SHA-256
+    platform: str = ""  # the release's .bundler/platform ("": not recorded)
 
     @classmethod
     def parse(cls, data: str | bytes) -> PatchRecord:
@@ -361,7 +369,8 @@ class PatchRecord:
                        tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
                        str(raw.get("bundle", "")), str(raw.get("against", "")),
                        str(raw.get("release_base", "")),
-                       {str(rel): str(digest) for rel, digest in raw.get("site", {}).items()})
+                       {str(rel): str(digest) for rel, digest in raw.get("site", {}).items()},
+                       str(raw.get("platform", "")))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed: {exc!r}") from exc
 
@@ -382,6 +391,8 @@ class PatchRecord:
             raw["release_base"] = self.release_base
         if self.site:
             raw["site"] = dict(self.site)
+        if self.platform:
+            raw["platform"] = self.platform
         return json.dumps(raw, indent=1) + "\n"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import platform
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
-from bundler.bundle import integrity, signing
+from bundler.bundle import elf, integrity, signing
 from bundler.bundle.archive import read_tar
 from bundler.bundle.cstrings import replace_padded
 from bundler.bundle.records import (
@@ -38,6 +39,7 @@ from bundler.bundle.records import (
     Entry,
     Manifest,
     PatchRecord,
+    Platform,
     Relocation,
 )
 from bundler.bundle.render import PRIVATE
@@ -78,6 +80,7 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
         incoming.mkdir()
         try:
             patch, signer = _unpack(bundle, source, incoming / "files")
+            runs = _runs_here(bundle, patch, source.name)
             ops, manifest_text = _prepare(bundle, patch, incoming)
             release = _definitions(patch.manifest, "the patch's spec")
             base = _release_base(bundle, patch)
@@ -96,6 +99,8 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
                                    + "; nothing was changed (--prefer release|server settles "
                                    "them, --files-only installs the files alone)")
             filemoves.commit(bundle, ops, incoming / "files")
+            if runs is not None:
+                runs.write(bundle.platform)
             site.install(bundle, site_changes, incoming / PATCH_SITE, patch.site)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
@@ -111,6 +116,23 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
     if not outcome.failed:
         write_atomic(bundle.release_record, patch.manifest, PRIVATE)  # environments: private
     return dataclasses.replace(applied, outcome=outcome, entries=entries)
+
+
+def _runs_here(bundle: Bundle, patch: PatchRecord, name: str) -> Platform | None:
+    """Refuse a release this server cannot run (another architecture, an older glibc than its
+    files need); else what .bundler/platform says once it is installed."""
+    release = Platform.parse(patch.platform)
+    if release is None:
+        return None
+    need, have = elf.parse_version(release.glibc), elf.host_glibc()
+    if release.machine != platform.machine() or (have and need > have):
+        raise BundlerError(f"refusing {name}: the release needs {release.machine} with glibc "
+                           f"{release.glibc} or newer, and this server is {platform.machine()} with "
+                           f"glibc {'.'.join(map(str, have)) or 'unknown'}; nothing was changed")
+    current = Platform.read(bundle.platform)
+    if current is not None and elf.parse_version(current.glibc) > need:
+        release = dataclasses.replace(release, glibc=current.glibc)  # files the patch kept
+    return release
 
 
 def converge(bundle: Bundle, base: Definitions, release: Definitions, prefer: str | None,

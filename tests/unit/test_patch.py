@@ -13,8 +13,8 @@ import pytest
 import tomlkit
 
 from bundler.build import patch as make_patch
-from bundler.bundle import integrity
-from bundler.bundle.records import Entry, PatchRecord
+from bundler.bundle import elf, integrity
+from bundler.bundle.records import Entry, PatchRecord, Platform
 from bundler.bundle.safetree import check_name
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
@@ -25,7 +25,8 @@ from tests.unit.tiny import files_of as _tree
 
 
 def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes],
-           site: dict[str, bytes] | None = None, manifest: str | None = None) -> Path:
+           site: dict[str, bytes] | None = None, manifest: str | None = None,
+           platform: str = "") -> Path:
     """A patch that adds code v2 (its files as given) to the tiny bundle, with default files
     for etc/app/ (`site`) and another manifest when given."""
     new_manifest = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
@@ -45,6 +46,8 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes],
         meta.setdefault("site", {})[rel] = hashlib.sha256(data).hexdigest()
     if manifest is not None:
         meta["manifest"] = manifest
+    if platform:
+        meta["platform"] = platform
     (stage / "patch.json").write_text(json.dumps(meta))
     archive = tmp_path / "tiny-2.patch.tar.gz"
     archive.unlink(missing_ok=True)
@@ -284,3 +287,20 @@ def test_a_dry_run_prints_the_plan_and_exits_1_on_a_conflict(tiny: Bundle, tmp_p
     assert "  service web: CONFLICT: changed here and by the release: command" in conflict.stdout
     assert "1 conflict(s): apply refuses this patch unless --prefer" in conflict.stderr
     assert _tree(tiny.root) == before
+
+
+def test_a_release_this_server_cannot_run_is_refused_and_one_it_can_is_recorded(
+        tiny: Bundle, tmp_path: Path) -> None:
+    machine, have = os.uname().machine, ".".join(map(str, elf.host_glibc()))
+    before = _tree(tiny.root)
+    for line, said in ((f"{machine} 2.99 2.99\n", "with glibc 2.99 or newer, and this server is"),
+                       ("s390x 2.17 -\n", "the release needs s390x with glibc 2.17")):
+        source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, platform=line)
+        with pytest.raises(BundlerError, match=said) as info:
+            patch.apply(tiny, source)
+        assert "nothing was changed" in str(info.value) and f"glibc {have}" in str(info.value)
+        assert _tree(tiny.root) == before
+    Platform(machine, "2.30", "").write(tiny.platform)  # what the bundle's own files need
+    patch.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"},
+                             platform=f"{machine} 2.17 2.17\n"))
+    assert Platform.read(tiny.platform) == Platform(machine, "2.30", "2.17")
