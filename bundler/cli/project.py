@@ -32,8 +32,9 @@ def init(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 @click.option("--virtualenv", metavar="ENV", help="Make a virtualenv on this bundle interpreter "
               "(base, or an env declared with --python).")
-@click.option("--python", metavar="PREFIX", help="Copy this CPython (a prefix folder, an "
-              "executable, a standalone CPython .tar.gz, or 'current') into envs/NAME.")
+@click.option("--python", metavar="PYTHON", help="Copy this CPython into envs/NAME: a version "
+              "(3.12: a standalone CPython from the python mirror), a prefix folder, an "
+              "executable, a standalone CPython .tar.gz, or 'current'.")
 @click.option("--conda", metavar="PREFIX", help="Pack this conda environment (with conda-pack) "
               "into envs/NAME.")
 @click.option("-r", "--requirements-file", metavar="FILE", help="Install this requirements file.")
@@ -48,6 +49,7 @@ def add_env(ctx: click.Context, name: str, virtualenv: str | None, python: str |
     \b
     Examples:
       bundler add-env pyocr --virtualenv base -r requirements-ocr.txt
+      bundler add-env py312 --python 3.12
       bundler add-env py37 --python "$(pyenv prefix 3.7.16)"
       bundler add-env py312 --python cpython-3.12.8+20250106-x86_64-unknown-linux-gnu-install_only.tar.gz
       bundler add-env legacy --conda /opt/miniconda3/envs/legacy

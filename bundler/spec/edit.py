@@ -127,7 +127,7 @@ def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) 
 def add_env(doc: TOMLDocument, name: str, virtualenv: str | None, python: str | None,
             conda: str | None, requirements: list[str], requirements_file: str | None) -> None:
     if [virtualenv, python, conda].count(None) != 2:
-        raise UsageError("give exactly one of --virtualenv ENV, --python PREFIX or --conda PREFIX")
+        raise UsageError("give exactly one of --virtualenv ENV, --python PYTHON or --conda PREFIX")
     _new_entry(doc, "env", name, {
         "virtualenv": normalize_python(virtualenv) if virtualenv is not None else None,
         "python": python, "conda": conda, "requirements": requirements,
