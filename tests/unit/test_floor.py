@@ -76,13 +76,13 @@ def _init(tmp_path: Path, python: str, glibc: str) -> Path:
 
 def test_a_copied_interpreter_above_the_floor_is_refused_before_copying(tmp_path: Path) -> None:
     need = floor.highest(floor.needs([CURRENT]))[0]
-    if need <= (2, 17):
-        pytest.skip(f"{CURRENT} runs on glibc 2.17")
-    project = _init(tmp_path, "current", "2.17")
+    if need <= (2, 31):
+        pytest.skip(f"{CURRENT} runs on glibc 2.31")
+    project = _init(tmp_path, "current", "2.31")
     for command in (["check"], ["build"]):
         result = CliRunner().invoke(cli, ["-C", str(project), *command])
         assert result.exit_code == 1, result.output
-        assert "above [bundle] glibc = 2.17" in result.output
+        assert "above [bundle] glibc = 2.31" in result.output
         assert f"bin/: {CURRENT.name} needs" in result.output
         if sysconfig.get_config_var("Py_ENABLE_SHARED"):
             assert "lib/: libpython" in result.output
@@ -209,3 +209,31 @@ def test_verify_states_floor_and_target_and_fails_above_the_floor() -> None:
     other = Report(glibc=(2, 17), platform=Platform("s390x", "2.17", ""), here=here)
     assert other.lines()[0].endswith("; no floor declared") and \
         other.lines()[1].endswith(": it cannot run here")
+
+
+def test_a_conda_environment_declares_its_floor(tmp_path: Path) -> None:
+    meta = tmp_path / "conda-meta"
+    meta.mkdir()
+    (meta / "python-3.11.json").write_text('{"depends": ["__glibc >=2.17,<3.0.a0", "libzlib"]}')
+    (meta / "numpy-2.json").write_text('{"depends": ["__glibc >=2.28", "python"]}')
+    (meta / "tzdata.json").write_text('{"depends": []}')
+    assert floor.conda_floor(tmp_path) == (2, 28)
+    assert floor.conda_floor(tmp_path / "none") == ()
+
+
+def test_a_host_library_above_the_floor_is_not_vendored() -> None:
+    from bundler.build.interpreters import CopiedCPython
+
+    libs = {n: p for n in ("libssl.so.3", "libsqlite3.so.0", "libffi.so.8")
+            for p in [Path("/usr/lib/x86_64-linux-gnu") / n] if p.exists()}
+    found = floor.needs(libs.values())
+    if not found:
+        pytest.skip("none of the test's host libraries is here")
+    top = max(found.values())
+    said: list[str] = []
+    low = BuildContext(spec_folder=Path("/"), log=said.append, glibc=(2, 2))
+    assert CopiedCPython._within_floor(low, libs) == {}
+    assert len(said) == len(libs) and all("not vendored" in s and "above the floor 2.2" in s
+                                          for s in said)
+    high = BuildContext(spec_folder=Path("/"), log=said.append, glibc=top)
+    assert CopiedCPython._within_floor(high, libs) == libs
