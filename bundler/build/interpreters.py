@@ -201,10 +201,8 @@ class CopiedCPython:
                 ctx.log(f"  vendored {len(host)} host libraries into its lib/: {', '.join(sorted(host))}")
             for missing in libs.absent:
                 ctx.log(f"  warning: {missing} is not on this machine either; it is not vendored")
-        copy = dest / "bin" / exe_name
-        check_extensions(info.executable, copy)
+        check_extensions(info.executable, dest / "bin" / exe_name)
         return probe(dest / "bin" / exe_name)
-
 
     @staticmethod
     def _within_floor(ctx: BuildContext, host: dict[str, Path]) -> dict[str, Path]:

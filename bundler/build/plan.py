@@ -154,8 +154,10 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
     check_relocatable(info, unpacked=version or standalone.is_archive(interp.python))
     files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib))
     need, path = floor.highest(files)
-    kind = "standalone CPython " if version else ""
-    built = "" if version or need <= floor.STANDALONE_FLOOR else ", built for this machine's glibc"
+    standalone_kind = version or standalone.is_archive(interp.python)
+    kind = "standalone CPython " if standalone_kind else ""
+    built = "" if standalone_kind else \
+        ", which needs the glibc of the system it was compiled on, usually this one"
     planned = PlannedInterpreter(interp, folder, python, info.minor,
                                  f"{kind}copy of {info.prefix} ({info.version}{built})", info,
                                  glibc=need, glibc_from=_rel(path, info.prefix) if path else "no file")
