@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def make_symlinks_relative(root: Path) -> None:
         link.symlink_to(os.path.relpath(resolved, link.parent))
 
 
+# What distlib (pip, virtualenv) writes instead of a shebang longer than the kernel takes: a
+# /bin/sh line that execs the interpreter. Rewritten like a shebang, so that how long the build's
+# folder was does not show in the bundle.
+_DISTLIB_SH = b"#!/bin/sh\n'''exec' "
+
+
+def _distlib_form(root: Path) -> re.Pattern[bytes]:
+    return re.compile(re.escape(_DISTLIB_SH) + rb'"?(' + re.escape(os.fsencode(root))
+                      + rb'/[^"\n]+?)"? "\$0" "\$@"\n' + re.escape(b"' '''\n"))
+
+
 def make_scripts_relocatable(root: Path) -> int:
     """Give Python scripts whose shebang names an interpreter inside `root` a relative launcher.
 
@@ -53,10 +65,16 @@ def make_scripts_relocatable(root: Path) -> int:
                 continue
             with open(script, "rb") as f:
                 head = f.read(len(prefix))
-            if head != prefix:
+            if head != prefix and not head.startswith(_DISTLIB_SH):
                 continue
             data = script.read_bytes()
-            first, _, rest = data.partition(b"\n")
+            match = _distlib_form(root).match(data)
+            if match:
+                first, rest = b"#!" + match[1], data[match.end():]
+            elif data.startswith(prefix):
+                first, _, rest = data.partition(b"\n")
+            else:
+                continue
             interpreter = Path(os.fsdecode(first[2:].strip()))
             if b" " in first[2:].strip() or not interpreter.name.startswith("python"):
                 continue

@@ -136,6 +136,27 @@ def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) ->
     assert str(root) not in (moved / "bin" / "tool").read_text()
 
 
+def test_a_script_distlib_started_with_sh_gets_the_same_launcher(tmp_path: Path) -> None:
+    """For a shebang longer than the kernel takes, pip and virtualenv write a /bin/sh line that
+    execs the interpreter: whether a build's folder is long or short, the script ends the same."""
+    scripts = {}
+    for name in ("short", "a-much-longer-name"):
+        root = tmp_path / name
+        (root / "bin").mkdir(parents=True)
+        (root / "bin" / "python3").symlink_to(sys.executable)
+        body = "import sys\nprint('tool', sys.argv[1:])\n"
+        long_form = f"#!/bin/sh\n'''exec' {root}/bin/python3 \"$0\" \"$@\"\n' '''\n"
+        head = f"#!{root}/bin/python3\n" if name == "short" else long_form
+        (root / "bin" / "tool").write_text(head + body)
+        (root / "bin" / "tool").chmod(0o755)
+        assert relocatable.make_scripts_relocatable(root) == 1
+        scripts[name] = (root / "bin" / "tool").read_bytes()
+        out = subprocess.run([str(root / "bin" / "tool"), "a b"], capture_output=True, text=True,
+                             check=True).stdout
+        assert out == "tool ['a b']\n"
+    assert scripts["short"] == scripts["a-much-longer-name"]
+
+
 def test_lock_serialises(tmp_path: Path) -> None:
     import fcntl
 
