@@ -48,10 +48,16 @@ def _compressor(raw: IO[bytes], fmt: str) -> Iterator[IO[bytes]]:
         with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as z:
             yield z
     elif fmt == "tar.gz":
-        import gzip
+        try:  # zlib-ng compresses blocks on every core; its output does not depend on how many
+            from zlib_ng import gzip_ng_threaded
+        except ImportError:  # a build machine without it: one thread, as gzip does
+            import gzip
 
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=_epoch() or 0) as g:
-            yield g  # type: ignore[misc]
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=_epoch() or 0) as g:
+                yield g  # type: ignore[misc]
+            return
+        with gzip_ng_threaded.open(raw, "wb", compresslevel=6, threads=-1) as g:  # type: ignore[no-untyped-call]
+            yield g
     else:
         raise BundlerError(f"unknown archive format {fmt!r}")
 

@@ -77,3 +77,25 @@ def test_dir_format_replaces_an_older_folder(tmp_path: Path) -> None:
     final = archive.pack(make_root(tmp_path), out, "box-1", "dir")
     assert (final / "a dir" / "f.txt").is_file() and not (final / "stale").exists()
     assert [p.name for p in out.iterdir()] == ["box-1"]
+
+
+def test_tar_gz_is_the_same_whatever_the_number_of_cores(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """zlib-ng compresses 1 MiB blocks on every core; the bytes must not depend on how many."""
+    import os
+    import random
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    root = make_root(tmp_path)
+    rng = random.Random(7)
+    words = [bytes(rng.choice(b"abcdefgh") for _ in range(rng.randint(3, 9))) for _ in range(500)]
+    (root / "big.txt").write_bytes(b" ".join(rng.choice(words) for _ in range(900_000)))
+    packed = []
+    for cores in (1, 2, 8):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: set(range(cores)))
+        packed.append(archive.pack(root, tmp_path, f"c{cores}", "tar.gz").read_bytes())
+    assert packed[0] == packed[1] == packed[2] and len(packed[0]) > 1 << 20
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-xzf", str(tmp_path / "c2.tar.gz"), "-C", str(dest)], check=True)
+    assert (dest / "box" / "big.txt").read_bytes() == (root / "big.txt").read_bytes()
