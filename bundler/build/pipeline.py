@@ -17,18 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import conda, floor, native, patch, site
+from bundler.build import floor, installs, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
-from bundler.build.interpreters import (
-    BASE_PACKAGES,
-    SIGNING_PACKAGES,
-    BuildContext,
-    CopiedCPython,
-    Materializer,
-    Virtualenv,
-    patchelf,
-)
-from bundler.build.pip import ensure_pip, installed_versions, pip_install
+from bundler.build.interpreters import BuildContext, patchelf
 from bundler.build.plan import Plan, make_plan
 from bundler.build.relocatable import make_scripts_relocatable, make_symlinks_relative, record
 from bundler.bundle import archive, elf, integrity, signing
@@ -45,7 +36,6 @@ from bundler.bundle.records import (
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.runner import run
 from bundler.spec.model import Spec
 
 Log = Callable[[str], None]
@@ -60,6 +50,7 @@ class BuildOptions:
     keep_staging: bool = False
     patch_from: Path | None = None  # build a patch against this earlier build instead
     sign: Path | None = None        # an Ed25519 private key: sign the bundle and the patch
+    cache: bool = True              # take interpreters from the build cache, and put them there
 
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
@@ -135,32 +126,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     spec, layout = plan.spec, plan.layout
     ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log,
                        glibc=spec.glibc)
-    resolved: dict[str, dict[str, str]] = {}
-    for name, p in plan.interpreters.items():
-        dest = root / p.folder
-        log(f"interpreter {name}: {p.source}")
-        maker: Materializer
-        if p.interp.virtualenv is not None:
-            maker = Virtualenv(parent=root / plan.interpreters[p.interp.virtualenv].python)
-        elif p.conda is not None:
-            maker = conda.CondaPacked(p.conda)
-        else:
-            assert p.info is not None
-            maker = CopiedCPython(p.info, vendor_libs=p.interp.vendor_libs)
-        maker.materialize(ctx, dest)
-        python = root / p.python
-        requirements = p.interp.requirements
-        if name == "base":
-            signs = plan.trusted_keys or options.sign
-            requirements = (*BASE_PACKAGES, *(SIGNING_PACKAGES if signs else ()), *requirements)
-        if requirements or p.interp.requirements_file:
-            ensure_pip(ctx, python)
-        pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
-        if name == "base":
-            install_self(root, p.minor)
-        resolved[name] = installed_versions(python) if _has_pip(python) else {}
-        log(f"compiling the bytecode of {name}")
-        _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
+    resolved = installs.install(plan, root, ctx, options.sign is not None, options.cache, log)
     for code in spec.code.values():
         dest = root / layout.code_dir(spec.project, code.name)
         log(f"code {code.name} -> {dest.name}")
@@ -229,36 +195,6 @@ def _write_origin(plan: Plan, tree: Bundle) -> None:
         if source is not None:
             sources[name] = str(source)
     Origin(staging=str(tree.root), project=str(plan.spec.folder), sources=sources).write(tree.origin)
-
-
-def _has_pip(python: Path) -> bool:
-    return any(python.parent.parent.glob("lib/python*/site-packages/pip"))
-
-
-def _compile(python: Path, folder: Path, root: Path) -> None:
-    """Compile an interpreter's lib/ afresh (-f: also what imports during the build cached).
-
-    Hash-checked bytecode stays valid whatever the unpacked files' mtimes, and -d keeps the
-    build path out of it. Files that do not compile (test data some packages ship) stay as
-    sources, as pip leaves them: compileall's exit code 1 is accepted.
-    """
-    run([python, "-I", "-m", "compileall", "-qq", "-f", "-j", "0",
-         "--invalidation-mode", "checked-hash", "-d", folder.relative_to(root), folder],
-        what=f"compiling {folder}", ok=(0, 1))
-
-
-def install_self(root: Path, minor: str) -> None:
-    """Put this bundler (package and its data) into the base, so the bundle carries bin/bundler."""
-    site = root / "lib" / f"python{minor}" / "site-packages"
-    source = Path(bundler.__file__).parent
-    shutil.copytree(source, site / "bundler", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"bundler-{bundler.__version__}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bundler\nVersion: {bundler.__version__}\n")
-    (info / "INSTALLER").write_text("bundler\n")
-    files = [p.relative_to(site) for p in (site / "bundler").rglob("*") if p.is_file()]
-    files += [Path(info.name, n) for n in ("METADATA", "INSTALLER", "RECORD")]
-    (info / "RECORD").write_text("".join(f"{f},,\n" for f in sorted(files)))
 
 
 def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]]) -> None:

@@ -116,10 +116,13 @@ def check(ctx: click.Context) -> None:
               metavar="KEY", help="Sign the archive and the patch with this Ed25519 private key "
               "(bundler keygen, or ssh-keygen -t ed25519); an encrypted key takes its passphrase "
               "from $BUNDLER_KEY_PASSPHRASE.")
+@click.option("--no-cache", is_flag=True, help="Materialize every interpreter afresh, neither "
+              "taking it from nor putting it into the build cache (`bundler cache`).")
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
-              keep_staging: bool, patch_from: Path | None, sign: Path | None) -> None:
+              keep_staging: bool, patch_from: Path | None, sign: Path | None,
+              no_cache: bool) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
 
     \b
@@ -129,6 +132,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --patch-from dist/smartbox-2026.11.1.tar.gz         # only what changed
       bundler build --patch-from server1-state.json   # against what a server runs
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
+      bundler build --no-cache      # every interpreter afresh (pip resolves again)
     """
     from bundler.build.pipeline import BuildOptions, build
     from bundler.spec.load import load_spec
@@ -140,9 +144,58 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
                            pip_options=tuple(pip), keep_staging=keep_staging,
-                           patch_from=patch_from, sign=sign)
+                           patch_from=patch_from, sign=sign, cache=not no_cache)
     artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
+
+
+@click.group("cache", invoke_without_command=True)
+@click.pass_context
+def cache_cmd(ctx: click.Context) -> None:
+    """Show the build cache: the interpreters builds reuse (where, what, size, last use).
+
+    Each interpreter a build makes (a copied CPython or a virtualenv, with its packages and
+    bytecode) is kept under $BUNDLER_CACHE_DIR (default ~/.cache/bundler/builds), keyed on
+    everything that decides its bytes, and copied into the next build that needs the same.
+
+    \b
+    Examples:
+      bundler cache
+      bundler cache prune --older-than 30
+      bundler cache prune --all
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import time
+
+    from bundler.build import cache
+
+    found = cache.entries()
+    click.echo(f"{cache.cache_dir()}: {len(found)} interpreter(s), "
+               f"{sum(e.size for e in found) / 2**20:.0f} MiB (kept under {cache.LIMIT >> 30} GiB)")
+    for e in found:
+        days = (time.time() - e.created) / 86400
+        click.echo(f"  {e.key[:12]}  {e.size / 2**20:7.1f} MiB  made {days:5.1f} days ago  {e.what}")
+
+
+@cache_cmd.command("prune")
+@click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Remove what no build used for DAYS days.")
+@click.option("--all", "everything", is_flag=True, help="Remove every entry.")
+def cache_prune(older_than: float | None, everything: bool) -> None:
+    """Remove entries of the build cache (and what killed builds left).
+
+    \b
+    Examples:
+      bundler cache prune --older-than 30
+      bundler cache prune --all
+    """
+    from bundler.build import cache
+
+    if older_than is None and not everything:
+        raise click.UsageError("say what to remove: --older-than DAYS or --all")
+    removed = cache.prune(older_than * 86400 if older_than is not None else None, everything)
+    click.echo(f"removed {len(removed)} interpreter(s), {sum(e.size for e in removed) / 2**20:.0f} MiB")
 
 
 @click.command("keygen")
@@ -167,4 +220,4 @@ def keygen(path: Path, comment: str) -> None:
     click.echo(line)
 
 
-COMMANDS = [init, add_env, add_code, check, build_cmd, keygen]
+COMMANDS = [init, add_env, add_code, check, build_cmd, cache_cmd, keygen]

@@ -13,7 +13,7 @@ from tests.unit.tiny import make_tiny
 
 COMMANDS = ["init", "add-env", "add-code", "add-service", "remove-service", "switch", "check",
             "build", "start", "stop", "status", "supervisorctl", "rollback", "history", "logs",
-            "apply", "verify", "set", "state"]
+            "apply", "verify", "set", "state", "cache"]
 
 
 def invoke(*args: str):
@@ -29,7 +29,7 @@ def test_every_command_explains_itself(command: str) -> None:
 
 @pytest.mark.parametrize("command", ["init", "add-env", "add-code", "add-service", "switch",
                                      "build", "remove-service", "rollback", "logs", "apply",
-                                     "set", "state"])
+                                     "set", "state", "cache"])
 def test_project_commands_show_an_example(command: str) -> None:
     assert "Example" in invoke(command, "--help").output
 

@@ -1,0 +1,232 @@
+"""The build cache: each interpreter a bundle takes (a copied CPython or a virtualenv, with what
+pip installed into it and its bytecode) is materialized once per set of inputs, then copied into
+later builds.
+
+An entry is a folder named by the SHA-256 of everything that decides its bytes (the pipeline's
+cache key), holding the interpreter's tree as built and entry.json. Files that name the staging
+root the entry was built under are listed, and get the new build's root when the entry is copied,
+as the relocation does where a bundle is unpacked; an interpreter whose binaries name its root is
+not cached. An entry is published with one rename, so a killed build leaves at most a .partial
+folder, which the next store removes. Builds hold a shared lock while they use the cache; `bundler
+cache prune`, and the shrinking to LIMIT after a build, an exclusive one. Entries are copied,
+never hard-linked: the build rewrites some files in place (scripts' first lines), so does the
+server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bundler.errors import BundlerError
+
+ENV = "BUNDLER_CACHE_DIR"
+META = "entry.json"
+TREE = "tree"
+PARTIAL = ".partial-"
+FORMAT = 1
+LIMIT = 20 << 30  # bytes; the least recently used entries go beyond this
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    what: str                    # for people: "interpreter base: copy of ... (3.11.7)"
+    root: str                    # the staging root it was built under
+    names_root: tuple[str, ...]  # files (relative to the tree) that contain `root`
+    versions: Mapping[str, str]  # what pip reports installed
+    size: int
+    created: float
+
+    @property
+    def path(self) -> Path:
+        return cache_dir() / self.key
+
+
+def cache_dir() -> Path:
+    """$BUNDLER_CACHE_DIR, else $XDG_CACHE_HOME/bundler/builds (~/.cache/bundler/builds)."""
+    named = os.environ.get(ENV)
+    if named:
+        return Path(named)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "bundler" / "builds"
+
+
+def key_of(parts: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def locked(exclusive: bool = False) -> Iterator[None]:
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shrink(limit: int = LIMIT) -> list[Entry]:
+    """Drop the least recently used entries beyond `limit` bytes, when no build is using the
+    cache (else next time)."""
+    folder = cache_dir()
+    if not folder.is_dir():
+        return []
+    removed = []
+    with open(folder / "lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []
+        total = 0
+        for entry in entries():
+            total += entry.size
+            if total > limit:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+def _read(folder: Path) -> Entry | None:
+    try:
+        raw = json.loads((folder / META).read_text(encoding="utf-8"))
+        if raw.pop("format", None) != FORMAT:
+            return None
+        raw["names_root"] = tuple(raw["names_root"])
+        return Entry(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def lookup(key: str) -> Entry | None:
+    """The entry of `key`, marked as used now; None when there is none."""
+    entry = _read(cache_dir() / key)
+    if entry is not None:
+        os.utime(entry.path / META)
+    return entry
+
+
+def restore(entry: Entry, dest: Path, root: Path) -> None:
+    """Copy the entry's tree into `dest`, giving the files that named its root `root`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _copy_tree(entry.path / TREE, dest)
+    old, new = os.fsencode(entry.root), os.fsencode(root)
+    for rel in entry.names_root:
+        path = dest / rel
+        path.write_bytes(path.read_bytes().replace(old, new))
+    for folder, dirs, files in os.walk(dest):  # absolute links into the old root (virtualenv's)
+        for name in dirs + files:
+            path = Path(folder, name)
+            if path.is_symlink():
+                target = os.readlink(path)
+                if target == entry.root or target.startswith(entry.root + "/"):
+                    path.unlink()
+                    path.symlink_to(str(root) + target[len(entry.root):])
+
+
+def store(key: str, source: Path, root: Path, what: str, versions: Mapping[str, str],
+          leave_out: tuple[str, ...] = ()) -> bool:
+    """Publish `source` (an interpreter's folder in the staging tree under `root`) as the entry
+    of `key`. False when it cannot be cached (a binary names the root) or another build
+    published it first."""
+    needle = os.fsencode(root)
+    names_root = []
+    stale = []  # bytecode naming the root: the build drops it at the end, so the entry does now
+    size = 0
+    for folder, dirs, files in os.walk(source):
+        here = Path(folder)
+        if here == source:
+            dirs[:] = [d for d in dirs if d not in leave_out]
+        for name in files:
+            path = here / name
+            if path.is_symlink():
+                continue
+            data = path.read_bytes()
+            size += len(data)
+            if needle in data:
+                rel = path.relative_to(source).as_posix()
+                if path.suffix == ".pyc":
+                    stale.append(rel)
+                elif b"\x00" in data:
+                    return False
+                else:
+                    names_root.append(rel)
+    top = cache_dir()
+    top.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(top)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", dir=top))
+    try:
+        (staging / TREE).mkdir()
+        _copy_tree(source, staging / TREE, leave_out)
+        for rel in stale:
+            (staging / TREE / rel).unlink()
+        entry = Entry(key, what, str(root), tuple(sorted(names_root)), dict(versions), size,
+                      time.time())
+        (staging / META).write_text(json.dumps({"format": FORMAT, **asdict(entry)}, indent=1))
+        try:
+            os.rename(staging, top / key)
+        except OSError:  # another build published the same entry first
+            return False
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _copy_tree(source: Path, dest: Path, leave_out: tuple[str, ...] = ()) -> None:
+    """cp -a (reflinks where the filesystem has them): several times faster than shutil here."""
+    names = [n for n in os.listdir(source) if n not in leave_out]
+    if not names:
+        return
+    done = subprocess.run(["cp", "-a", "--reflink=auto", *[str(source / n) for n in names],
+                           str(dest)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BundlerError(f"copying {source} to {dest}: {done.stderr.strip()}")
+
+
+def _remove_abandoned(top: Path) -> None:
+    """.partial folders of builds that were killed (their pid no longer runs)."""
+    for folder in top.glob(f"{PARTIAL}*"):
+        pid = folder.name[len(PARTIAL):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def entries() -> list[Entry]:
+    """Every entry, the most recently used first."""
+    top = cache_dir()
+    found = [e for e in (_read(p) for p in top.iterdir() if p.is_dir()) if e] if top.is_dir() else []
+    return sorted(found, key=lambda e: _used(e.path), reverse=True)
+
+
+def _used(folder: Path) -> float:
+    try:
+        return (folder / META).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def prune(older_than: float | None = None, everything: bool = False) -> list[Entry]:
+    """Remove entries unused for `older_than` seconds (or all of them), and abandoned partial
+    ones; return what was removed."""
+    removed = []
+    with locked(exclusive=True):
+        _remove_abandoned(cache_dir())
+        now = time.time()
+        for entry in entries():
+            if everything or (older_than is not None and now - _used(entry.path) > older_than):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry)
+    return removed

@@ -1,0 +1,203 @@
+"""Each interpreter into the staging tree: taken from the build cache (cache.py) when everything
+that decides its bytes is as before, else materialized, pip-installed and compiled, then cached."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import nullcontext
+from functools import cache as once
+from pathlib import Path
+from typing import Any
+
+import bundler
+from bundler.build import cache, conda
+from bundler.build.interpreters import (
+    BASE_PACKAGES,
+    SIGNING_PACKAGES,
+    BuildContext,
+    CopiedCPython,
+    Materializer,
+    Virtualenv,
+)
+from bundler.build.pip import ensure_pip, installed_versions, pip_install
+from bundler.build.plan import Plan, PlannedInterpreter
+from bundler.runner import run
+
+Log = Callable[[str], None]
+# pip's configuration files: they decide what pip resolves as much as the requirements do.
+PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf", "~/.config/pip/pip.conf", "~/.pip/pip.conf")
+
+
+def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: bool,
+            log: Log) -> dict[str, dict[str, str]]:
+    """Put every interpreter of `plan` under `root`; return what pip reports installed in each."""
+    resolved: dict[str, dict[str, str]] = {}
+    keys: dict[str, str] = {}
+    others = tuple(sorted({Path(p.folder).parts[0] for p in plan.interpreters.values()
+                           if p.folder != "."}))
+    with cache.locked() if use_cache else nullcontext():
+        for name, p in plan.interpreters.items():
+            dest = root / p.folder
+            requirements = _requirements(plan, name, p, signs)
+            key = cache_key(plan, name, p, requirements, ctx, keys)
+            entry = cache.lookup(key) if key and use_cache else None
+            if entry is not None:
+                log(f"interpreter {name}: {p.source}: from the build cache")
+                cache.restore(entry, dest, root)
+                resolved[name] = dict(entry.versions)
+            else:
+                log(f"interpreter {name}: {p.source}")
+                resolved[name] = _materialize(plan, name, p, requirements, root, ctx, log)
+                if key and use_cache:
+                    cache.store(key, dest, root, f"interpreter {name}: {p.source}", resolved[name],
+                                leave_out=others if p.folder == "." else ())
+            if key:
+                keys[name] = key
+    if use_cache:
+        cache.shrink()
+    return resolved
+
+
+def _requirements(plan: Plan, name: str, p: PlannedInterpreter, signs: bool) -> tuple[str, ...]:
+    if name != "base":
+        return p.interp.requirements
+    signing = SIGNING_PACKAGES if plan.trusted_keys or signs else ()
+    return (*BASE_PACKAGES, *signing, *p.interp.requirements)
+
+
+def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
+                 root: Path, ctx: BuildContext, log: Log) -> dict[str, str]:
+    maker: Materializer
+    if p.interp.virtualenv is not None:
+        maker = Virtualenv(parent=root / plan.interpreters[p.interp.virtualenv].python)
+    elif p.conda is not None:
+        maker = conda.CondaPacked(p.conda)
+    else:
+        assert p.info is not None
+        maker = CopiedCPython(p.info, vendor_libs=p.interp.vendor_libs)
+    maker.materialize(ctx, root / p.folder)
+    python = root / p.python
+    if requirements or p.interp.requirements_file:
+        ensure_pip(ctx, python)
+    pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
+    if name == "base":
+        install_self(root, p.minor)
+    versions = installed_versions(python) if _has_pip(python) else {}
+    log(f"compiling the bytecode of {name}")
+    _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
+    return versions
+
+
+def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
+              ctx: BuildContext, keys: dict[str, str]) -> str | None:
+    """The SHA-256 of everything that decides the interpreter's bytes; None when it is not
+    cached (conda environments, whose packing is conda-pack's)."""
+    if p.conda is not None:
+        return None
+    interp = p.interp
+    parts: dict[str, Any] = {
+        "bundler": bundler.__version__, "bundler_files": _self_digest(), "name": name,
+        "folder": p.folder, "glibc": plan.spec.glibc, "requirements": list(requirements),
+        "requirements_file": _digest(plan.spec.folder / interp.requirements_file)
+        if interp.requirements_file else None,
+        "pip_options": list(ctx.pip_options), "pip_config": _pip_config(),
+    }
+    if interp.virtualenv is not None:
+        parent = keys.get(interp.virtualenv)
+        if parent is None:
+            return None
+        parts["virtualenv_on"] = parent
+        parts["virtualenv_version"] = _virtualenv_version()
+    else:
+        assert p.info is not None
+        info = p.info
+        parts["source"] = {"prefix": str(info.prefix), "version": info.version,
+                           "files": _prefix_digest(info.prefix, info.executable, info.stdlib)}
+        parts["vendor_libs"] = interp.vendor_libs
+        parts["host_libraries"] = _stamp(Path("/etc/ld.so.cache"))  # ldconfig runs on each change
+    return cache.key_of(parts)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+@once
+def _self_digest() -> str:
+    """This bundler's own files, which the base carries (a changed file is another bundle even
+    when the version is not)."""
+    source = Path(bundler.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+@once
+def _prefix_digest(prefix: Path, executable: Path, stdlib: Path) -> str:
+    """A CPython prefix's identity: its executable and shared libraries by content, its
+    standard library by names, sizes and times."""
+    h = hashlib.sha256()
+    for path in [executable.resolve(), *sorted((prefix / "lib").glob("*.so*"))]:
+        if path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for folder, dirs, files in os.walk(stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "__pycache__"))
+        for name in sorted(files):
+            h.update(f"{folder}/{name}:{_stamp(Path(folder, name))}".encode())
+    return h.hexdigest()
+
+
+def _pip_config() -> dict[str, Any]:
+    files = [os.environ.get("PIP_CONFIG_FILE", ""), *(os.path.expanduser(p) for p in PIP_CONFIGS)]
+    return {"env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("PIP_")},
+            "files": {f: _digest(Path(f)) for f in files if f and Path(f).is_file()}}
+
+
+@once
+def _virtualenv_version() -> str:
+    import virtualenv
+
+    return str(virtualenv.__version__)
+
+
+def _has_pip(python: Path) -> bool:
+    return any(python.parent.parent.glob("lib/python*/site-packages/pip"))
+
+
+def _compile(python: Path, folder: Path, root: Path) -> None:
+    """Compile an interpreter's lib/ afresh (-f: also what imports during the build cached).
+
+    Hash-checked bytecode stays valid whatever the unpacked files' mtimes, and -d keeps the
+    build path out of it. Files that do not compile (test data some packages ship) stay as
+    sources, as pip leaves them: compileall's exit code 1 is accepted.
+    """
+    run([python, "-I", "-m", "compileall", "-qq", "-f", "-j", "0",
+         "--invalidation-mode", "checked-hash", "-d", folder.relative_to(root), folder],
+        what=f"compiling {folder}", ok=(0, 1))
+
+
+def install_self(root: Path, minor: str) -> None:
+    """Put this bundler (package and its data) into the base, so the bundle carries bin/bundler."""
+    site = root / "lib" / f"python{minor}" / "site-packages"
+    source = Path(bundler.__file__).parent
+    shutil.copytree(source, site / "bundler", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    info = site / f"bundler-{bundler.__version__}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bundler\nVersion: {bundler.__version__}\n")
+    (info / "INSTALLER").write_text("bundler\n")
+    files = [p.relative_to(site) for p in (site / "bundler").rglob("*") if p.is_file()]
+    files += [Path(info.name, n) for n in ("METADATA", "INSTALLER", "RECORD")]
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in sorted(files)))

@@ -1,0 +1,150 @@
+"""The build cache: a build from it is byte-identical to a cold one; what decides an
+interpreter's bytes is a miss when it changes; a killed build leaves no half entry; two builds at
+once both succeed. Each test has its own cache folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import BUNDLER, bundler
+
+pytestmark = pytest.mark.integration
+
+SPEC = '''\
+[bundle]
+name = "cached"
+version = "1"
+format = "dir"
+
+[base]
+python = "current"
+
+[envs.web]
+virtualenv = "base"
+requirements = ["tomlkit"]
+
+[code.v1]
+path = "src"
+
+[services.hello]
+command = "python -m hello"
+code = "v1"
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "hello.py").write_text("print('hello')\n")
+    (folder / "bundle.toml").write_text(SPEC)
+    return folder
+
+
+def _build(project: Path, output: Path, cache: Path, wheelhouse: Path,
+           *more: str) -> subprocess.CompletedProcess[str]:
+    return bundler("-C", str(project), "build", "-o", str(output), "--no-index", "--find-links",
+                   str(wheelhouse), *more, env=_env(cache))
+
+
+def _env(cache: Path) -> dict[str, str]:
+    return {"BUNDLER_CACHE_DIR": str(cache), "SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def _checksums(output: Path) -> dict:
+    return json.loads((output / "cached-1" / ".bundler" / "checksums.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> tuple[Path, Path]:
+    """A cache that one build filled (base and web), and that build's output."""
+    work = tmp_path_factory.mktemp("seeded")
+    project = work / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "hello.py").write_text("print('hello')\n")
+    (project / "bundle.toml").write_text(SPEC)
+    _build(project, work / "first", work / "cache", wheelhouse)
+    return work / "cache", work / "first"
+
+
+@pytest.fixture
+def cache(seeded: tuple[Path, Path], tmp_path: Path) -> Path:
+    """A copy of the seeded cache, for a test that changes it."""
+    copy = tmp_path / "cache"
+    shutil.copytree(seeded[0], copy, symlinks=True)
+    return copy
+
+
+def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
+        project: Path, tmp_path: Path, wheelhouse: Path, seeded: tuple[Path, Path]) -> None:
+    cold = _build(project, tmp_path / "cold", tmp_path / "unused", wheelhouse, "--no-cache")
+    assert "from the build cache" not in cold.stderr and not (tmp_path / "unused").exists()
+    # another output folder, so another staging root, of another length
+    longer = tmp_path / "a-much-longer-output-folder-name" / "here"
+    again = _build(project, longer, seeded[0], wheelhouse)
+    assert again.stderr.count("from the build cache") == 2, again.stderr
+    reference = _checksums(tmp_path / "cold")
+    assert _checksums(seeded[1]) == reference  # the build that filled the cache
+    assert _checksums(longer) == reference
+    listed = bundler("cache", env=_env(seeded[0])).stdout
+    assert "2 interpreter(s)" in listed and "interpreter base" in listed and "interpreter web" in listed
+
+
+def test_a_changed_requirement_is_a_miss_for_its_interpreter_only(
+        project: Path, tmp_path: Path, wheelhouse: Path, cache: Path) -> None:
+    (project / "bundle.toml").write_text(CHANGED)
+    changed = _build(project, tmp_path / "two", cache, wheelhouse).stderr
+    assert "interpreter web: virtualenv on base\n" in changed
+    assert changed.count("from the build cache") == 1  # the base only
+    pruned = bundler("cache", "prune", "--all", env=_env(cache)).stdout
+    assert pruned.startswith("removed 3 interpreter(s)"), pruned
+
+
+CHANGED = SPEC.replace('requirements = ["tomlkit"]', 'requirements = ["tomlkit", "click"]')
+
+
+def test_a_killed_build_leaves_no_half_entry(project: Path, tmp_path: Path, wheelhouse: Path,
+                                             cache: Path) -> None:
+    (project / "bundle.toml").write_text(CHANGED)  # the base comes from the cache, web is stored
+    proc = subprocess.Popen([*BUNDLER, "-C", str(project), "build", "-o", str(tmp_path / "out"),
+                             "--no-index", "--find-links", str(wheelhouse)],
+                            env={**os.environ, **_env(cache)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(cache.glob(".partial-*")) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        assert proc.poll() is None, "the build ended before it stored anything"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    entries = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".partial-")]
+    assert len(entries) == 2 and all((p / "entry.json").is_file() for p in entries)
+    assert list(cache.glob(".partial-*"))  # what the killed build was writing...
+    done = _build(project, tmp_path / "again", cache, wheelhouse)  # ...goes with the next store
+    assert not list(cache.glob(".partial-*")), done.stderr
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
+
+
+def test_two_builds_at_once_both_succeed(project: Path, tmp_path: Path, wheelhouse: Path,
+                                         cache: Path) -> None:
+    (project / "bundle.toml").write_text(CHANGED)  # both make web anew and store it
+    env = {**os.environ, **_env(cache)}
+    procs = [subprocess.Popen([*BUNDLER, "-C", str(project), "build", "-o", str(tmp_path / f"out{i}"),
+                               "--no-index", "--find-links", str(wheelhouse)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert _checksums(tmp_path / "out0") == _checksums(tmp_path / "out1")
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
+    assert not list(cache.glob(".partial-*"))
