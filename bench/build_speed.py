@@ -83,7 +83,7 @@ def main() -> None:
         row("patch build for a one-file code change", median_time(args.runs, patch_build), cold)
 
         build("tree", "--format", "dir")
-        tree = work / "tree" / "smartbox"
+        tree = work / "tree" / "smartbox-2026.11.1"
         out = work / "packs"
         out.mkdir()
         for fmt, floor_cmd in (("tar.zst", "zstd -T0 -3"), ("tar.gz", "pigz -6")):
@@ -97,7 +97,7 @@ def main() -> None:
             row(f"pack {fmt} vs tar | {floor_cmd}", ours, floor)
 
         patch = next((work / "patch0").glob("*.patch.tar.zst"))
-        folder = work / "tree" / "smartbox" / "your_project_v3"
+        folder = tree / "your_project_v3"
         alone = subprocess.run(f"tar -C {folder.parent} -cf - {folder.name} | zstd -T0 -3",
                                shell=True, check=True, capture_output=True).stdout
         row("patch size vs the changed code folder, zstd", patch.stat().st_size / 1024,

@@ -8,9 +8,10 @@ root the entry was built under are listed, and get the new build's root when the
 as the relocation does where a bundle is unpacked; an interpreter whose binaries name its root is
 not cached. An entry is published with one rename, so a killed build leaves at most a .partial
 folder, which the next store removes. Builds hold a shared lock while they use the cache; `bundler
-cache prune`, and the shrinking to LIMIT after a build, an exclusive one. Entries are copied,
-never hard-linked: the build rewrites some files in place (scripts' first lines), so does the
-server.
+cache prune`, and the shrinking to LIMIT after a build, an exclusive one. Entries are copied
+into a tree that outlives the build (format dir, --keep-staging); into a staging tree that is
+packed and removed they are hard-linked, and every writer of the build replaces a file (rename)
+rather than writing into it, so an entry never changes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 
 ENV = "BUNDLER_CACHE_DIR"
 META = "entry.json"
@@ -119,14 +121,16 @@ def lookup(key: str) -> Entry | None:
     return entry
 
 
-def restore(entry: Entry, dest: Path, root: Path) -> None:
-    """Copy the entry's tree into `dest`, giving the files that named its root `root`."""
+def restore(entry: Entry, dest: Path, root: Path, link: bool = False) -> None:
+    """Copy the entry's tree into `dest`, giving the files that named its root `root`. With
+    `link`, files are hard links to the entry's: only for a staging tree that is packed and
+    removed, whose writers replace files rather than write into them."""
     dest.mkdir(parents=True, exist_ok=True)
-    _copy_tree(entry.path / TREE, dest)
+    _copy_tree(entry.path / TREE, dest, link=link)
     old, new = os.fsencode(entry.root), os.fsencode(root)
     for rel in entry.names_root:
         path = dest / rel
-        path.write_bytes(path.read_bytes().replace(old, new))
+        write_atomic(path, path.read_bytes().replace(old, new))
     for folder, dirs, files in os.walk(dest):  # absolute links into the old root (virtualenv's)
         for name in dirs + files:
             path = Path(folder, name)
@@ -185,13 +189,16 @@ def store(key: str, source: Path, root: Path, what: str, versions: Mapping[str, 
     return True
 
 
-def _copy_tree(source: Path, dest: Path, leave_out: tuple[str, ...] = ()) -> None:
-    """cp -a (reflinks where the filesystem has them): several times faster than shutil here."""
+def _copy_tree(source: Path, dest: Path, leave_out: tuple[str, ...] = (),
+               link: bool = False) -> None:
+    """cp -a (reflinks where the filesystem has them; hard links with `link`): several times
+    faster than shutil here."""
     names = [n for n in os.listdir(source) if n not in leave_out]
     if not names:
         return
-    done = subprocess.run(["cp", "-a", "--reflink=auto", *[str(source / n) for n in names],
-                           str(dest)], capture_output=True, text=True)
+    how = "-l" if link else "--reflink=auto"
+    done = subprocess.run(["cp", "-a", how, *[str(source / n) for n in names], str(dest)],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise BundlerError(f"copying {source} to {dest}: {done.stderr.strip()}")
 

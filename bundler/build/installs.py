@@ -32,8 +32,9 @@ PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf", "~/.config/pip/pip.conf
 
 
 def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: bool,
-            log: Log) -> dict[str, dict[str, str]]:
-    """Put every interpreter of `plan` under `root`; return what pip reports installed in each."""
+            log: Log, link: bool = False) -> dict[str, dict[str, str]]:
+    """Put every interpreter of `plan` under `root`; return what pip reports installed in each.
+    `link`: the staging tree is packed and removed, so cached files may be hard-linked."""
     resolved: dict[str, dict[str, str]] = {}
     keys: dict[str, str] = {}
     others = tuple(sorted({Path(p.folder).parts[0] for p in plan.interpreters.values()
@@ -46,7 +47,7 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
             entry = cache.lookup(key) if key and use_cache else None
             if entry is not None:
                 log(f"interpreter {name}: {p.source}: from the build cache")
-                cache.restore(entry, dest, root)
+                cache.restore(entry, dest, root, link)
                 resolved[name] = dict(entry.versions)
             else:
                 log(f"interpreter {name}: {p.source}")

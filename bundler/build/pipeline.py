@@ -126,7 +126,9 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     spec, layout = plan.spec, plan.layout
     ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log,
                        glibc=spec.glibc)
-    resolved = installs.install(plan, root, ctx, options.sign is not None, options.cache, log)
+    packed = (options.format or spec.format) != "dir" or options.patch_from is not None
+    resolved = installs.install(plan, root, ctx, options.sign is not None, options.cache, log,
+                                link=packed and not options.keep_staging)
     for code in spec.code.values():
         dest = root / layout.code_dir(spec.project, code.name)
         log(f"code {code.name} -> {dest.name}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from bundler.bundle.records import Relocation
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 
 # Compiled bytecode names its source path, but the import system corrects it on load.
 SKIP_SUFFIXES = (".pyc",)
@@ -80,7 +81,7 @@ def make_scripts_relocatable(root: Path) -> int:
                 continue
             rel = os.path.relpath(interpreter, folder)
             launcher = _SH_LAUNCHER.format(rel=rel).encode()
-            script.write_bytes(launcher + rest)
+            write_atomic(script, launcher + rest)  # a new file: it may be a cache entry's link
             rewritten.add(os.path.normpath(script))
             count += 1
     _drop_stale_hashes(root, rewritten)
@@ -105,7 +106,7 @@ def _drop_stale_hashes(root: Path, scripts: set[str]) -> None:
                 lines[i] = f"{path},,\n"
                 changed = True
         if changed:
-            record_file.write_text("".join(lines), encoding="utf-8")
+            write_atomic(record_file, "".join(lines))
 
 
 def _record_digest(path: Path) -> str | None:

@@ -96,6 +96,21 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
     assert _checksums(longer) == reference
     listed = bundler("cache", env=_env(seeded[0])).stdout
     assert "2 interpreter(s)" in listed and "interpreter base" in listed and "interpreter web" in listed
+    # an archive's staging tree takes hard links to the entries, and must never write through them
+    before = _digest(seeded[0])
+    packed = _build(project, tmp_path / "packed", seeded[0], wheelhouse, "--format", "tar.zst")
+    assert packed.stderr.count("from the build cache") == 2
+    assert _digest(seeded[0]) == before
+    inside = subprocess.run(["tar", "--zstd", "-xOf", str(tmp_path / "packed" / "cached-1.tar.zst"),
+                             "cached/.bundler/checksums.json"], capture_output=True, check=True)
+    assert json.loads(inside.stdout) == reference
+
+
+def _digest(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of the cache by mode and content (entry.json's time changes with each use)."""
+    return {str(p.relative_to(folder)): (p.lstat().st_mode, p.read_bytes() if p.is_file() else b"")
+            for p in sorted(folder.rglob("*")) if not p.is_symlink() and p.name != "lock"
+            and not p.is_dir()}
 
 
 def test_a_changed_requirement_is_a_miss_for_its_interpreter_only(
