@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -38,3 +39,15 @@ def sha256_file(path: Path) -> str:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def shared_file_key(path: Path) -> str | None:
+    """A regular file with more than one link (a build cache entry's file in a staging tree), by
+    device, inode, size and time: what memos of its content are kept by. None for others."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if st.st_nlink < 2 or not stat.S_ISREG(st.st_mode):
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -99,7 +99,39 @@ def shrink(limit: int = LIMIT) -> list[Entry]:
             if total > limit:
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry)
+        if removed:
+            _forget_memos()
     return removed
+
+
+MEMO_LIMIT = 500_000  # facts kept per memo; beyond, it starts afresh
+
+
+@contextmanager
+def memo(name: str, enabled: bool = True) -> Iterator[dict[str, Any] | None]:
+    """Facts about the entries' files as they reach staging trees as hard links (a digest, the
+    glibc an ELF file needs), by fsutil.shared_file_key: read once, not at every build. Saved
+    when the block ends; a lost race between two builds only loses facts."""
+    if not enabled:
+        yield None
+        return
+    path = cache_dir() / f"memo-{name}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict) or len(data) > MEMO_LIMIT:
+        data = {}
+    known = len(data)
+    yield data
+    if len(data) != known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(data, separators=(",", ":")))
+
+
+def _forget_memos() -> None:
+    for path in cache_dir().glob("memo-*.json"):
+        path.unlink(missing_ok=True)
 
 
 def _read(folder: Path) -> Entry | None:
@@ -236,4 +268,6 @@ def prune(older_than: float | None = None, everything: bool = False) -> list[Ent
             if everything or (older_than is not None and now - _used(entry.path) > older_than):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed.append(entry)
+        if removed:
+            _forget_memos()
     return removed

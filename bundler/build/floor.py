@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import platform
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from bundler.bundle import elf
+from bundler.fsutil import shared_file_key
 
 Version = tuple[int, ...]
 
@@ -27,13 +29,21 @@ def machine() -> str:
     return platform.machine()
 
 
-def needs(files: Iterable[Path]) -> dict[Path, Version]:
-    """File -> the glibc it needs, for the ELF files among `files` that need one."""
+def needs(files: Iterable[Path], memo: MutableMapping[str, Any] | None = None) -> dict[Path, Version]:
+    """File -> the glibc it needs, for the ELF files among `files` that need one; `memo` keeps
+    what shared files (fsutil.shared_file_key) need, from build to build."""
     found = {}
     for path in files:
-        info = elf.read(path)
-        if info is not None and info.glibc:
-            found[path] = info.glibc
+        key = shared_file_key(path) if memo is not None else None
+        if key is not None and memo is not None and key in memo:
+            glibc: Version = tuple(memo[key])
+        else:
+            info = elf.read(path)
+            glibc = info.glibc if info is not None else ()
+            if key is not None and memo is not None:
+                memo[key] = list(glibc)
+        if glibc:
+            found[path] = glibc
     return found
 
 

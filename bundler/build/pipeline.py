@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import floor, installs, native, patch, site
+from bundler.build import cache, floor, installs, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import BuildContext, patchelf
 from bundler.build.plan import Plan, make_plan
@@ -141,7 +141,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
         for warning in native.fix_runpaths(folder, root, lib_dirs, patchelf()):
             log(f"warning: {warning}")
     tree = Bundle(root, layout)
-    _hold_to_floor(plan, tree, log)
+    with cache.memo("glibc", options.cache) as known:
+        _hold_to_floor(plan, tree, log, known)
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
     site.install(plan.site_files, tree)
     if plan.trusted_keys:
@@ -154,15 +155,16 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     capacity = {str(path.relative_to(root)): room - (len(os.fsencode(env)) - len(os.fsencode(root)))
                 for path, (env, room) in ctx.binary_slots.items() if path.exists()}
     stuck = record(tree, capacity)
-    integrity.write(tree)
+    with cache.memo("digests", options.cache) as digests:
+        integrity.write(tree, digests)
     for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
 
 
-def _hold_to_floor(plan: Plan, tree: Bundle, log: Log) -> None:
+def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | None) -> None:
     """Read the glibc every ELF file in the bundle needs; refuse the build when one needs more
     than [bundle] glibc; record what the bundle needs for bin/start and verify."""
-    found = floor.needs(elf.elf_files(tree.root))
+    found = floor.needs(elf.elf_files(tree.root), known)
     need, path = floor.highest(found)
     declared = plan.spec.glibc
     if declared is not None:
@@ -183,9 +185,9 @@ def _drop_bytecode_naming(root: Path) -> None:
     build, and it goes stale when the relocation rewrites the source): these caches go, and
     Python compiles them again where the bundle runs."""
     needle = os.fsencode(root)
-    for cache in root.rglob("__pycache__"):
-        for pyc in cache.glob("*.pyc"):
-            source = cache.parent / (pyc.name.split(".", 1)[0] + ".py")
+    for folder in root.rglob("__pycache__"):
+        for pyc in folder.glob("*.pyc"):
+            source = folder.parent / (pyc.name.split(".", 1)[0] + ".py")
             if needle in pyc.read_bytes() or (source.is_file() and needle in source.read_bytes()):
                 pyc.unlink()
 

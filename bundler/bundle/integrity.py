@@ -9,14 +9,16 @@ etc/app/) and bundler's own records are not covered.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bundler.bundle.cstrings import canonical_binary
 from bundler.bundle.records import Checksums, Entry, Relocation
 from bundler.bundle.tree import CHECKSUMS_RECORD, Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import shared_file_key
 
 PLACEHOLDER = b"\x00BUNDLE_ROOT\x00"
 
@@ -50,13 +52,25 @@ def walk(bundle: Bundle) -> Iterable[tuple[str, Path]]:
                 yield rel, path
 
 
-def scan(bundle: Bundle) -> dict[str, Entry]:
+def scan(bundle: Bundle, memo: MutableMapping[str, Any] | None = None) -> dict[str, Entry]:
+    """Every file's entry; `memo` keeps those of shared files (fsutil.shared_file_key) that
+    the relocation does not rewrite, from build to build."""
     reloc = Relocation.read(bundle.relocation)
-    return {rel: entry(path, rel, reloc) for rel, path in walk(bundle)}
+    found = {}
+    for rel, path in walk(bundle):
+        key = shared_file_key(path) if memo is not None and rel not in reloc else None
+        if key is None or memo is None:
+            found[rel] = entry(path, rel, reloc)
+        elif key in memo:
+            found[rel] = Entry.from_json(memo[key])
+        else:
+            found[rel] = entry(path, rel, reloc)
+            memo[key] = found[rel].to_json()
+    return found
 
 
-def write(bundle: Bundle) -> dict[str, Entry]:
-    entries = scan(bundle)
+def write(bundle: Bundle, memo: MutableMapping[str, Any] | None = None) -> dict[str, Entry]:
+    entries = scan(bundle, memo)
     Checksums(entries).write(bundle.checksums)
     return entries
 
