@@ -55,8 +55,11 @@ def _compressor(raw: IO[bytes], fmt: str) -> Iterator[IO[bytes]]:
             yield z
     elif fmt == "tar.gz":
         gz = ParallelGzip(raw)
-        yield gz  # type: ignore[misc]
-        gz.close()
+        try:
+            yield gz  # type: ignore[misc]
+            gz.close()
+        finally:
+            gz.pool.shutdown(cancel_futures=True)
     else:
         raise BundlerError(f"unknown archive format {fmt!r}")
 
