@@ -107,10 +107,9 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
 
 
 def _digest(folder: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file of the cache by mode and content (entry.json's time changes with each use)."""
-    return {str(p.relative_to(folder)): (p.lstat().st_mode, p.read_bytes() if p.is_file() else b"")
-            for p in sorted(folder.rglob("*")) if not p.is_symlink() and p.name != "lock"
-            and not p.is_dir()}
+    """Every file of the entries' trees by mode and content."""
+    return {str(p.relative_to(folder)): (p.lstat().st_mode, p.read_bytes())
+            for p in sorted(folder.glob("*/tree/**/*")) if p.is_file() and not p.is_symlink()}
 
 
 def test_a_changed_requirement_is_a_miss_for_its_interpreter_only(
