@@ -97,8 +97,9 @@ def offenders(root: Path, found: dict[Path, Version], floor: Version) -> list[st
         shown = ", ".join(f"{name} needs {text(v)}" for name, v in files[:3])
         more = f" and {len(files) - 3} more" if len(files) > 3 else ""
         lines.append(f"{group}: {shown}{more}")
-        if _advice(group, floor) not in advice:
-            advice.append(_advice(group, floor))
+        what = _advice(group, floor)
+        if what not in advice:
+            advice.append(what)
     return lines + [f"to run on glibc {text(floor)}: {a}" for a in advice] if lines else []
 
 

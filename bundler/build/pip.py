@@ -26,9 +26,10 @@ def ensure_pip(ctx: BuildContext, python: Path) -> None:
         run([python, "-I", "-m", "ensurepip", "--default-pip"], what="ensurepip", env=clean_env())
         done = call([python, "-I", "-m", "pip", "--version"], what="pip --version", timeout=120)
     words = done.output.split()
-    version = tuple(int(n) for n in words[1].split(".")[:2] if n.isdigit()) if len(words) > 1 else ()
+    version = elf.parse_version(words[1]) if len(words) > 1 else ()
+    wanted = floor.text(MIN_PIP)
     if version < MIN_PIP:
-        ctx.log(f"  upgrading its pip {'.'.join(map(str, version))} to >= {'.'.join(map(str, MIN_PIP))}")
+        ctx.log(f"  upgrading its pip {floor.text(version)} to >= {wanted}")
         minor = run([python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                     what="python version").strip()
         with tempfile.TemporaryDirectory(prefix="bundler-pip-") as wheels:
@@ -36,7 +37,7 @@ def ensure_pip(ctx: BuildContext, python: Path) -> None:
             # installs that wheel.
             run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
                  "--only-binary", ":all:", "--python-version", minor, *ctx.pip_options, "-d", wheels,
-                 f"pip>={'.'.join(map(str, MIN_PIP))}"], what="downloading pip", env=clean_env())
+                 f"pip>={wanted}"], what="downloading pip", env=clean_env())
             run([python, "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-index",
                  "--upgrade", *Path(wheels).glob("pip-*.whl")], what="upgrading pip", env=clean_env())
 

@@ -151,10 +151,10 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
                                   f"{interp.python} from {mirror} (downloaded at build)",
                                   glibc=floor.STANDALONE_FLOOR, glibc_from="what it is built for")
     info = probe(executable)
-    check_relocatable(info, unpacked=version or standalone.is_archive(interp.python))
+    standalone_kind = version or standalone.is_archive(interp.python)
+    check_relocatable(info, unpacked=standalone_kind)
     files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib))
     need, path = floor.highest(files)
-    standalone_kind = version or standalone.is_archive(interp.python)
     kind = "standalone CPython " if standalone_kind else ""
     built = "" if standalone_kind else \
         ", which needs the glibc of the system it was compiled on, usually this one"
