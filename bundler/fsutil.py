@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -41,13 +42,43 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def shared_file_key(path: Path) -> str | None:
+def shared_file_key(path: str | Path) -> str | None:
     """A regular file with more than one link (a build cache entry's file in a staging tree), by
     device, inode, size and time: what memos of its content are kept by. None for others."""
     try:
-        st = path.lstat()
+        st = os.lstat(path)
     except OSError:
         return None
     if st.st_nlink < 2 or not stat.S_ISREG(st.st_mode):
         return None
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def stable_file_key(path: str | Path) -> str | None:
+    """Any regular file (an interpreter's, outside the build), by device, inode, size, time and
+    change time, which every write moves: a memo key for files bundler does not link."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def tree_entries(root: str | Path) -> Iterator[os.DirEntry[str]]:
+    """Every file and symlink under `root` (links to folders are not entered), from the folders'
+    listings alone: no stat per file, no Path per file."""
+    folders = [os.fspath(root)]
+    while folders:
+        with os.scandir(folders.pop()) as listing:
+            for item in listing:
+                if item.is_dir(follow_symlinks=False):
+                    folders.append(item.path)
+                else:
+                    yield item
+
+
+def regular_files(root: str | Path) -> list[str]:
+    """The regular files under `root` (not symlinks), sorted."""
+    return sorted(e.path for e in tree_entries(root) if e.is_file(follow_symlinks=False))

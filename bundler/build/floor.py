@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import platform
 from collections import defaultdict
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,23 @@ def machine() -> str:
     return platform.machine()
 
 
-def needs(files: Iterable[Path], memo: MutableMapping[str, Any] | None = None) -> dict[Path, Version]:
+def needs(files: Iterable[str | Path], memo: MutableMapping[str, Any] | None = None,
+          key: Callable[[str | Path], str | None] = shared_file_key) -> dict[Path, Version]:
     """File -> the glibc it needs, for the ELF files among `files` that need one; `memo` keeps
-    what shared files (fsutil.shared_file_key) need, from build to build."""
+    what files need by `key` (cache entries' files: fsutil.shared_file_key), from build to
+    build."""
     found = {}
     for path in files:
-        key = shared_file_key(path) if memo is not None else None
-        if key is not None and memo is not None and key in memo:
-            glibc: Version = tuple(memo[key])
+        known = key(path) if memo is not None else None
+        if known is not None and memo is not None and known in memo:
+            glibc: Version = tuple(memo[known])
         else:
-            info = elf.read(path)
+            info = elf.read(Path(path)) if elf.is_elf(path) else None
             glibc = info.glibc if info is not None else ()
-            if key is not None and memo is not None:
-                memo[key] = list(glibc)
+            if known is not None and memo is not None:
+                memo[known] = list(glibc)
         if glibc:
-            found[path] = glibc
+            found[Path(path)] = glibc
     return found
 
 

@@ -4,6 +4,7 @@ that decides its bytes is as before, else materialized, pip-installed and compil
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import shutil
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from bundler.build.interpreters import (
 )
 from bundler.build.pip import ensure_pip, installed_versions, pip_install
 from bundler.build.plan import Plan, PlannedInterpreter
+from bundler.fsutil import sha256_file, stable_file_key
 from bundler.runner import run
 
 Log = Callable[[str], None]
@@ -43,8 +45,8 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
         for name, p in plan.interpreters.items():
             dest = root / p.folder
             requirements = _requirements(plan, name, p, signs)
-            key = cache_key(plan, name, p, requirements, ctx, keys)
-            entry = cache.lookup(key) if key and use_cache else None
+            key = cache_key(plan, name, p, requirements, ctx, keys) if use_cache else None
+            entry = cache.lookup(key) if key else None
             if entry is not None:
                 log(f"interpreter {name}: {p.source}: from the build cache")
                 cache.restore(entry, dest, root, link)
@@ -52,7 +54,7 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
             else:
                 log(f"interpreter {name}: {p.source}")
                 resolved[name] = _materialize(plan, name, p, requirements, root, ctx, log)
-                if key and use_cache:
+                if key:
                     cache.store(key, dest, root, f"interpreter {name}: {p.source}", resolved[name],
                                 leave_out=others if p.folder == "." else ())
             if key:
@@ -151,9 +153,14 @@ def _prefix_digest(prefix: Path, executable: Path, stdlib: Path) -> str:
     """A CPython prefix's identity: its executable and shared libraries by content, its
     standard library by names, sizes and times."""
     h = hashlib.sha256()
-    for path in [executable.resolve(), *sorted((prefix / "lib").glob("*.so*"))]:
-        if path.is_file():
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    with cache.memo("source-digests") as known:
+        assert known is not None
+        for path in [executable.resolve(), *sorted((prefix / "lib").glob("*.so*"))]:
+            key = stable_file_key(path)
+            if key is not None:
+                if key not in known:
+                    known[key] = sha256_file(path)
+                h.update(f"{path.name}\0{known[key]}".encode())
     for folder, dirs, files in os.walk(stdlib):
         dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "__pycache__"))
         for name in sorted(files):
@@ -169,9 +176,7 @@ def _pip_config() -> dict[str, Any]:
 
 @once
 def _virtualenv_version() -> str:
-    import virtualenv
-
-    return str(virtualenv.__version__)
+    return importlib.metadata.version("virtualenv")
 
 
 def _has_pip(python: Path) -> bool:

@@ -21,8 +21,14 @@ from bundler.build import cache, floor, installs, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import BuildContext, patchelf
 from bundler.build.plan import Plan, make_plan
-from bundler.build.relocatable import make_scripts_relocatable, make_symlinks_relative, record
-from bundler.bundle import archive, elf, integrity, signing
+from bundler.build.relocatable import (
+    RootSearch,
+    drop_bytecode_naming,
+    make_scripts_relocatable,
+    make_symlinks_relative,
+    record,
+)
+from bundler.bundle import archive, integrity, signing
 from bundler.bundle.records import (
     PATCH_FILE,
     PATCH_SIGNATURE,
@@ -36,6 +42,7 @@ from bundler.bundle.records import (
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import regular_files
 from bundler.spec.model import Spec
 
 Log = Callable[[str], None]
@@ -55,7 +62,7 @@ class BuildOptions:
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     """Build the bundle and return the artifact; on any failure nothing is left in the output."""
-    plan = make_plan(spec, options.output)
+    plan = make_plan(spec, options.output, memo=options.cache)
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
     key = _signing_key(plan, options.sign, log)
@@ -150,11 +157,13 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
     _write_manifest(plan, tree, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
-    _drop_bytecode_naming(root)
     _write_origin(plan, tree)
     capacity = {str(path.relative_to(root)): room - (len(os.fsencode(env)) - len(os.fsencode(root)))
                 for path, (env, room) in ctx.binary_slots.items() if path.exists()}
-    stuck = record(tree, capacity)
+    with cache.memo("staged", options.cache) as staged:
+        search = RootSearch(root, STAGING_PREFIX, staged)
+        drop_bytecode_naming(root, search)
+        stuck = record(tree, capacity, search)
     with cache.memo("digests", options.cache) as digests:
         integrity.write(tree, digests)
     for path in stuck:
@@ -164,7 +173,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None
 def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | None) -> None:
     """Read the glibc every ELF file in the bundle needs; refuse the build when one needs more
     than [bundle] glibc; record what the bundle needs for bin/start and verify."""
-    found = floor.needs(elf.elf_files(tree.root), known)
+    found = floor.needs(regular_files(tree.root), known)
     need, path = floor.highest(found)
     declared = plan.spec.glibc
     if declared is not None:
@@ -177,19 +186,6 @@ def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | N
         + (f"; floor {floor.text(declared)}" if declared else "; no [bundle] glibc floor declared"))
     Platform(floor.machine(), floor.text(need) if need else "0",
              floor.text(declared) if declared else "").write(tree.platform)
-
-
-def _drop_bytecode_naming(root: Path) -> None:
-    """Bytecode that names the build path (pip compiles the scripts it installs; _sysconfigdata
-    holds prefixes as constants), or whose source does (its hash then differs from build to
-    build, and it goes stale when the relocation rewrites the source): these caches go, and
-    Python compiles them again where the bundle runs."""
-    needle = os.fsencode(root)
-    for folder in root.rglob("__pycache__"):
-        for pyc in folder.glob("*.pyc"):
-            source = folder.parent / (pyc.name.split(".", 1)[0] + ".py")
-            if needle in pyc.read_bytes() or (source.is_file() and needle in source.read_bytes()):
-                pyc.unlink()
 
 
 def _write_origin(plan: Plan, tree: Bundle) -> None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.build import conda, floor, standalone
+from bundler.build import cache, conda, floor, standalone
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
 from bundler.build.native import outside_runpaths, unresolvable
@@ -16,6 +16,7 @@ from bundler.build.sources import Selection
 from bundler.bundle.layout import Layout, load_layout
 from bundler.bundle.signing import fingerprint, parse_keys
 from bundler.errors import BundlerError
+from bundler.fsutil import stable_file_key
 from bundler.spec.model import Interpreter, Spec
 
 MIN_BASE = (3, 9)
@@ -80,10 +81,12 @@ class Plan:
                 ", every ELF file checked at build")
 
 
-def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True) -> Plan:
+def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
+              memo: bool = True) -> Plan:
     """Check everything that can be checked before copying a byte (cheap checks first); `output`
     is where the build writes (default: dist/ beside bundle.toml). Without `fetch`, a standalone
-    CPython that would have to be downloaded is planned from its version alone."""
+    CPython that would have to be downloaded is planned from its version alone; with `memo`, what
+    an interpreter's files need is remembered in the build cache."""
     layout = load_layout(spec.layout)
     keys = trusted_keys(spec)
     defaults = site_files(spec)
@@ -114,7 +117,7 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True) -> Pla
             _hold(spec, interp.name, planned[interp.name], [])
             continue
         assert interp.python is not None
-        planned[interp.name] = _copied(spec, interp, folder, python, fetch)
+        planned[interp.name] = _copied(spec, interp, folder, python, fetch, memo)
     _check_base(planned["base"])
     for interp in spec.interpreters.values():
         if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
@@ -138,7 +141,7 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True) -> Pla
 
 
 def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
-            fetch: bool) -> PlannedInterpreter:
+            fetch: bool, memo: bool) -> PlannedInterpreter:
     """A CPython to copy: probed, checked relocatable, its glibc need read off the files the copy
     will take (or, for a standalone CPython not downloaded yet, what its kind is built for)."""
     assert interp.python is not None
@@ -153,7 +156,9 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
     info = probe(executable)
     standalone_kind = version or standalone.is_archive(interp.python)
     check_relocatable(info, unpacked=standalone_kind)
-    files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib))
+    with cache.memo("source-glibc", memo) as known:
+        files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib), known,
+                            stable_file_key)
     need, path = floor.highest(files)
     kind = "standalone CPython " if standalone_kind else ""
     built = "" if standalone_kind else \

@@ -8,13 +8,14 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 from bundler.bundle.records import Relocation
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.fsutil import write_atomic
+from bundler.fsutil import shared_file_key, tree_entries, write_atomic
 
 # Compiled bytecode names its source path, but the import system corrects it on load.
 SKIP_SUFFIXES = (".pyc",)
@@ -25,17 +26,40 @@ _SH_LAUNCHER = """#!/bin/sh
 """
 
 
+class RootSearch:
+    """Which files of a staging tree hold its root. The files of build cache entries (hard links,
+    never written in place) are remembered in `memo` by whether they hold `marker`, a part of
+    every staging root's path: a file without it cannot hold this build's root either."""
+
+    def __init__(self, root: Path, marker: str, memo: MutableMapping[str, Any] | None) -> None:
+        self.needle = os.fsencode(root)
+        self.marker = os.fsencode(marker) if memo is not None and marker in str(root) else b""
+        self.memo = memo if memo is not None else {}
+
+    def holds(self, path: str) -> bool:
+        key = shared_file_key(path) if self.marker else None
+        if key is not None and self.memo.get(key) is False:
+            return False
+        with open(path, "rb") as f:
+            data = f.read()
+        if key is not None:
+            self.memo[key] = self.marker in data
+        return self.needle in data
+
+
 def make_symlinks_relative(root: Path) -> None:
     """Turn absolute symlinks that point inside `root` into relative ones; refuse ones pointing out."""
-    for link in _walk(root, links=True):
-        target = os.readlink(link)
+    top = str(root) + "/"
+    for item in tree_entries(root):
+        if not item.is_symlink():
+            continue
+        target = os.readlink(item.path)
         if not os.path.isabs(target):
             continue
-        resolved = Path(target)
-        if not resolved.is_relative_to(root):
-            raise BundlerError(f"{link.relative_to(root)} links to {target}, outside the bundle")
-        link.unlink()
-        link.symlink_to(os.path.relpath(resolved, link.parent))
+        if not target.startswith(top):
+            raise BundlerError(f"{item.path[len(top):]} links to {target}, outside the bundle")
+        os.unlink(item.path)
+        os.symlink(os.path.relpath(target, os.path.dirname(item.path)), item.path)
 
 
 # What distlib (pip, virtualenv) writes instead of a shebang longer than the kernel takes: a
@@ -119,37 +143,45 @@ def _record_digest(path: Path) -> str | None:
     return f"sha256={raw}"
 
 
-def record(bundle: Bundle, capacity: dict[str, int] | None = None) -> list[str]:
+def record(bundle: Bundle, capacity: dict[str, int] | None = None,
+           search: RootSearch | None = None) -> list[str]:
     """Find the files that contain the bundle's root and write the relocation record: text
     files, and binaries whose `capacity` (the longest root their NUL-padded strings can hold)
     is known. Return the binaries that contain the root without a known capacity: those cannot
     be relocated."""
     root = bundle.root
+    search = search or RootSearch(root, "", None)
+    top, meta = str(root) + "/", str(bundle.meta) + "/"
     capacity = capacity or {}
-    needle = os.fsencode(root)
     texts: list[str] = []
     binaries: dict[str, int] = {}
     stuck: list[str] = []
-    for path in _walk(root, links=False):
-        if path.suffix in SKIP_SUFFIXES or path.is_relative_to(bundle.meta):
+    for item in tree_entries(root):
+        path = item.path
+        if (not item.is_file(follow_symlinks=False) or path.endswith(SKIP_SUFFIXES)
+                or path.startswith(meta) or not search.holds(path)):
             continue
-        data = path.read_bytes()
-        if needle in data:
-            rel = str(path.relative_to(root))
-            if b"\x00" not in data:
-                texts.append(rel)
-            elif rel in capacity:
-                binaries[rel] = capacity[rel]
-            else:
-                stuck.append(rel)
+        rel = path[len(top):]
+        if b"\x00" not in Path(path).read_bytes():
+            texts.append(rel)
+        elif rel in capacity:
+            binaries[rel] = capacity[rel]
+        else:
+            stuck.append(rel)
     bundle.meta.mkdir(parents=True, exist_ok=True)
     Relocation(str(root), frozenset(texts), binaries).write(bundle.relocation)
     return sorted(stuck)
 
 
-def _walk(root: Path, links: bool) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
-            path = Path(folder, name)
-            if path.is_symlink() == links and (links or path.is_file()):
-                yield path
+def drop_bytecode_naming(root: Path, search: RootSearch) -> None:
+    """Bytecode that names the build path (pip compiles the scripts it installs; _sysconfigdata
+    holds prefixes as constants), or whose source does (its hash then differs from build to
+    build, and it goes stale when the relocation rewrites the source): these caches go, and
+    Python compiles them again where the bundle runs."""
+    for item in tree_entries(root):
+        folder, name = os.path.split(item.path)
+        if not name.endswith(".pyc") or os.path.basename(folder) != "__pycache__":
+            continue
+        source = os.path.join(os.path.dirname(folder), name.split(".", 1)[0] + ".py")
+        if search.holds(item.path) or (os.path.isfile(source) and search.holds(source)):
+            os.unlink(item.path)

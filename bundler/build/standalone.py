@@ -11,8 +11,6 @@ import platform
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bundler.bundle.safetree import extract
@@ -57,10 +55,12 @@ def _read(mirror: str, name: str) -> bytes:
             return Path(mirror, name).read_bytes()
         except OSError as exc:
             raise BundlerError(f"python mirror {mirror}: cannot read {name} ({exc.strerror})") from None
+    import urllib.request  # here: it loads ssl, which every build would pay for
+
     try:
         with urllib.request.urlopen(mirror + name, timeout=60) as response:
             return bytes(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # URLError is an OSError
         reason = getattr(exc, "reason", exc)
         raise BundlerError(f"python mirror {mirror}: cannot fetch {name} ({reason}); name a "
                            "reachable mirror with [bundle] python_mirror or $BUNDLER_PYTHON_MIRROR "

@@ -9,11 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
-
 MAGIC = b"\x7fELF"
 _GLIBC = re.compile(r"^GLIBC_(\d+(?:\.\d+)*)$")
 
@@ -70,7 +65,7 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in text.split(".") if n.isdigit())
 
 
-def is_elf(path: Path) -> bool:
+def is_elf(path: str | Path) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(4) == MAGIC
@@ -80,6 +75,12 @@ def is_elf(path: Path) -> bool:
 
 def read(path: Path) -> ElfInfo | None:
     """The dynamic-linking facts of `path`, or None when it is not a readable ELF file."""
+    # here: pyelftools is slow to import, and most commands never parse an ELF file
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)

@@ -18,7 +18,7 @@ from bundler.bundle.cstrings import canonical_binary
 from bundler.bundle.records import Checksums, Entry, Relocation
 from bundler.bundle.tree import CHECKSUMS_RECORD, Bundle
 from bundler.errors import BundlerError
-from bundler.fsutil import shared_file_key
+from bundler.fsutil import shared_file_key, tree_entries
 
 PLACEHOLDER = b"\x00BUNDLE_ROOT\x00"
 
@@ -39,17 +39,19 @@ def entry(path: Path, rel: str, reloc: Relocation) -> Entry:
     return found
 
 
-def walk(bundle: Bundle) -> Iterable[tuple[str, Path]]:
+def walk(bundle: Bundle) -> list[tuple[str, Path]]:
     """(relative path, path) of every file and symlink that checksums cover, sorted."""
-    root = bundle.root
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        names = files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]
-        for name in sorted(names):
-            path = Path(folder, name)
-            rel = path.relative_to(root).as_posix()
-            if not bundle.unchecked(rel):
-                yield rel, path
+    return [(rel, Path(path)) for rel, path in _walk(bundle)]
+
+
+def _walk(bundle: Bundle) -> list[tuple[str, str]]:
+    top = str(bundle.root) + "/"
+    found = []
+    for item in tree_entries(bundle.root):
+        rel = item.path[len(top):]
+        if not bundle.unchecked(rel):
+            found.append((rel, item.path))
+    return sorted(found)
 
 
 def scan(bundle: Bundle, memo: MutableMapping[str, Any] | None = None) -> dict[str, Entry]:
@@ -57,14 +59,13 @@ def scan(bundle: Bundle, memo: MutableMapping[str, Any] | None = None) -> dict[s
     the relocation does not rewrite, from build to build."""
     reloc = Relocation.read(bundle.relocation)
     found = {}
-    for rel, path in walk(bundle):
+    for rel, path in _walk(bundle):
         key = shared_file_key(path) if memo is not None and rel not in reloc else None
-        if key is None or memo is None:
-            found[rel] = entry(path, rel, reloc)
-        elif key in memo:
+        if key is not None and memo is not None and key in memo:
             found[rel] = Entry.from_json(memo[key])
-        else:
-            found[rel] = entry(path, rel, reloc)
+            continue
+        found[rel] = entry(Path(path), rel, reloc)
+        if key is not None and memo is not None:
             memo[key] = found[rel].to_json()
     return found
 
