@@ -23,7 +23,13 @@ from bundler.build.interpreters import (
     Materializer,
     Virtualenv,
 )
-from bundler.build.pip import ensure_pip, installed_versions, pip_install
+from bundler.build.pip import (
+    canonical,
+    drop_installers,
+    ensure_pip,
+    installed_versions,
+    pip_install,
+)
 from bundler.build.plan import Plan, PlannedInterpreter
 from bundler.fsutil import sha256_file, stable_file_key
 from bundler.runner import run
@@ -88,7 +94,14 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
     pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
     if name == "base":
         install_self(root, p.minor)
+        _drop_cffi_backend(root / "lib" / f"python{p.minor}" / "site-packages")
     versions = installed_versions(python) if _has_pip(python) else {}
+    if p.conda is None and _has_pip(python):  # a conda env's pip is a conda package
+        dropped = drop_installers(ctx, python, requirements, p.interp.requirements_file)
+        if dropped:
+            log(f"  left out {', '.join(dropped)}: the server installs nothing (a requirement "
+                "that names one keeps it)")
+        versions = {n: v for n, v in versions.items() if canonical(n) not in dropped}
     log(f"compiling the bytecode of {name}")
     _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
     return versions
@@ -193,6 +206,23 @@ def _compile(python: Path, folder: Path, root: Path) -> None:
     run([python, "-I", "-m", "compileall", "-qq", "-f", "-j", "0",
          "--invalidation-mode", "checked-hash", "-d", folder.relative_to(root), folder],
         what=f"compiling {folder}", ok=(0, 1))
+
+
+def _drop_cffi_backend(site: Path) -> None:
+    """zstandard's wheel carries two backends of 12 MB each; CPython imports the C one, so the
+    cffi one goes (and its lines of RECORD, which stays true)."""
+    package = site / "zstandard"
+    if not any(package.glob("backend_c.*.so")):
+        return
+    gone = {p.relative_to(site).as_posix() for p in [
+        *package.glob("_cffi.*.so"), package / "backend_cffi.py",
+        *package.glob("__pycache__/backend_cffi.*.pyc")] if p.exists()}
+    for rel in gone:
+        (site / rel).unlink()
+    for record in site.glob("zstandard-*.dist-info/RECORD"):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        record.write_text("".join(line for line in lines if line.split(",")[0] not in gone
+                                  and "/backend_cffi." not in line.split(",")[0]), encoding="utf-8")
 
 
 def install_self(root: Path, minor: str) -> None:

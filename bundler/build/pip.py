@@ -92,3 +92,81 @@ def installed_versions(python: Path) -> dict[str, str]:
     out = run([python, "-I", "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
               what="pip list", env=clean_env())
     return {p["name"]: p["version"] for p in json.loads(out)}
+
+
+# Serve installs at build; the server installs nothing. pip goes last: it uninstalls the others.
+INSTALLERS = ("setuptools", "wheel", "pip")
+# Run in the interpreter: what is installed, and what the installed distributions other than
+# the installers need, with the extras asked for (argv[1]: name -> extras of the requirements)
+# and those their own requirements ask for. null below 3.8, where supervisor imports
+# pkg_resources without declaring it, and everything stays.
+_NEEDS = """
+import json, re, sys
+if sys.version_info < (3, 8):
+    print("null"); sys.exit()
+import importlib.metadata as md
+from pip._vendor.packaging.requirements import Requirement
+canon = lambda n: re.sub(r"[-_.]+", "-", n or "").lower()
+graph = {canon(d.metadata["Name"]): [Requirement(r) for r in d.requires or []]
+         for d in md.distributions()}
+active = {name: set(extras) for name, extras in json.loads(sys.argv[1]).items()}
+needed, changed = set(), True
+while changed:
+    changed = False
+    for name, requirements in graph.items():
+        if name in sys.argv[2:]:
+            continue
+        for req in requirements:
+            extras = {""} | active.get(name, set())
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
+                dep = canon(req.name)
+                needed.add(dep)
+                more = set(req.extras) - active.setdefault(dep, set())
+                active[dep] |= more
+                changed = changed or bool(more)
+print(json.dumps({"installed": sorted(graph), "needed": sorted(needed)}))
+"""
+
+
+def drop_installers(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
+                    requirements_file: str | None) -> list[str]:
+    """Uninstall pip, setuptools and wheel from `python`'s environment unless a requirement
+    names one or an installed distribution needs one; return what went."""
+    lines = list(requirements)
+    if requirements_file:
+        lines += _requirement_lines((ctx.spec_folder / requirements_file).resolve(), set())
+    asked: dict[str, list[str]] = {}
+    for match in filter(None, map(_NAME.match, lines)):
+        extras = [e.strip() for e in (match[2] or "").split(",") if e.strip()]
+        asked.setdefault(canonical(match[1]), []).extend(extras)
+    facts = json.loads(run([python, "-I", "-c", _NEEDS, json.dumps(asked), *INSTALLERS],
+                           what="reading what is installed", env=clean_env()))
+    if facts is None:
+        return []
+    drop = [n for n in INSTALLERS if n in facts["installed"] and n not in facts["needed"]
+            and n not in asked]
+    if drop:
+        run([python, "-I", "-m", "pip", "uninstall", "--yes", "--disable-pip-version-check", *drop],
+            what=f"uninstalling {', '.join(drop)}", env=clean_env())
+    return drop
+
+
+_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+_INCLUDE = re.compile(r"\s*(?:-r|--requirement)[\s=]+(\S+)")
+
+
+def _requirement_lines(path: Path, seen: set[Path]) -> list[str]:
+    """A requirements file's lines, with those of the files it includes (-r)."""
+    if path in seen or not path.is_file():
+        return []
+    seen.add(path)
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        included = _INCLUDE.match(line)
+        lines += _requirement_lines(path.parent / included[1], seen) if included else [line]
+    return lines
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as PEP 503 compares it."""
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -178,10 +178,16 @@ def drop_bytecode_naming(root: Path, search: RootSearch) -> None:
     holds prefixes as constants), or whose source does (its hash then differs from build to
     build, and it goes stale when the relocation rewrites the source): these caches go, and
     Python compiles them again where the bundle runs."""
+    stale = []
     for item in tree_entries(root):
         folder, name = os.path.split(item.path)
         if not name.endswith(".pyc") or os.path.basename(folder) != "__pycache__":
             continue
         source = os.path.join(os.path.dirname(folder), name.split(".", 1)[0] + ".py")
         if search.holds(item.path) or (os.path.isfile(source) and search.holds(source)):
-            os.unlink(item.path)
+            stale.append(item.path)
+    for path in stale:
+        os.unlink(path)
+    for folder in {os.path.dirname(p) for p in stale}:
+        if not os.listdir(folder):
+            os.rmdir(folder)

@@ -34,6 +34,26 @@ def test_the_manifest_records_what_the_offline_build_resolved(archive: Path) -> 
     assert not any(n.endswith(".a") or "/lib/python3.11/test/" in n for n in names)
 
 
+def test_bundles_carry_no_installers_nor_a_second_zstandard_backend(archive: Path) -> None:
+    """The server installs nothing: pip and setuptools go (but where Python 3.7's supervisor
+    needs pkg_resources); zstandard keeps the backend CPython imports."""
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        manifest = tomlkit.parse(tar.extractfile("smartbox/bundle.toml").read().decode())
+    interps = manifest["build"]["interpreters"]
+    for folder, name in (("", "base"), ("envs/pyocr/", "pyocr"), ("envs/tools/", "tools")):
+        site = f"smartbox/{folder}lib/python3.11/site-packages/"
+        assert not any(n.startswith((f"{site}pip", f"{site}setuptools", f"{site}pkg_resources"))
+                       for n in names), name
+        assert f"smartbox/{folder}bin/pip" not in names
+        assert not {"pip", "setuptools"} & set(interps[name]["packages"])
+    if PY37 is not None:
+        assert any(n.startswith("smartbox/envs/py37/lib/python3.7/site-packages/setuptools/")
+                   for n in names)
+    zstd = [n for n in names if n.startswith("smartbox/lib/python3.11/site-packages/zstandard/")]
+    assert any("/backend_c." in n for n in zstd) and not any("cffi" in n for n in zstd)
+
+
 def test_only_recorded_files_name_the_build_path(archive: Path) -> None:
     """What relocation does not rewrite must not depend on where the bundle was built."""
     with tarfile.open(archive) as tar:
