@@ -35,8 +35,8 @@ def test_the_manifest_records_what_the_offline_build_resolved(archive: Path) -> 
 
 
 def test_bundles_carry_no_installers_nor_a_second_zstandard_backend(archive: Path) -> None:
-    """The server installs nothing: pip and setuptools go (but where Python 3.7's supervisor
-    needs pkg_resources); zstandard keeps the backend CPython imports."""
+    """The server installs nothing: pip and setuptools go; zstandard keeps the backend CPython
+    imports."""
     with tarfile.open(archive) as tar:
         names = tar.getnames()
         manifest = tomlkit.parse(tar.extractfile("smartbox/bundle.toml").read().decode())
@@ -47,9 +47,6 @@ def test_bundles_carry_no_installers_nor_a_second_zstandard_backend(archive: Pat
                        for n in names), name
         assert f"smartbox/{folder}bin/pip" not in names
         assert not {"pip", "setuptools"} & set(interps[name]["packages"])
-    if PY37 is not None:
-        assert any(n.startswith("smartbox/envs/py37/lib/python3.7/site-packages/setuptools/")
-                   for n in names)
     zstd = [n for n in names if n.startswith("smartbox/lib/python3.11/site-packages/zstandard/")]
     assert any("/backend_c." in n for n in zstd) and not any("cffi" in n for n in zstd)
 

@@ -11,6 +11,7 @@ import pytest
 
 from bundler.build.interpreters import BuildContext
 from bundler.build.pip import drop_installers
+from tests.pythons import PY37
 
 
 @pytest.fixture
@@ -63,3 +64,13 @@ def test_requirements_that_name_an_installer_keep_it(tmp_path: Path, venv: Path)
     ctx = BuildContext(spec_folder=tmp_path)
     assert drop_installers(ctx, venv, ("setuptools[core] >= 60",), "requirements.txt") == []
     assert {"pip", "setuptools"} <= _installed(venv)
+
+
+@pytest.mark.skipif(PY37 is None, reason="no CPython 3.7 here")
+def test_below_python_3_8_everything_stays(tmp_path: Path) -> None:
+    """supervisor imports pkg_resources there without declaring it."""
+    assert PY37 is not None
+    subprocess.run([str(PY37 / "bin" / "python3.7"), "-m", "venv", str(tmp_path / "v")], check=True)
+    python = tmp_path / "v" / "bin" / "python"
+    assert drop_installers(BuildContext(spec_folder=tmp_path), python, (), None) == []
+    assert {"pip", "setuptools"} <= _installed(python)
