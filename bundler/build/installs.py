@@ -7,6 +7,7 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import cache as once
@@ -14,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import cache, conda
+from bundler.build import cache, conda, lock
 from bundler.build.interpreters import (
-    BASE_PACKAGES,
-    SIGNING_PACKAGES,
     BuildContext,
     CopiedCPython,
     Materializer,
@@ -40,9 +39,12 @@ PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf", "~/.config/pip/pip.conf
 
 
 def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: bool,
-            log: Log, link: bool = False) -> dict[str, dict[str, str]]:
+            log: Log, link: bool = False, locks: dict[str, lock.Lock] | None = None,
+            ) -> dict[str, dict[str, str]]:
     """Put every interpreter of `plan` under `root`; return what pip reports installed in each.
-    `link`: the staging tree is packed and removed, so cached files may be hard-linked."""
+    `link`: the staging tree is packed and removed, so cached files may be hard-linked; `locks`:
+    the interpreters that install exactly what their lock pins."""
+    locks = locks or {}
     resolved: dict[str, dict[str, str]] = {}
     keys: dict[str, str] = {}
     others = tuple(sorted({Path(p.folder).parts[0] for p in plan.interpreters.values()
@@ -50,8 +52,9 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
     with cache.locked() if use_cache else nullcontext():
         for name, p in plan.interpreters.items():
             dest = root / p.folder
-            requirements = _requirements(plan, name, p, signs)
-            key = cache_key(plan, name, p, requirements, ctx, keys) if use_cache else None
+            requirements = lock.requirements_of(plan, name, signs)
+            locked = locks.get(name)
+            key = cache_key(plan, name, p, requirements, ctx, keys, locked) if use_cache else None
             entry = cache.lookup(key) if key else None
             if entry is not None:
                 log(f"interpreter {name}: {p.source}: from the build cache")
@@ -59,7 +62,7 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
                 resolved[name] = dict(entry.versions)
             else:
                 log(f"interpreter {name}: {p.source}")
-                resolved[name] = _materialize(plan, name, p, requirements, root, ctx, log)
+                resolved[name] = _materialize(plan, name, p, requirements, root, ctx, log, locked)
                 if key:
                     cache.store(key, dest, root, f"interpreter {name}: {p.source}", resolved[name],
                                 leave_out=others if p.folder == "." else ())
@@ -70,15 +73,9 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
     return resolved
 
 
-def _requirements(plan: Plan, name: str, p: PlannedInterpreter, signs: bool) -> tuple[str, ...]:
-    if name != "base":
-        return p.interp.requirements
-    signing = SIGNING_PACKAGES if plan.trusted_keys or signs else ()
-    return (*BASE_PACKAGES, *signing, *p.interp.requirements)
-
-
 def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
-                 root: Path, ctx: BuildContext, log: Log) -> dict[str, str]:
+                 root: Path, ctx: BuildContext, log: Log, locked: lock.Lock | None
+                 ) -> dict[str, str]:
     maker: Materializer
     if p.interp.virtualenv is not None:
         maker = Virtualenv(parent=root / plan.interpreters[p.interp.virtualenv].python)
@@ -91,7 +88,14 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
     python = root / p.python
     if requirements or p.interp.requirements_file:
         ensure_pip(ctx, python)
-    pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
+    if locked is not None:
+        log(f"  installing the {len(locked.packages)} package(s) {lock.path_of(plan, name).name} pins")
+        with tempfile.TemporaryDirectory(prefix="bundler-lock-") as scratch:
+            pinned = Path(scratch, "requirements.txt")
+            pinned.write_text(locked.requirements(), encoding="utf-8")
+            pip_install(ctx, python, (), None, f"interpreter {name}", locked=pinned)
+    else:
+        pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
     if name == "base":
         install_self(root, p.minor)
         _drop_cffi_backend(root / "lib" / f"python{p.minor}" / "site-packages")
@@ -108,7 +112,8 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
 
 
 def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
-              ctx: BuildContext, keys: dict[str, str]) -> str | None:
+              ctx: BuildContext, keys: dict[str, str], locked: lock.Lock | None = None
+              ) -> str | None:
     """The SHA-256 of everything that decides the interpreter's bytes; None when it is not
     cached (conda environments, whose packing is conda-pack's)."""
     if p.conda is not None:
@@ -120,6 +125,7 @@ def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[
         "requirements_file": _digest(plan.spec.folder / interp.requirements_file)
         if interp.requirements_file else None,
         "pip_options": list(ctx.pip_options), "pip_config": _pip_config(),
+        "lock": locked.requirements() if locked is not None else None,
     }
     if interp.virtualenv is not None:
         parent = keys.get(interp.virtualenv)

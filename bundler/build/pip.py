@@ -43,30 +43,39 @@ def ensure_pip(ctx: BuildContext, python: Path) -> None:
 
 
 def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
-                requirements_file: str | None, what: str) -> None:
+                requirements_file: str | None, what: str, locked: Path | None = None) -> None:
     """Install into `python`'s environment with pip, then insist that `pip check` is clean.
-    With a glibc floor, pip takes only wheels made for it: it asks a `_manylinux` module
-    (PEP 600) put first on its path, and builds no sdist against this machine's newer glibc."""
-    if not requirements and not requirements_file:
-        return
-    options: list[str | Path] = ["install", "--no-warn-script-location",
-                                 "--disable-pip-version-check", *ctx.pip_options, *requirements]
-    if requirements_file:  # its existence was checked with the plan
-        options += ["-r", (ctx.spec_folder / requirements_file).resolve()]
-    if ctx.glibc is None:
-        run([python, "-I", "-m", "pip", *options], what=f"pip install for {what}", env=clean_env())
+    `locked`: a requirements file of pinned, hashed packages (from a lock), installed instead,
+    exactly (no dependency is resolved)."""
+    if locked is not None:
+        args: list[str | Path] = ["-r", locked, "--require-hashes", "--no-deps"]
+    elif requirements or requirements_file:
+        args = [*requirements]
+        if requirements_file:  # its existence was checked with the plan
+            args += ["-r", (ctx.spec_folder / requirements_file).resolve()]
     else:
-        binary_only = ctx.glibc < elf.host_glibc()
-        with tempfile.TemporaryDirectory(prefix="bundler-pip-") as hook:
-            Path(hook, "_manylinux.py").write_text(floor.manylinux_hook(ctx.glibc))
-            done = call([python, "-I", "-c", _PIP_WITH_HOOK, hook, *options,
-                         *(["--only-binary", ":all:"] if binary_only else [])],
-                        what=f"pip install for {what}", env=clean_env())
-        if done.returncode != 0:
-            raise BundlerError(_no_wheel(done.output, what, ctx.glibc, binary_only)
-                               or f"pip install for {what} failed (exit {done.returncode}):\n"
-                               f"{done.tail()}")
+        return
+    pip_run(ctx, python, ["install", "--no-warn-script-location", "--disable-pip-version-check",
+                          *ctx.pip_options, *args], f"pip install for {what}")
     run([python, "-I", "-m", "pip", "check"], what=f"pip check for {what}", env=clean_env())
+
+
+def pip_run(ctx: BuildContext, python: Path, args: list[str | Path], what: str) -> None:
+    """Run `python`'s pip. With a glibc floor, pip takes only wheels made for it: it asks a
+    `_manylinux` module (PEP 600) put first on its path, and builds no sdist against this
+    machine's newer glibc."""
+    if ctx.glibc is None:
+        run([python, "-I", "-m", "pip", *args], what=what, env=clean_env())
+        return
+    binary_only = ctx.glibc < elf.host_glibc()
+    with tempfile.TemporaryDirectory(prefix="bundler-pip-") as hook:
+        Path(hook, "_manylinux.py").write_text(floor.manylinux_hook(ctx.glibc))
+        done = call([python, "-I", "-c", _PIP_WITH_HOOK, hook, *args,
+                     *(["--only-binary", ":all:"] if binary_only else [])],
+                    what=what, env=clean_env())
+    if done.returncode != 0:
+        raise BundlerError(_no_wheel(done.output, what, ctx.glibc, binary_only)
+                           or f"{what} failed (exit {done.returncode}):\n{done.tail()}")
 
 
 # pip run with a folder first on sys.path (python -I ignores PYTHONPATH).
@@ -81,7 +90,7 @@ def _no_wheel(output: str, what: str, glibc: floor.Version, binary_only: bool) -
     if match is None:
         return None
     kind = "wheel" if binary_only else "distribution"
-    return (f"pip install for {what}: no {kind} of {match[1]} runs on glibc {floor.text(glibc)} "
+    return (f"{what}: no {kind} of {match[1]} runs on glibc {floor.text(glibc)} "
             f"([bundle] glibc; wheels tagged manylinux_{glibc[0]}_{glibc[1]} or older"
             f"{', and no sdist is built against this machine' if binary_only else ''}): put a "
             "wheel built for that glibc in a folder and build with --find-links FOLDER, ask for a "

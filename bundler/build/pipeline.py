@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler.build import cache, floor, installs, native, patch, site
+from bundler.build import cache, floor, installs, lock, native, patch, site
 from bundler.build.code import compile_bytecode_only, materialize_code
 from bundler.build.interpreters import BuildContext, patchelf
 from bundler.build.plan import Plan, make_plan
@@ -58,11 +58,13 @@ class BuildOptions:
     patch_from: Path | None = None  # build a patch against this earlier build instead
     sign: Path | None = None        # an Ed25519 private key: sign the bundle and the patch
     cache: bool = True              # take interpreters from the build cache, and put them there
+    locked: bool = False            # refuse to resolve what no lock (pylock.NAME.toml) pins
 
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     """Build the bundle and return the artifact; on any failure nothing is left in the output."""
     plan = make_plan(spec, options.output, memo=options.cache)
+    locks = lock.for_build(plan, options.sign is not None, options.locked, log)
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
     key = _signing_key(plan, options.sign, log)
@@ -73,7 +75,7 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     root = staging / spec.name
     try:
         started = time.monotonic()
-        materialize(plan, root, options, log)
+        materialize(plan, root, options, log, locks)
         tree = Bundle(root, plan.layout)
         if key is not None:
             tree.signature.write_text(signing.sign(key, "bundle", tree.checksums.read_bytes()).text())
@@ -129,13 +131,14 @@ def _remove_abandoned_staging(output: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log) -> None:
+def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
+                locks: dict[str, lock.Lock] | None = None) -> None:
     spec, layout = plan.spec, plan.layout
     ctx = BuildContext(spec_folder=spec.folder, pip_options=options.pip_options, log=log,
                        glibc=spec.glibc)
     packed = (options.format or spec.format) != "dir" or options.patch_from is not None
     resolved = installs.install(plan, root, ctx, options.sign is not None, options.cache, log,
-                                link=packed and not options.keep_staging)
+                                link=packed and not options.keep_staging, locks=locks)
     for code in spec.code.values():
         dest = root / layout.code_dir(spec.project, code.name)
         log(f"code {code.name} -> {dest.name}")

@@ -48,7 +48,7 @@ def cli(ctx: click.Context, directory: Path) -> None:
 
     \b
     In a project (a folder with bundle.toml): init, add-env, add-code, add-service,
-    remove-service, switch, set, check, build, keygen.
+    remove-service, switch, set, check, lock, build, cache, keygen.
     Inside a built bundle (its bin/bundler, or --root): start, stop, status, logs, switch, set,
     rollback, history, add-service, remove-service, apply, state, verify, install-systemd,
     uninstall-systemd, supervisorctl.

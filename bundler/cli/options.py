@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,6 +15,26 @@ root_option = click.option(
 timeout_option = click.option(
     "--timeout", type=float, default=90.0, show_default=True,
     help="Seconds a (re)started service has to reach RUNNING before the change is rolled back.")
+
+
+
+def pip_sources(command: Any) -> Any:
+    """--find-links, --no-index, --index-url: where pip takes packages from (build and lock)."""
+    for option in reversed([
+        click.option("--find-links", multiple=True, metavar="DIR",
+                     help="Let pip take packages from this folder (repeatable)."),
+        click.option("--no-index", is_flag=True, help="Never ask a package index (offline builds)."),
+        click.option("--index-url", metavar="URL", help="Use this package index instead of PyPI."),
+    ]):
+        command = option(command)
+    return command
+
+
+def pip_options(find_links: tuple[str, ...], no_index: bool, index_url: str | None) -> tuple[str, ...]:
+    options = [a for d in find_links for a in ("--find-links", str(Path(d).resolve()))]
+    options += ["--no-index"] if no_index else []
+    options += ["--index-url", index_url] if index_url else []
+    return tuple(options)
 
 
 def project_folder(ctx: click.Context) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.options import not_in_bundle, project_folder, spec_path
+from bundler.cli.options import not_in_bundle, pip_options, pip_sources, project_folder, spec_path
 
 
 @click.command()
@@ -102,10 +102,7 @@ def check(ctx: click.Context) -> None:
               help="Where the artifact goes. Default: dist/ beside bundle.toml.")
 @click.option("--format", "fmt", type=click.Choice(["tar.gz", "tar.zst", "dir"]),
               help="Override [bundle] format.")
-@click.option("--find-links", multiple=True, metavar="DIR",
-              help="Let pip take packages from this folder (repeatable).")
-@click.option("--no-index", is_flag=True, help="Never ask a package index (offline builds).")
-@click.option("--index-url", metavar="URL", help="Use this package index instead of PyPI.")
+@pip_sources
 @click.option("--keep-staging", is_flag=True, help="Keep the staging tree (for debugging).")
 @click.option("--patch-from", type=click.Path(exists=True, path_type=Path), metavar="OLD",
               help="Write a patch with only what changed since OLD: an earlier archive, its "
@@ -118,11 +115,14 @@ def check(ctx: click.Context) -> None:
               "from $BUNDLER_KEY_PASSPHRASE.")
 @click.option("--no-cache", is_flag=True, help="Materialize every interpreter afresh, neither "
               "taking it from nor putting it into the build cache (`bundler cache`).")
+@click.option("--locked", is_flag=True, help="Refuse to build an interpreter whose packages no "
+              "lock pins (pylock.NAME.toml, written by `bundler lock`) or whose lock was made for "
+              "other requirements.")
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
               keep_staging: bool, patch_from: Path | None, sign: Path | None,
-              no_cache: bool) -> None:
+              no_cache: bool, locked: bool) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
 
     \b
@@ -133,20 +133,55 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --patch-from server1-state.json   # against what a server runs
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
       bundler build --no-cache      # every interpreter afresh (pip resolves again)
+      bundler build --locked        # only what pylock.NAME.toml pins (CI, releases)
     """
     from bundler.build.pipeline import BuildOptions, build
     from bundler.spec.load import load_spec
 
     spec = load_spec(spec_path(ctx))
-    pip = [a for d in find_links for a in ("--find-links", str(Path(d).resolve()))]
-    pip += ["--no-index"] if no_index else []
-    pip += ["--index-url", index_url] if index_url else []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up staging on SIGTERM too
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
-                           pip_options=tuple(pip), keep_staging=keep_staging,
-                           patch_from=patch_from, sign=sign, cache=not no_cache)
+                           pip_options=pip_options(find_links, no_index, index_url),
+                           keep_staging=keep_staging, patch_from=patch_from, sign=sign,
+                           cache=not no_cache, locked=locked)
     artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
+
+
+@click.command("lock")
+@pip_sources
+@click.pass_context
+def lock_cmd(ctx: click.Context, find_links: tuple[str, ...], no_index: bool,
+             index_url: str | None) -> None:
+    """Pin every interpreter's packages: resolve its requirements (the base's include bundler's
+    own) to exact versions and files with their SHA-256, for its Python and the glibc floor,
+    into pylock.NAME.toml beside bundle.toml (PEP 751).
+
+    Builds then install exactly what the locks pin, so next month's build is the same bundle;
+    run it again after changing requirements (`build --locked` refuses a stale lock). Commit
+    the lock files with bundle.toml.
+
+    \b
+    Examples:
+      bundler lock
+      bundler lock --find-links ./wheels --no-index    # from a folder of wheels
+      bundler build --locked
+    """
+    from bundler.build import lock
+    from bundler.build.interpreters import BuildContext
+    from bundler.build.plan import make_plan
+    from bundler.spec.load import load_spec
+
+    spec = load_spec(spec_path(ctx))
+    plan = make_plan(spec)
+    context = BuildContext(spec_folder=spec.folder, log=lambda line: click.echo(line, err=True),
+                           pip_options=pip_options(find_links, no_index, index_url),
+                           glibc=spec.glibc)
+    written = lock.write_all(plan, context)
+    if not written:
+        click.echo("no interpreter installs packages with pip: nothing to lock", err=True)
+    for path in written:
+        click.echo(path)
 
 
 @click.group("cache", invoke_without_command=True)
@@ -220,4 +255,4 @@ def keygen(path: Path, comment: str) -> None:
     click.echo(line)
 
 
-COMMANDS = [init, add_env, add_code, check, build_cmd, cache_cmd, keygen]
+COMMANDS = [init, add_env, add_code, check, lock_cmd, build_cmd, cache_cmd, keygen]

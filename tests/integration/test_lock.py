@@ -1,0 +1,93 @@
+"""bundler lock: every interpreter's packages pinned with their hashes (PEP 751), builds that
+install exactly that, and locks that no longer fit the spec (or were tampered with) refused."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import tomlkit
+
+from tests.integration.harness import bundler
+from tests.integration.test_cache import SPEC, _env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def locked(tmp_path: Path, wheelhouse: Path) -> Path:
+    """A project whose interpreters are locked from the wheelhouse."""
+    folder = tmp_path / "project"
+    (folder / "src").mkdir(parents=True)
+    (folder / "src" / "hello.py").write_text("print('hello')\n")
+    (folder / "bundle.toml").write_text(SPEC)
+    said = bundler("-C", str(folder), "lock", *_offline(wheelhouse), env=_env(tmp_path / "cache"))
+    assert said.stdout.split() == [str(folder / "pylock.base.toml"), str(folder / "pylock.web.toml")]
+    return folder
+
+
+def _offline(wheelhouse: Path) -> list[str]:
+    return ["--no-index", "--find-links", str(wheelhouse)]
+
+
+def _packages(path: Path) -> dict[str, dict]:
+    return {p["name"]: p for p in tomlkit.parse(path.read_text()).unwrap()["packages"]}
+
+
+def test_a_lock_pins_every_package_by_hash_and_the_build_installs_it(
+        locked: Path, tmp_path: Path, wheelhouse: Path) -> None:
+    base, web = _packages(locked / "pylock.base.toml"), _packages(locked / "pylock.web.toml")
+    assert tomlkit.parse((locked / "pylock.web.toml").read_text()).unwrap()["lock-version"] == "1.0"
+    assert {"supervisor", "click", "jinja2", "tomlkit", "zstandard", "psutil"} <= set(base)
+    assert set(web) == {"tomlkit"}
+    for package in [*base.values(), *web.values()]:
+        (wheel,) = package["wheels"]
+        file = Path(unquote(urlparse(wheel["url"]).path))
+        assert file.name == wheel["name"]
+        assert hashlib.sha256(file.read_bytes()).hexdigest() == wheel["hashes"]["sha256"]
+    built = bundler("-C", str(locked), "build", "--locked", "-o", str(tmp_path / "out"),
+                    *_offline(wheelhouse), env=_env(tmp_path / "cache"))
+    assert "installing the 1 package(s) pylock.web.toml pins" in built.stderr
+    assert "afresh" not in built.stderr
+    manifest = tomlkit.parse((tmp_path / "out" / "cached-1" / "bundle.toml").read_text())
+    interps = manifest["build"]["interpreters"]
+    assert interps["web"]["packages"]["tomlkit"] == web["tomlkit"]["version"]
+    assert all(interps["base"]["packages"][n] == p["version"] for n, p in base.items()
+               if n in interps["base"]["packages"])
+
+
+def test_a_lock_the_spec_outgrew_is_refused_with_locked_and_said_without(
+        locked: Path, tmp_path: Path, wheelhouse: Path) -> None:
+    spec = locked / "bundle.toml"
+    spec.write_text(spec.read_text().replace('requirements = ["tomlkit"]',
+                                             'requirements = ["tomlkit", "click"]'))
+    out = tmp_path / "out"
+    refused = bundler("-C", str(locked), "build", "--locked", "-o", str(out), *_offline(wheelhouse),
+                      env=_env(tmp_path / "cache"), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "Error: interpreter web: pylock.web.toml was made for other inputs (requirements "
+        "['tomlkit'] -> ['tomlkit', 'click']); run `bundler lock` (build --locked installs only "
+        "what a lock pins)"]
+    assert not out.exists() or not any(out.iterdir())
+    built = bundler("-C", str(locked), "build", "-o", str(out), *_offline(wheelhouse),
+                    env=_env(tmp_path / "cache"))
+    assert "pylock.web.toml was made for other inputs" in built.stderr
+    assert "pip resolves its requirements afresh" in built.stderr
+    assert "installing the" in built.stderr  # the base's lock still holds
+
+
+def test_a_lock_whose_hash_was_changed_fails_the_build(
+        locked: Path, tmp_path: Path, wheelhouse: Path) -> None:
+    lock = locked / "pylock.web.toml"
+    digest = _packages(lock)["tomlkit"]["wheels"][0]["hashes"]["sha256"]
+    lock.write_text(lock.read_text().replace(digest, "0" * 64))
+    out = tmp_path / "out"
+    failed = bundler("-C", str(locked), "build", "-o", str(out), *_offline(wheelhouse),
+                     env=_env(tmp_path / "cache"), check=False)
+    assert failed.returncode == 1
+    assert "pip install for interpreter web failed" in failed.stderr
+    assert "DO NOT MATCH THE HASHES" in failed.stderr
+    assert not any(out.glob("cached-1*"))
