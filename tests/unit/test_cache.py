@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import bundler
-from bundler.build import cache, installs
+from bundler.build import cache, installs, lock
 from bundler.build.interpreters import BuildContext
 from bundler.build.plan import make_plan
 from bundler.cli import cli
@@ -100,7 +100,8 @@ path = "src"
 '''
 
 
-def _keys(tmp_path: Path, spec: str, pip: tuple[str, ...] = ()) -> dict[str, str | None]:
+def _keys(tmp_path: Path, spec: str, pip: tuple[str, ...] = (),
+          locks: dict[str, lock.Lock] | None = None) -> dict[str, str | None]:
     project = tmp_path / "p"
     (project / "src").mkdir(parents=True, exist_ok=True)
     (project / "bundle.toml").write_text(spec)
@@ -109,8 +110,8 @@ def _keys(tmp_path: Path, spec: str, pip: tuple[str, ...] = ()) -> dict[str, str
     keys: dict[str, str] = {}
     found = {}
     for name, p in plan.interpreters.items():
-        key = installs.cache_key(plan, name, p, installs._requirements(plan, name, p, False), ctx,
-                                 keys)
+        key = installs.cache_key(plan, name, p, lock.requirements_of(plan, name, False), ctx,
+                                 keys, (locks or {}).get(name))
         found[name] = key
         if key:
             keys[name] = key
@@ -128,6 +129,11 @@ def test_a_key_changes_with_what_decides_the_interpreter(tmp_path: Path,
         other = _keys(tmp_path, variant)
         assert other["base"] != same["base"] and other["web"] != same["web"]  # a venv follows its parent
     assert _keys(tmp_path, SPEC, ("--no-index",))["base"] != same["base"]
+    pinned = lock.Lock("web", {}, (lock.Package("tomlkit", "0.13.2", "t.whl", "file:///t.whl", "a" * 64),))
+    with_lock = _keys(tmp_path, SPEC, locks={"web": pinned})
+    assert with_lock["base"] == same["base"] and with_lock["web"] != same["web"]
+    repinned = lock.Lock("web", {}, (lock.Package("tomlkit", "0.13.3", "t.whl", "file:///t.whl", "a" * 64),))
+    assert _keys(tmp_path, SPEC, locks={"web": repinned})["web"] != with_lock["web"]
     monkeypatch.setenv("PIP_INDEX_URL", "http://mirror.invalid/simple")
     assert _keys(tmp_path, SPEC)["base"] != same["base"]
     monkeypatch.delenv("PIP_INDEX_URL")
