@@ -64,10 +64,10 @@ class BuildOptions:
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
     """Build the bundle and return the artifact; on any failure nothing is left in the output."""
     plan = make_plan(spec, options.output, memo=options.cache)
-    locks = lock.for_build(plan, options.sign is not None, options.locked, log)
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
     key = _signing_key(plan, options.sign, log)
+    locks = lock.for_build(plan, options.sign is not None, options.locked, log)
     output = options.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(output)
