@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,23 @@ from bundler.errors import BundlerError
 
 _TAIL = 40
 TIMEOUT = 1800.0  # seconds; a pip install of large wheels from a slow index stays well inside
+
+
+# What call() runs now, from any thread: stop_all() ends them when the build is stopped.
+_running: set[subprocess.Popen[str]] = set()
+_stopped = threading.Event()
+
+
+def stop_all() -> None:
+    """Kill every command call() runs (other threads' too), and refuse to start more until
+    resume(): the threads that run them then fail and end."""
+    _stopped.set()
+    for proc in list(_running):
+        proc.kill()
+
+
+def resume() -> None:
+    _stopped.clear()
 
 
 class ToolMissing(BundlerError):
@@ -43,12 +61,26 @@ def call(
     """Run `cmd` to its end, whatever its exit code; raise only when it cannot be run or does not
     finish within `timeout` seconds."""
     argv = [os.fspath(c) for c in cmd]
+    if _stopped.is_set():
+        raise BundlerError(f"{what}: not started, the build is stopping")
     try:
-        proc = subprocess.run(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-            stdin=subprocess.DEVNULL, text=True, errors="replace", check=False, timeout=timeout,
-        )
+        with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+            _running.add(proc)
+            if _stopped.is_set():  # stop_all() came between the check above and now
+                proc.kill()
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                exc.output = proc.communicate()[0]
+                raise
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                _running.discard(proc)
     except FileNotFoundError as exc:
         if cwd is not None and not Path(cwd).is_dir():
             raise BundlerError(f"{what}: cannot run {argv[0]} in {cwd}: no such folder") from exc
@@ -60,7 +92,7 @@ def call(
         tail = "\n".join(said.strip().splitlines()[-_TAIL:])
         raise BundlerError(f"{what}: no end after {timeout:g} s, stopped: {' '.join(argv)}"
                            + (f"\n{tail}" if tail else "")) from exc
-    return Completed(argv, proc.returncode, proc.stdout, proc.stderr or "")
+    return Completed(argv, proc.returncode, out, err or "")
 
 
 def run(

@@ -9,12 +9,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from functools import cache as once
 from pathlib import Path
 from typing import Any
 
 import bundler
+from bundler import runner
 from bundler.build import cache, conda, lock
 from bundler.build.interpreters import (
     BuildContext,
@@ -43,34 +46,83 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
             ) -> dict[str, dict[str, str]]:
     """Put every interpreter of `plan` under `root`; return what pip reports installed in each.
     `link`: the staging tree is packed and removed, so cached files may be hard-linked; `locks`:
-    the interpreters that install exactly what their lock pins."""
+    the interpreters that install exactly what their lock pins.
+
+    Interpreters are made at once on several cores, each virtualenv once its parent is done;
+    what each says is shown in the plan's order, as it would be one after the other."""
     locks = locks or {}
-    resolved: dict[str, dict[str, str]] = {}
-    keys: dict[str, str] = {}
     others = tuple(sorted({Path(p.folder).parts[0] for p in plan.interpreters.values()
                            if p.folder != "."}))
-    with cache.locked() if use_cache else nullcontext():
-        for name, p in plan.interpreters.items():
-            dest = root / p.folder
-            requirements = lock.requirements_of(plan, name, signs)
-            locked = locks.get(name)
-            key = cache_key(plan, name, p, requirements, ctx, keys, locked) if use_cache else None
-            entry = cache.lookup(key) if key else None
-            if entry is not None:
-                log(f"interpreter {name}: {p.source}: from the build cache")
-                cache.restore(entry, dest, root, link)
-                resolved[name] = dict(entry.versions)
-            else:
-                log(f"interpreter {name}: {p.source}")
-                resolved[name] = _materialize(plan, name, p, requirements, root, ctx, log, locked)
-                if key:
-                    cache.store(key, dest, root, f"interpreter {name}: {p.source}", resolved[name],
-                                leave_out=others if p.folder == "." else ())
-            if key:
-                keys[name] = key
+
+    said: dict[str, list[str]] = {name: [] for name in plan.interpreters}
+
+    def one(name: str, p: PlannedInterpreter, parent: Future[_Made] | None) -> _Made:
+        mine = replace(ctx, log=said[name].append)  # binary_slots stays the one shared dict
+        parent_key = parent.result().key if parent is not None else None  # it is made first
+        key = cache_key(plan, name, p, lock.requirements_of(plan, name, signs), mine,
+                        {p.interp.virtualenv or "": parent_key} if parent_key else {},
+                        locks.get(name)) if use_cache else None
+        return _Made(_make(plan, name, p, root, mine, signs, locks.get(name), key, others, link),
+                     key)
+
+    made: dict[str, Future[_Made]] = {}
+    try:
+        with cache.locked() if use_cache else nullcontext(), \
+                ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            try:
+                for name, p in plan.interpreters.items():  # a parent before its virtualenvs
+                    made[name] = pool.submit(one, name, p, made.get(p.interp.virtualenv or ""))
+                _report(made, said, log)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                runner.stop_all()  # what the others run ends, and nothing more starts
+                raise
+    finally:
+        runner.resume()
     if use_cache:
         cache.shrink()
-    return resolved
+    return {name: future.result().versions for name, future in made.items()}
+
+
+def _report(made: dict[str, Future[_Made]], said: dict[str, list[str]], log: Log) -> None:
+    """Show what each interpreter said, in the plan's order, as each is done; on the first
+    failure, what the failing one said, then its error."""
+    running = set(made.values())
+    for name, future in made.items():
+        while not future.done():
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for other, f in made.items():
+                if f in done and f.exception() is not None:
+                    for line in said[other]:
+                        log(line)
+                    f.result()
+        for line in said[name]:
+            log(line)
+
+
+@dataclass(frozen=True)
+class _Made:
+    versions: dict[str, str]
+    key: str | None
+
+
+def _make(plan: Plan, name: str, p: PlannedInterpreter, root: Path, ctx: BuildContext,
+          signs: bool, locked: lock.Lock | None, key: str | None, others: tuple[str, ...],
+          link: bool) -> dict[str, str]:
+    """One interpreter into `root`: from the cache entry of `key`, or made (and then cached)."""
+    dest = root / p.folder
+    entry = cache.lookup(key) if key else None
+    if entry is not None:
+        ctx.log(f"interpreter {name}: {p.source}: from the build cache")
+        cache.restore(entry, dest, root, link)
+        return dict(entry.versions)
+    ctx.log(f"interpreter {name}: {p.source}")
+    requirements = lock.requirements_of(plan, name, signs)
+    versions = _materialize(plan, name, p, requirements, root, ctx, ctx.log, locked)
+    if key:
+        cache.store(key, dest, root, f"interpreter {name}: {p.source}", versions,
+                    leave_out=others if p.folder == "." else ())
+    return versions
 
 
 def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
