@@ -1,7 +1,9 @@
-"""Build speed beside its floors, on the example (a copy, with its own build cache). Each figure
-is the median of several runs; the ratio is what to read (these machines are noisy).
+"""Build speed beside its floors, on the example (a copy, with its own build cache) and on the
+example with a heavier env (numpy and pandas wheels, downloaded once into
+~/.cache/bundler-bench/wheels). Each figure is the median of several runs; the ratio is what to
+read (these machines are noisy).
 
-    python bench/build_speed.py [--runs 3]
+    python bench/build_speed.py [--runs 3] [--no-heavy]
 
 - cold build (--no-cache) vs itself: the reference
 - rebuild after a one-file code change (interpreters from the cache) vs the cold build
@@ -9,6 +11,8 @@ is the median of several runs; the ratio is what to read (these machines are noi
 - pack: bundler's tar.zst vs `tar -cf - | zstd -T0 -3`, bundler's tar.gz vs `tar -cf - | pigz -6`
   (pigz from Debian), on the same tree
 - patch size vs the changed code folder alone, tar | zstd
+- unpack + first start (relocation, every service RUNNING) vs `tar x` plus the longest
+  startsecs supervisor waits for
 """
 
 from __future__ import annotations
@@ -45,44 +49,92 @@ def row(label: str, figure: float, floor: float | None, unit: str = "s") -> None
     print(f"{label:<44} {figure:8.2f} {unit}  {floor_text}  {ratio}")
 
 
+HEAVY = ["numpy", "pandas"]
+
+
+def heavy_wheels() -> Path:
+    folder = Path(os.path.expanduser("~/.cache/bundler-bench/wheels"))
+    if not any(folder.glob("pandas-*.whl")):
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
+                        "-d", str(folder), *HEAVY], check=True)
+    return folder
+
+
+def speeds(work: Path, name: str, runs: int, env: dict[str, str], *pip: str) -> Path:
+    """Cold build, rebuild and patch build of the project `work/name`; the last archive."""
+    project = work / name
+    code = project / "sam_v3" / "service" / "sam" / "run.py"
+
+    def build(out: str, *more: str) -> None:
+        subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
+                        "--format", "tar.zst", "-o", str(work / out), *pip, *more],
+                       check=True, capture_output=True, env=env)
+
+    cold = median_time(runs, lambda i: build(f"{name}-cold{i}", "--no-cache"))
+    row(f"{name}: cold build (tar.zst, no cache)", cold, None)
+    build(f"{name}-warm")  # fills the cache
+    previous = next((work / f"{name}-warm").glob("*.tar.zst"))
+
+    def change(i: int) -> None:
+        code.write_text(code.read_text() + f"\n# change {i}\n")
+
+    def rebuild(i: int) -> None:
+        change(i)
+        build(f"{name}-re{i}")
+
+    row(f"{name}: rebuild after a one-file code change", median_time(runs, rebuild), cold)
+
+    def patch_build(i: int) -> None:
+        change(100 + i)
+        build(f"{name}-patch{i}", "--patch-from", str(previous))
+
+    row(f"{name}: patch build for it", median_time(runs, patch_build), cold)
+    size = previous.stat().st_size / 2**20
+    print(f"{name + ': archive size':<44} {size:8.1f} MiB")
+    return previous
+
+
+def unpack_and_start(work: Path, artifact: Path, runs: int, startsecs: float) -> None:
+    """bin/start on a fresh unpack (relocation, then every service RUNNING) vs tar x alone plus
+    what supervisor waits for anyway."""
+    def ours(i: int) -> None:
+        where = work / f"run{i}"
+        where.mkdir()
+        subprocess.run(["tar", "-C", str(where), "-xf", str(artifact)], check=True)
+        root = next(where.iterdir())
+        subprocess.run([str(root / "bin" / "start")], check=True, capture_output=True)
+        subprocess.run([str(root / "bin" / "stop")], check=True, capture_output=True)
+
+    def floor(i: int) -> None:
+        where = work / f"tar{i}"
+        where.mkdir()
+        subprocess.run(["tar", "-C", str(where), "-xf", str(artifact)], check=True)
+
+    mine = median_time(runs, ours)  # bin/stop is inside it: measured alone, it is taken out
+    root = next((work / "run0").iterdir())
+    subprocess.run([str(root / "bin" / "start")], check=True, capture_output=True)
+    started = time.monotonic()
+    subprocess.run([str(root / "bin" / "stop")], check=True, capture_output=True)
+    stop_time = time.monotonic() - started
+    row("unpack + start vs tar x + startsecs", mine - stop_time,
+        median_time(runs, floor) + startsecs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-heavy", action="store_true", help="skip the numpy/pandas project")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bundler-bench-"))
     env = {**os.environ, "BUNDLER_CACHE_DIR": str(work / "cache"), "SOURCE_DATE_EPOCH": "1700000000"}
     try:
         project = work / "smartbox"
         shutil.copytree(REPO / "examples" / "smartbox", project, ignore=shutil.ignore_patterns("dist"))
-        code = project / "sam_v3" / "service" / "sam" / "run.py"
-
-        def build(out: str, *more: str) -> None:
-            subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
-                            "--format", "tar.zst", "-o", str(work / out), *more],
-                           check=True, capture_output=True, env=env)
-
         print(f"{'figure':<44} {'bundler':>10}  {'floor':>10}  ratio")
-        cold = median_time(args.runs, lambda i: build(f"cold{i}", "--no-cache"))
-        row("cold build (tar.zst, no cache)", cold, None)
-        build("warm")  # fills the cache
-        previous = work / "warm" / "smartbox-2026.11.1.tar.zst"
-
-        def change(i: int) -> None:
-            code.write_text(code.read_text() + f"\n# change {i}\n")
-
-        def rebuild(i: int) -> None:
-            change(i)
-            build(f"re{i}")
-
-        row("rebuild after a one-file code change", median_time(args.runs, rebuild), cold)
-
-        def patch_build(i: int) -> None:
-            change(100 + i)
-            build(f"patch{i}", "--patch-from", str(previous))
-
-        row("patch build for a one-file code change", median_time(args.runs, patch_build), cold)
-
-        build("tree", "--format", "dir")
+        previous = speeds(work, "smartbox", args.runs, env)
+        subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build", "--format",
+                        "dir", "-o", str(work / "tree")], check=True, capture_output=True, env=env)
         tree = work / "tree" / "smartbox-2026.11.1"
         out = work / "packs"
         out.mkdir()
@@ -96,12 +148,21 @@ def main() -> None:
                 check=True))
             row(f"pack {fmt} vs tar | {floor_cmd}", ours, floor)
 
-        patch = next((work / "patch0").glob("*.patch.tar.zst"))
+        patch = next((work / "smartbox-patch0").glob("*.patch.tar.zst"))
         folder = tree / "your_project_v3"
         alone = subprocess.run(f"tar -C {folder.parent} -cf - {folder.name} | zstd -T0 -3",
                                shell=True, check=True, capture_output=True).stdout
         row("patch size vs the changed code folder, zstd", patch.stat().st_size / 1024,
             len(alone) / 1024, "KiB")
+        unpack_and_start(work, previous, args.runs, startsecs=2.0)  # svc3's, the longest
+
+        if not args.no_heavy:
+            heavy = work / "heavy"
+            shutil.copytree(project, heavy)
+            spec = heavy / "bundle.toml"
+            spec.write_text(spec.read_text() + "\n[envs.heavy]\nvirtualenv = \"base\"\n"
+                            f"requirements = {HEAVY!r}\n".replace("'", '"'))
+            speeds(work, "heavy", args.runs, env, "--find-links", str(heavy_wheels()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
