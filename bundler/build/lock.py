@@ -24,7 +24,7 @@ from tomlkit.exceptions import TOMLKitError
 
 import bundler
 from bundler.build import floor
-from bundler.build.interpreters import BASE_PACKAGES, SIGNING_PACKAGES, BuildContext
+from bundler.build.interpreters import BASE_PACKAGES, SIGNING_PACKAGES, BuildContext, PythonInfo
 from bundler.build.pip import canonical, pip_run
 from bundler.build.plan import Plan, PlannedInterpreter
 from bundler.errors import BundlerError
@@ -110,7 +110,7 @@ def inputs(plan: Plan, name: str, requirements: tuple[str, ...]) -> dict[str, An
             "glibc": floor.text(plan.spec.glibc) if plan.spec.glibc else ""}
 
 
-def _python(plan: Plan, p: PlannedInterpreter) -> Any:
+def _python(plan: Plan, p: PlannedInterpreter) -> PythonInfo:
     """The PythonInfo that runs `p`: its own, or its virtualenv parent's."""
     while p.interp.virtualenv is not None:
         p = plan.interpreters[p.interp.virtualenv]
