@@ -279,13 +279,22 @@ def _used(folder: Path) -> float:
         return 0.0
 
 
+def bytecode_dir() -> Path:
+    """Bytecode of code versions' files (build/code.py), by source, place and Python version."""
+    return cache_dir() / "bytecode"
+
+
 def prune(older_than: float | None = None, everything: bool = False) -> list[Entry]:
     """Remove entries unused for `older_than` seconds (or all of them), and abandoned partial
-    ones; return what was removed."""
+    ones, and kept bytecode unused as long; return the entries removed."""
     removed = []
     with locked(exclusive=True):
         _remove_abandoned(cache_dir())
         now = time.time()
+        if bytecode_dir().is_dir():
+            for pyc in bytecode_dir().iterdir():
+                if everything or (older_than is not None and now - pyc.stat().st_mtime > older_than):
+                    pyc.unlink(missing_ok=True)
         for entry in entries():
             if everything or (older_than is not None and now - _used(entry.path) > older_than):
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -62,13 +62,49 @@ def _git_archive(repo: Path, ref: str, tar_path: Path, name: str) -> None:
         what=f"code {name}: git archive {ref} in {repo}", env=clean_env())
 
 
-def compile_bytecode_only(folder: Path, python: Path) -> None:
-    """Compile every .py with `python` next to its source (legacy layout), then drop the sources."""
-    run([python, "-I", "-m", "compileall", "-q", "-b", "-j", "0",
-         "--invalidation-mode", "unchecked-hash", "-d", folder.name, folder],
-        what=f"compiling {folder.name} to bytecode")
+def compile_bytecode_only(folder: Path, python: Path, kept: Path | None = None) -> None:
+    """Compile every .py with `python` next to its source (legacy layout), then drop the sources.
+    `kept`: bytecode compiled by earlier builds, by source, place and interpreter version: what
+    it holds is taken, the rest is compiled and added to it."""
+    if kept is None:
+        run([python, "-I", "-m", "compileall", "-q", "-b", "-j", "0",
+             "--invalidation-mode", "unchecked-hash", "-d", folder.name, folder],
+            what=f"compiling {folder.name} to bytecode")
+    else:
+        kept.mkdir(parents=True, exist_ok=True)
+        run([python, "-I", "-c", _COMPILE_KEPT, folder, kept], what=f"compiling {folder.name} to bytecode")
     for source in folder.rglob("*.py"):
         if source.with_suffix(".pyc").is_file():
             source.unlink()
     for cache in folder.rglob("__pycache__"):
         shutil.rmtree(cache)
+
+
+# Run by the code's interpreter: each .py's bytecode (the name it shows in tracebacks relative,
+# as compileall -d gives it), from the kept folder when the same source at the same place was
+# compiled by the same Python version, else compiled and kept (written aside, then renamed).
+_COMPILE_KEPT = """
+import hashlib, os, py_compile, shutil, sys
+folder, kept = sys.argv[1:3]
+name = os.path.basename(folder)
+for top, dirs, files in os.walk(folder):
+    dirs[:] = [d for d in dirs if d != "__pycache__"]
+    for file in files:
+        if not file.endswith(".py"):
+            continue
+        source = os.path.join(top, file)
+        shown = os.path.join(name, os.path.relpath(source, folder))
+        with open(source, "rb") as f:
+            data = f.read()
+        key = hashlib.sha256(b"\\0".join([sys.version.encode(), shown.encode(), data])).hexdigest()
+        stored, target = os.path.join(kept, key + ".pyc"), source[:-3] + ".pyc"
+        if os.path.isfile(stored):
+            shutil.copyfile(stored, target)
+            os.utime(stored)
+            continue
+        py_compile.compile(source, target, shown, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        aside = "%s.%d" % (stored, os.getpid())
+        shutil.copyfile(target, aside)
+        os.replace(aside, stored)
+"""

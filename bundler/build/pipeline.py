@@ -144,7 +144,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
         log(f"code {code.name} -> {dest.name}")
         materialize_code(code, spec.folder, dest, options.output.resolve())
         if code.bytecode:
-            compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python)
+            compile_bytecode_only(dest, root / plan.interpreters[plan.code_interpreter[code.name]].python,
+                                  cache.bytecode_dir() if options.cache else None)
     lib_dirs = [root / p.folder / "lib" for p in plan.interpreters.values()]
     for code in spec.code.values():
         folder = root / layout.code_dir(spec.project, code.name)

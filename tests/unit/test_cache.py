@@ -4,6 +4,7 @@ of a project on the running interpreter)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,17 @@ def test_a_key_changes_with_what_decides_the_interpreter(tmp_path: Path,
     monkeypatch.delenv("PIP_INDEX_URL")
     monkeypatch.setattr(bundler, "__version__", "99.0")
     assert _keys(tmp_path, SPEC)["base"] != same["base"]
+
+
+def test_prune_removes_kept_bytecode_unused_as_long(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "c"))
+    cache.bytecode_dir().mkdir(parents=True)
+    old, new = cache.bytecode_dir() / "old.pyc", cache.bytecode_dir() / "new.pyc"
+    old.write_bytes(b"x")
+    new.write_bytes(b"y")
+    os.utime(old, (time.time() - 40 * 86400,) * 2)
+    cache.prune(older_than=30 * 86400)
+    assert not old.exists() and new.exists()
+    cache.prune(everything=True)
+    assert not new.exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import py_compile
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,38 @@ def test_bytecode_only_runs_without_sources(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "pkg"], cwd=code, capture_output=True, text=True,
                          check=True).stdout
     assert out == "hello from bytecode\n"
+
+
+def _project(folder: Path, main: str) -> Path:
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "__main__.py").write_text(main)
+    (folder / "pkg" / "util.py").write_text("X = 1\n")
+    return folder
+
+
+def test_kept_bytecode_is_reused_for_unchanged_files_and_matches_a_fresh_compile(
+        tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    first = _project(tmp_path / "a" / "v1", "print('one')\n")
+    compile_bytecode_only(first, Path(sys.executable), kept)
+    assert len(list(kept.iterdir())) == 3
+    fresh = _project(tmp_path / "b" / "v1", "print('one')\n")
+    compile_bytecode_only(fresh, Path(sys.executable))  # compileall, nothing kept
+    assert all((first / "pkg" / n).read_bytes() == (fresh / "pkg" / n).read_bytes()
+               for n in ("__init__.pyc", "__main__.pyc", "util.pyc"))
+    # the kept bytecode of util.py is swapped for that of another source: taking it shows
+    util = next(p for p in kept.iterdir() if p.read_bytes() == (first / "pkg" / "util.pyc").read_bytes())
+    other = tmp_path / "other.py"
+    other.write_text("X = 2\n")
+    py_compile.compile(str(other), str(util), "v1/pkg/util.py",
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    changed = _project(tmp_path / "c" / "v1", "from pkg.util import X; print('two', X)\n")
+    compile_bytecode_only(changed, Path(sys.executable), kept)
+    assert len(list(kept.iterdir())) == 4  # only __main__ was compiled again
+    out = subprocess.run([sys.executable, "-m", "pkg"], cwd=changed, capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "two 2\n" and not list(changed.rglob("*.py"))
 
 
 def test_missing_sources_are_found_before_building(tmp_path: Path) -> None:
