@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
@@ -54,16 +55,17 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
     others = tuple(sorted({Path(p.folder).parts[0] for p in plan.interpreters.values()
                            if p.folder != "."}))
 
-    said: dict[str, list[str]] = {name: [] for name in plan.interpreters}
+    voices = _Voices(list(plan.interpreters), log)
 
     def one(name: str, p: PlannedInterpreter, parent: Future[_Made] | None) -> _Made:
-        mine = replace(ctx, log=said[name].append)  # binary_slots stays the one shared dict
+        mine = replace(ctx, log=voices.of(name))  # binary_slots stays the one shared dict
         parent_key = parent.result().key if parent is not None else None  # it is made first
         key = cache_key(plan, name, p, lock.requirements_of(plan, name, signs), mine,
                         {p.interp.virtualenv or "": parent_key} if parent_key else {},
                         locks.get(name)) if use_cache else None
-        return _Made(_make(plan, name, p, root, mine, signs, locks.get(name), key, others, link),
-                     key)
+        versions = _make(plan, name, p, root, mine, signs, locks.get(name), key, others, link)
+        voices.finished(name)
+        return _Made(versions, key)
 
     made: dict[str, Future[_Made]] = {}
     try:
@@ -72,7 +74,7 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
             try:
                 for name, p in plan.interpreters.items():  # a parent before its virtualenvs
                     made[name] = pool.submit(one, name, p, made.get(p.interp.virtualenv or ""))
-                _report(made, said, log)
+                _wait(made, voices)
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 runner.stop_all()  # what the others run ends, and nothing more starts
@@ -84,20 +86,58 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
     return {name: future.result().versions for name, future in made.items()}
 
 
-def _report(made: dict[str, Future[_Made]], said: dict[str, list[str]], log: Log) -> None:
-    """Show what each interpreter said, in the plan's order, as each is done; on the first
-    failure, what the failing one said, then its error."""
+def _wait(made: dict[str, Future[_Made]], voices: _Voices) -> None:
+    """Wait until every interpreter is made; on the first failure, show all the failing one
+    said, and raise its error."""
     running = set(made.values())
-    for name, future in made.items():
-        while not future.done():
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for other, f in made.items():
-                if f in done and f.exception() is not None:
-                    for line in said[other]:
-                        log(line)
-                    f.result()
-        for line in said[name]:
-            log(line)
+    while running:
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for name, future in made.items():  # a parent before the virtualenvs its failure fails
+            if future in done and future.exception() is not None:
+                voices.show(name)
+                future.result()
+
+
+class _Voices:
+    """What each interpreter says, shown in the plan's order as if they were made one after the
+    other: the first unfinished one's lines as they come, the others' when their turn comes."""
+
+    def __init__(self, names: list[str], log: Log) -> None:
+        self._lines: dict[str, list[str]] = {n: [] for n in names}
+        self._shown = dict.fromkeys(names, 0)
+        self._order, self._done, self._head = names, set[str](), 0
+        self._log, self._lock = log, threading.Lock()
+
+    def of(self, name: str) -> Log:
+        def say(line: str) -> None:
+            with self._lock:
+                self._lines[name].append(line)
+                self._advance()
+        return say
+
+    def finished(self, name: str) -> None:
+        with self._lock:
+            self._done.add(name)
+            self._advance()
+
+    def show(self, name: str) -> None:
+        """All `name` said so far, whatever its turn (it failed)."""
+        with self._lock:
+            self._show(name)
+
+    def _show(self, name: str) -> None:
+        lines = self._lines[name]
+        while self._shown[name] < len(lines):
+            self._log(lines[self._shown[name]])
+            self._shown[name] += 1
+
+    def _advance(self) -> None:
+        while self._head < len(self._order):
+            name = self._order[self._head]
+            self._show(name)
+            if name not in self._done:
+                return
+            self._head += 1
 
 
 @dataclass(frozen=True)
