@@ -74,15 +74,16 @@ def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: 
     project = tmp_path / "proj"
     shutil.copytree(EXAMPLE, project)
     spec = project / "bundle.toml"
-    spec.write_text(spec.read_text().replace('requirements = ["pillow"]',
-                                             'requirements = ["no-such-package-bundler-test"]'))
+    (project / "base.txt").write_text("no-such-package-bundler-test\n")  # fails early: the base
+    spec.write_text(spec.read_text().replace('python = "current"',
+                                             'python = "current"\nrequirements_file = "base.txt"', 1))
     dist = project / "dist"
     dist.mkdir()
     (dist / "smartbox-2026.11.1.tar.gz").write_text("the previous build")
     result = bundler("-C", str(project), "build", "--no-index", "--find-links", str(wheelhouse),
                      check=False)
     assert result.returncode == 1
-    assert "pip install for interpreter pyocr failed" in result.stderr
+    assert "pip install for interpreter base failed" in result.stderr
     assert "no-such-package-bundler-test" in result.stderr
     assert [p.name for p in dist.iterdir()] == ["smartbox-2026.11.1.tar.gz"]
     assert (dist / "smartbox-2026.11.1.tar.gz").read_text() == "the previous build"
