@@ -60,10 +60,12 @@ def install(plan: Plan, root: Path, ctx: BuildContext, signs: bool, use_cache: b
     def one(name: str, p: PlannedInterpreter, parent: Future[_Made] | None) -> _Made:
         mine = replace(ctx, log=voices.of(name))  # binary_slots stays the one shared dict
         parent_key = parent.result().key if parent is not None else None  # it is made first
-        key = cache_key(plan, name, p, lock.requirements_of(plan, name, signs), mine,
+        requirements = lock.requirements_of(plan, name, signs)
+        key = cache_key(plan, name, p, requirements, mine,
                         {p.interp.virtualenv or "": parent_key} if parent_key else {},
                         locks.get(name)) if use_cache else None
-        versions = _make(plan, name, p, root, mine, signs, locks.get(name), key, others, link)
+        versions = _make(plan, name, p, root, mine, requirements, locks.get(name), key, others,
+                         link)
         voices.finished(name)
         return _Made(versions, key)
 
@@ -147,8 +149,8 @@ class _Made:
 
 
 def _make(plan: Plan, name: str, p: PlannedInterpreter, root: Path, ctx: BuildContext,
-          signs: bool, locked: lock.Lock | None, key: str | None, others: tuple[str, ...],
-          link: bool) -> dict[str, str]:
+          requirements: tuple[str, ...], locked: lock.Lock | None, key: str | None,
+          others: tuple[str, ...], link: bool) -> dict[str, str]:
     """One interpreter into `root`: from the cache entry of `key`, or made (and then cached)."""
     dest = root / p.folder
     entry = cache.lookup(key) if key else None
@@ -157,8 +159,7 @@ def _make(plan: Plan, name: str, p: PlannedInterpreter, root: Path, ctx: BuildCo
         cache.restore(entry, dest, root, link)
         return dict(entry.versions)
     ctx.log(f"interpreter {name}: {p.source}")
-    requirements = lock.requirements_of(plan, name, signs)
-    versions = _materialize(plan, name, p, requirements, root, ctx, ctx.log, locked)
+    versions = _materialize(plan, name, p, requirements, root, ctx, locked)
     if key:
         cache.store(key, dest, root, f"interpreter {name}: {p.source}", versions,
                     leave_out=others if p.folder == "." else ())
@@ -166,8 +167,7 @@ def _make(plan: Plan, name: str, p: PlannedInterpreter, root: Path, ctx: BuildCo
 
 
 def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[str, ...],
-                 root: Path, ctx: BuildContext, log: Log, locked: lock.Lock | None
-                 ) -> dict[str, str]:
+                 root: Path, ctx: BuildContext, locked: lock.Lock | None) -> dict[str, str]:
     maker: Materializer
     if p.interp.virtualenv is not None:
         maker = Virtualenv(parent=root / plan.interpreters[p.interp.virtualenv].python)
@@ -181,7 +181,7 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
     if requirements or p.interp.requirements_file:
         ensure_pip(ctx, python)
     if locked is not None:
-        log(f"  installing the {len(locked.packages)} package(s) {lock.path_of(plan, name).name} pins")
+        ctx.log(f"  installing the {len(locked.packages)} package(s) {lock.path_of(plan, name).name} pins")
         with tempfile.TemporaryDirectory(prefix="bundler-lock-") as scratch:
             pinned = Path(scratch, "requirements.txt")
             pinned.write_text(locked.requirements(), encoding="utf-8")
@@ -195,10 +195,10 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
     if p.conda is None and _has_pip(python):  # a conda env's pip is a conda package
         dropped = drop_installers(ctx, python, requirements, p.interp.requirements_file)
         if dropped:
-            log(f"  left out {', '.join(dropped)}: the server installs nothing (a requirement "
+            ctx.log(f"  left out {', '.join(dropped)}: the server installs nothing (a requirement "
                 "that names one keeps it)")
         versions = {n: v for n, v in versions.items() if canonical(n) not in dropped}
-    log(f"compiling the bytecode of {name}")
+    ctx.log(f"compiling the bytecode of {name}")
     _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
     return versions
 
