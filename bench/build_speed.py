@@ -6,7 +6,8 @@ read (these machines are noisy).
     python bench/build_speed.py [--runs 3] [--no-heavy]
 
 - cold build (--no-cache) vs itself: the reference
-- rebuild after a one-file code change (interpreters from the cache) vs the cold build
+- rebuild after a one-file code change (interpreters, and their files compressed, from the
+  cache) vs the cold build
 - patch build for that change (--patch-from the previous archive) vs the cold build
 - pack: bundler's tar.zst vs `tar -cf - | zstd -T0 -3`, bundler's tar.gz vs `tar -cf - | pigz -6`
   (pigz from Debian), on the same tree
@@ -73,7 +74,8 @@ def speeds(work: Path, name: str, runs: int, env: dict[str, str], *pip: str) -> 
 
     cold = median_time(runs, lambda i: build(f"{name}-cold{i}", "--no-cache"))
     row(f"{name}: cold build (tar.zst, no cache)", cold, None)
-    build(f"{name}-warm")  # fills the cache
+    build(f"{name}-fill")  # fills the cache with the interpreters
+    build(f"{name}-warm")  # and with their files compressed (this build links them from it)
     previous = next((work / f"{name}-warm").glob("*.tar.zst"))
 
     def change(i: int) -> None:

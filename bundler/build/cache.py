@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
@@ -38,7 +38,7 @@ META = "entry.json"
 TREE = "tree"
 PARTIAL = ".partial-"
 FORMAT = 2
-LIMIT = 20 << 30  # bytes; the least recently used entries go beyond this
+LIMIT = 20 << 30  # bytes; the least recently used entries go beyond this (archive pieces: 1/4)
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,12 @@ def shrink(limit: int = LIMIT) -> list[Entry]:
                 removed.append(entry)
         if removed:
             _forget_memos()
+        _remove_abandoned(frames_dir())
+        total = 0
+        for path, st in _by_use(frames_dir()):
+            total += st.st_size
+            if total > limit // 4:
+                path.unlink(missing_ok=True)
     return removed
 
 
@@ -131,8 +137,52 @@ def memo(name: str, enabled: bool = True) -> Iterator[dict[str, Any] | None]:
 
 
 def _forget_memos() -> None:
+    """Facts by inode may name a removed entry's inodes, which new files can take."""
     for path in cache_dir().glob("memo-*.json"):
         path.unlink(missing_ok=True)
+    shutil.rmtree(frames_dir(), ignore_errors=True)
+
+
+def frames_dir() -> Path:
+    """Compressed pieces of archives (bundle/archive.py), by what decides their bytes."""
+    return cache_dir() / "frames"
+
+
+class Frames:
+    """The archive pieces of entries' files, kept for the next build that packs them."""
+
+    def find(self, key: str) -> IO[bytes] | None:
+        try:
+            found = open(frames_dir() / key, "rb")
+        except OSError:
+            return None
+        os.utime(found.fileno())
+        return found
+
+    @contextmanager
+    def keep(self, key: str) -> Iterator[IO[bytes]]:
+        """A file to write the piece into, published under `key` if the block succeeds."""
+        top = frames_dir()
+        top.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=top, prefix=f"{PARTIAL}{os.getpid()}-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+            os.replace(tmp, top / key)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+
+def _by_use(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """The files of `folder`, the most recently used first."""
+    found = []
+    for path in folder.iterdir() if folder.is_dir() else ():
+        try:
+            found.append((path, path.stat()))
+        except OSError:  # removed meanwhile
+            continue
+    return sorted(found, key=lambda f: f[1].st_mtime, reverse=True)
 
 
 def _read(folder: Path) -> Entry | None:
@@ -258,11 +308,14 @@ def _link_tree(source: str, dest: str) -> None:
 
 
 def _remove_abandoned(top: Path) -> None:
-    """.partial folders of builds that were killed (their pid no longer runs)."""
-    for folder in top.glob(f"{PARTIAL}*"):
-        pid = folder.name[len(PARTIAL):].split("-")[0]
+    """.partial folders and files of builds that were killed (their pid no longer runs)."""
+    for path in top.glob(f"{PARTIAL}*"):
+        pid = path.name[len(PARTIAL):].split("-")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def entries() -> list[Entry]:
@@ -284,17 +337,26 @@ def bytecode_dir() -> Path:
     return cache_dir() / "bytecode"
 
 
+def kept() -> dict[str, tuple[int, int]]:
+    """What the cache keeps besides entries: kind -> (files, bytes)."""
+    found = {}
+    for kind, folder in (("archive pieces", frames_dir()), ("code bytecode files", bytecode_dir())):
+        files = _by_use(folder)
+        found[kind] = (len(files), sum(st.st_size for _, st in files))
+    return found
+
+
 def prune(older_than: float | None = None, everything: bool = False) -> list[Entry]:
     """Remove entries unused for `older_than` seconds (or all of them), and abandoned partial
-    ones, and kept bytecode unused as long; return the entries removed."""
+    ones, and kept bytecode and archive pieces unused as long; return the entries removed."""
     removed = []
     with locked(exclusive=True):
         _remove_abandoned(cache_dir())
+        _remove_abandoned(frames_dir())
         now = time.time()
-        if bytecode_dir().is_dir():
-            for pyc in bytecode_dir().iterdir():
-                if everything or (older_than is not None and now - pyc.stat().st_mtime > older_than):
-                    pyc.unlink(missing_ok=True)
+        for path, st in _by_use(bytecode_dir()) + _by_use(frames_dir()):
+            if everything or (older_than is not None and now - st.st_mtime > older_than):
+                path.unlink(missing_ok=True)
         for entry in entries():
             if everything or (older_than is not None and now - _used(entry.path) > older_than):
                 shutil.rmtree(entry.path, ignore_errors=True)

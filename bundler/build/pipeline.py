@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,13 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
                 "default(s)")
             root = patch_dir
         log(f"packing {fmt}")
-        artifact = archive.pack(root, output, root.name if old is not None
-                                else f"{spec.name}-{spec.version}", fmt)
+        if old is not None:
+            artifact = archive.pack(root, output, root.name, fmt)
+        else:
+            with cache.locked() if options.cache else nullcontext():
+                artifact = archive.pack(root, output, f"{spec.name}-{spec.version}", fmt,
+                                        [p.folder for p in plan.interpreters.values()],
+                                        cache.Frames() if options.cache else None)
         log(f"built {artifact} in {time.monotonic() - started:.1f}s")
         return artifact
     finally:

@@ -1,43 +1,69 @@
-"""Pack a staged bundle as tar.gz, tar.zst or a plain folder, atomically and reproducibly."""
+"""Pack a staged bundle as tar.gz, tar.zst or a plain folder, atomically and reproducibly.
+
+An archive is written in pieces, each compressed on its own (a zstd frame, a gzip member; both
+formats read such a sequence as one stream): for each of the `groups` (the interpreters'
+folders), the files it shares by hard link with the build cache; then every folder, link and
+file of the bundle's own; then the end of the tar. The folders come after the shared files so
+that tar gives them their modes (a read-only one too) once what they hold is written. A shared
+file is never written in place, so a group's piece is named by its members' names, modes, times
+and inodes, and a `FrameStore` can hand back the piece an earlier build compressed.
+"""
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import functools
+import hashlib
 import os
 import re
 import shutil
-import struct
+import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from bundler.bundle.pgzip import ParallelGzip
 from bundler.errors import BundlerError
 
 SUFFIXES = {"tar.gz": ".tar.gz", "tar.zst": ".tar.zst", "dir": ""}
 PARTIAL = ".partial"  # .<artifact>.<pid>-<random>.partial while it is written
+END = b"\0" * 1024    # a tar ends with two zero blocks
+ZSTD_LEVEL = 3
+
+
+class FrameStore(Protocol):
+    """Compressed pieces of earlier archives, by key."""
+
+    def find(self, key: str) -> IO[bytes] | None: ...
+
+    def keep(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
 
 
 def artifact_path(output: Path, basename: str, fmt: str) -> Path:
     return output / f"{basename}{SUFFIXES[fmt]}"
 
 
-def pack(root: Path, output: Path, basename: str, fmt: str) -> Path:
-    """Write `root` (staged as <staging>/<name>) to output/<basename>.<fmt>; replace atomically."""
+def pack(root: Path, output: Path, basename: str, fmt: str, groups: Sequence[str] = (),
+         frames: FrameStore | None = None) -> Path:
+    """Write `root` (staged as <staging>/<name>) to output/<basename>.<fmt>; replace atomically.
+    `groups` are folders relative to `root` ("." for root itself) whose shared files are pieces
+    of their own, taken from `frames` when it holds them."""
     final = artifact_path(output, basename, fmt)
     if fmt == "dir":
         _replace_dir(root, final)
         return final
+    if fmt not in SUFFIXES:
+        raise BundlerError(f"unknown archive format {fmt!r}")
     fd, tmp_name = tempfile.mkstemp(dir=output, prefix=f".{final.name}.{os.getpid()}-",
                                     suffix=PARTIAL)
     try:
-        with os.fdopen(fd, "wb") as raw, _compressor(raw, fmt) as stream:
-            _write_tar(root, stream)
+        with os.fdopen(fd, "wb") as raw:
+            _write_pieces(root, raw, fmt, groups, frames)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, final)
     except BaseException:
@@ -46,80 +72,97 @@ def pack(root: Path, output: Path, basename: str, fmt: str) -> Path:
     return final
 
 
+@dataclass
+class Piece:
+    names: list[str] = field(default_factory=list)  # archive member names, in order
+    key: Any = None  # a sha256 of what decides its bytes, when it can be kept
+
+
+def pieces(root: Path, groups: Sequence[str], keyed: bool) -> list[Piece]:
+    """The bundle's members in order (each folder's entries sorted by name, a folder followed by
+    what it holds): a piece per group with its shared files, then the bundle's own piece."""
+    tops = {os.path.normpath(g): i for i, g in enumerate(groups)}
+    own, shared = Piece([root.name]), [Piece() for _ in groups]
+    if keyed:
+        for piece in shared:
+            piece.key = hashlib.sha256(f"{_writer()}\0{_epoch()}\n".encode())
+
+    def walk(folder: str, name: str, group: int | None) -> None:
+        with os.scandir(folder) as listing:
+            items = sorted(listing, key=lambda e: os.fsencode(e.name))
+        for item in items:
+            member = f"{name}/{item.name}"
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                own.names.append(member)
+                walk(item.path, member, tops.get(member.split("/", 1)[1], group))
+            elif group is not None and st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                piece = shared[group]
+                piece.names.append(member)
+                if piece.key is not None:
+                    piece.key.update(f"{member}\0{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:"
+                                     f"{st.st_dev}:{st.st_ino}\n".encode(errors="surrogateescape"))
+            else:
+                own.names.append(member)
+
+    walk(os.fspath(root), root.name, tops.get("."))
+    return [*(p for p in shared if p.names), own]
+
+
+def _write_pieces(root: Path, raw: IO[bytes], fmt: str, groups: Sequence[str],
+                  frames: FrameStore | None) -> None:
+    for piece in pieces(root, groups, keyed=frames is not None):
+        key = f"{piece.key.hexdigest()}-{_codec(fmt)}" if piece.key is not None else None
+        kept = frames.find(key) if frames is not None and key is not None else None
+        if kept is not None:
+            with kept:
+                shutil.copyfileobj(kept, raw, 1 << 20)
+            continue
+        if frames is None or key is None:
+            with _compressor(raw, fmt) as stream:
+                _write_tar(root.parent, piece.names, stream)
+            continue
+        with frames.keep(key) as copy, _compressor(_Tee(raw, copy), fmt) as stream:
+            _write_tar(root.parent, piece.names, stream)
+    with _compressor(raw, fmt) as stream:
+        stream.write(END)
+
+
+class _Tee:
+    def __init__(self, *targets: IO[bytes]) -> None:
+        self.targets = targets
+
+    def write(self, data: bytes) -> int:
+        for target in self.targets:
+            target.write(data)
+        return len(data)
+
+
 @contextmanager
-def _compressor(raw: IO[bytes], fmt: str) -> Iterator[IO[bytes]]:
+def _compressor(raw: IO[bytes] | _Tee, fmt: str) -> Iterator[IO[bytes]]:
     if fmt == "tar.zst":
         import zstandard
 
-        with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw, closefd=False) as z:
+        with zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1).stream_writer(
+                raw, closefd=False) as z:  # type: ignore[arg-type]
             yield z
-    elif fmt == "tar.gz":
-        gz = ParallelGzip(raw)
+    else:
+        gz = ParallelGzip(raw)  # type: ignore[arg-type]
         try:
             yield gz  # type: ignore[misc]
             gz.close()
         finally:
             gz.pool.shutdown(cancel_futures=True)
-    else:
-        raise BundlerError(f"unknown archive format {fmt!r}")
 
 
-class ParallelGzip:
-    """gzip on every core, as pigz does: 1 MiB blocks compressed on their own (each with the 32
-    KiB before it as dictionary) and joined in order. The blocks are cut by offset, so the bytes
-    do not depend on the number of cores or on how the data arrived."""
+@functools.cache
+def _codec(fmt: str) -> str:
+    """What decides a piece's compressed bytes besides its tar bytes."""
+    if fmt == "tar.zst":
+        import zstandard
 
-    BLOCK = 1 << 20
-    WINDOW = 1 << 15
-
-    def __init__(self, raw: IO[bytes], level: int = 6) -> None:
-        self.codec: Any
-        try:
-            from zlib_ng import zlib_ng  # twice as fast as zlib at the same level
-
-            self.codec = zlib_ng
-        except ImportError:
-            import zlib
-
-            self.codec = zlib
-        self.raw, self.level = raw, level
-        self.pending = bytearray()
-        self.previous = b""
-        self.crc = 0
-        self.size = 0
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-        self.queued: collections.deque[concurrent.futures.Future[bytes]] = collections.deque()
-        raw.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # no name, mtime 0, unix
-
-    def _deflate(self, block: bytes, dictionary: bytes) -> bytes:
-        extra = {"zdict": dictionary} if dictionary else {}
-        c = self.codec.compressobj(self.level, self.codec.DEFLATED, -15, 8, **extra)
-        return bytes(c.compress(block) + c.flush(self.codec.Z_SYNC_FLUSH))
-
-    def _submit(self, block: bytes) -> None:
-        self.crc = self.codec.crc32(block, self.crc)
-        self.size += len(block)
-        self.queued.append(self.pool.submit(self._deflate, block, self.previous[-self.WINDOW:]))
-        self.previous = block
-        while len(self.queued) > 2 * (os.cpu_count() or 1):
-            self.raw.write(self.queued.popleft().result())
-
-    def write(self, data: bytes) -> int:
-        self.pending += data
-        while len(self.pending) >= self.BLOCK:
-            self._submit(bytes(self.pending[:self.BLOCK]))
-            del self.pending[:self.BLOCK]
-        return len(data)
-
-    def close(self) -> None:
-        if self.pending:
-            self._submit(bytes(self.pending))
-            self.pending.clear()
-        while self.queued:
-            self.raw.write(self.queued.popleft().result())
-        self.pool.shutdown()
-        self.raw.write(b"\x03\x00")  # an empty last block
-        self.raw.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+        return f"zst{ZSTD_LEVEL}-{zstandard.__version__}"
+    return f"gz{ParallelGzip.LEVEL}-{ParallelGzip.codec_name()}-{ParallelGzip.BLOCK}".replace(" ", "")
 
 
 def _epoch() -> int | None:
@@ -127,47 +170,82 @@ def _epoch() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _write_tar(root: Path, stream: IO[bytes]) -> None:
-    """One top-level folder, members sorted, owners dropped, mtimes clamped to SOURCE_DATE_EPOCH:
-    by GNU tar where there is one (several times faster than tarfile on many small files), else
-    by tarfile."""
+def _write_tar(top: Path, names: list[str], stream: IO[bytes]) -> None:
+    """The members `names` (relative to `top`) without the end-of-archive blocks, owners
+    dropped, mtimes clamped to SOURCE_DATE_EPOCH: by GNU tar where there is one (several times
+    faster than tarfile on many small files), else by tarfile."""
     if _gnu_tar() is not None:
-        _write_with_gnu_tar(root, stream)
+        _write_with_gnu_tar(top, names, stream)
     else:
-        _write_with_tarfile(root, stream)
+        _write_with_tarfile(top, names, stream)
 
 
 @functools.cache
 def _gnu_tar() -> str | None:
-    """GNU tar 1.28 or newer (--sort), or None."""
+    """GNU tar 1.28 or newer, or None."""
     found = shutil.which("tar")
-    if found is None:
-        return None
-    try:
-        said = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.match(r"tar \(GNU tar\) (\d+)\.(\d+)", said)
+    match = re.match(r"tar \(GNU tar\) (\d+)\.(\d+)", _tar_says(found)) if found else None
     return found if match and (int(match[1]), int(match[2])) >= (1, 28) else None
 
 
-def _write_with_gnu_tar(root: Path, stream: IO[bytes]) -> None:
+@functools.cache
+def _tar_says(tar: str) -> str:
+    try:
+        return subprocess.run([tar, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _writer() -> str:
+    """What writes the tar bytes, for the pieces' keys."""
+    tar = _gnu_tar()
+    return f"{tar} {_tar_says(tar).partition(chr(10))[0]}" if tar else f"tarfile {sys.version}"
+
+
+def _write_with_gnu_tar(top: Path, names: list[str], stream: IO[bytes]) -> None:
     epoch = _epoch()
     tar = _gnu_tar()
     assert tar is not None
-    cmd = [tar, "--create", "--file=-", f"--directory={root.parent}", "--sort=name",
-           "--format=gnu", "--owner=0", "--group=0", "--numeric-owner",
-           *([f"--mtime=@{epoch}", "--clamp-mtime"] if epoch is not None else []), "--", root.name]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          env={**os.environ, "LC_ALL": "C"}) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        shutil.copyfileobj(proc.stdout, stream, 1 << 20)
-        errors = proc.stderr.read().decode(errors="replace").strip()
+    cmd = [tar, "--create", "--file=-", f"--directory={top}", "--no-recursion", "--null",
+           "--verbatim-files-from", "--files-from=-", "--record-size=512", "--format=gnu",
+           "--owner=0", "--group=0", "--numeric-owner",
+           *([f"--mtime=@{epoch}", "--clamp-mtime"] if epoch is not None else [])]
+    with tempfile.TemporaryFile() as listing:
+        listing.write(b"".join(os.fsencode(n) + b"\0" for n in names))
+        listing.seek(0)
+        with subprocess.Popen(cmd, stdin=listing, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "LC_ALL": "C"}) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            held = b""  # the last bytes read: the end-of-archive blocks, once all is read
+            while block := proc.stdout.read(1 << 20):
+                held += block
+                if len(held) > len(END):
+                    stream.write(held[:-len(END)])
+                    held = held[-len(END):]
+            errors = proc.stderr.read().decode(errors="replace").strip()
     if proc.returncode != 0:
-        raise BundlerError(f"packing {root} with {tar} failed (exit {proc.returncode}): {errors}")
+        raise BundlerError(f"packing {top / names[0]} with {tar} failed (exit {proc.returncode}): "
+                           f"{errors}")
+    if held != END:
+        raise BundlerError(f"{tar} ended its archive of {top / names[0]} unexpectedly")
 
 
-def _write_with_tarfile(root: Path, stream: IO[bytes]) -> None:
+class _Counting:
+    """A write-only stream with a position, as tarfile wants one."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.offset = stream, 0
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data)
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+
+def _write_with_tarfile(top: Path, names: list[str], stream: IO[bytes]) -> None:
     epoch = _epoch()
 
     def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -177,14 +255,11 @@ def _write_with_tarfile(root: Path, stream: IO[bytes]) -> None:
             info.mtime = min(info.mtime, epoch)
         return info
 
-    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(root, arcname=root.name, recursive=False, filter=normalize)
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            for name in sorted(dirs + files):
-                path = Path(folder, name)
-                tar.add(path, arcname=str(Path(root.name, path.relative_to(root))),
-                        recursive=False, filter=normalize)
+    # never closed: closing would write the end-of-archive blocks, which only the last piece has
+    tar = tarfile.TarFile(fileobj=_Counting(stream), mode="w",  # type: ignore[arg-type]
+                          format=tarfile.PAX_FORMAT)
+    for name in names:
+        tar.add(top / name, arcname=name, recursive=False, filter=normalize)
 
 
 def _replace_dir(src: Path, final: Path) -> None:
@@ -200,7 +275,11 @@ def _replace_dir(src: Path, final: Path) -> None:
 
 @contextmanager
 def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """A streaming reader for a .tar, .tar.gz or .tar.zst (told apart by their first bytes)."""
+    """A streaming reader for a .tar, .tar.gz or .tar.zst (told apart by their first bytes), of
+    one compressed piece or several."""
+    import gzip
+    import zlib
+
     import zstandard
 
     try:
@@ -209,14 +288,18 @@ def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
         raise BundlerError(f"cannot read {path}: {exc.strerror}") from exc
     try:
         with raw:
-            if raw.read(4) == b"\x28\xb5\x2f\xfd":
-                raw.seek(0)
-                with zstandard.ZstdDecompressor().stream_reader(raw) as z, \
+            magic = raw.read(4)
+            raw.seek(0)
+            if magic == b"\x28\xb5\x2f\xfd":
+                with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as z, \
                         tarfile.open(fileobj=z, mode="r|") as tar:
                     yield tar
+            elif magic[:2] == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=raw) as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+                    yield tar
             else:
-                raw.seek(0)
                 with tarfile.open(fileobj=raw, mode="r|*") as tar:
                     yield tar
-    except (tarfile.TarError, EOFError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile,
+            zlib.error) as exc:
         raise BundlerError(f"{path} is not a readable tar archive: {exc}") from exc

@@ -191,7 +191,8 @@ def cache_cmd(ctx: click.Context) -> None:
 
     Each interpreter a build makes (a copied CPython or a virtualenv, with its packages and
     bytecode) is kept under $BUNDLER_CACHE_DIR (default ~/.cache/bundler/builds), keyed on
-    everything that decides its bytes, and copied into the next build that needs the same.
+    everything that decides its bytes, and copied into the next build that needs the same. So
+    are its files compressed as a piece of an archive, and code versions' bytecode.
 
     \b
     Examples:
@@ -211,6 +212,8 @@ def cache_cmd(ctx: click.Context) -> None:
     for e in found:
         days = (time.time() - e.created) / 86400
         click.echo(f"  {e.key[:12]}  {e.size / 2**20:7.1f} MiB  made {days:5.1f} days ago  {e.what}")
+    for kind, (files, size) in cache.kept().items():
+        click.echo(f"{kind}: {files}, {size / 2**20:.0f} MiB")
 
 
 @cache_cmd.command("prune")

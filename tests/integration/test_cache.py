@@ -104,6 +104,30 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
     inside = subprocess.run(["tar", "--zstd", "-xOf", str(tmp_path / "packed" / "cached-1.tar.zst"),
                              "cached/.bundler/checksums.json"], capture_output=True, check=True)
     assert json.loads(inside.stdout) == reference
+    # the entries' files went into the archive as a compressed piece per interpreter, which the
+    # next build copies instead of compressing them again
+    pieces = {p.name: p.read_bytes() for p in (seeded[0] / "frames").iterdir()}
+    assert len(pieces) == 2
+    _build(project, tmp_path / "packed-again", seeded[0], wheelhouse, "--format", "tar.zst")
+    assert {p.name for p in (seeded[0] / "frames").iterdir()} == set(pieces)
+    again_bytes = (tmp_path / "packed-again" / "cached-1.tar.zst").read_bytes()
+    assert all(piece in again_bytes for piece in pieces.values())
+    first, second = (_unpack(tmp_path / out / "cached-1.tar.zst", tmp_path / f"{out}-x")
+                     for out in ("packed", "packed-again"))
+    assert first.keys() == second.keys() and len(first) > 500
+    moved = json.loads(first["cached/.bundler/relocate.json"])["files"]  # name each build's path
+
+    def same(rel: str) -> bool:
+        return not rel.startswith("cached/.bundler/") and rel[len("cached/"):] not in moved
+
+    assert {k: v for k, v in first.items() if same(k)} == {k: v for k, v in second.items() if same(k)}
+
+
+def _unpack(archive: Path, dest: Path) -> dict[str, bytes]:
+    dest.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(dest)], check=True)
+    return {str(p.relative_to(dest)): b"link " + os.fsencode(os.readlink(p)) if p.is_symlink()
+            else p.read_bytes() for p in dest.rglob("*") if p.is_symlink() or p.is_file()}
 
 
 def _digest(folder: Path) -> dict[str, tuple[int, bytes]]:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from bundler.build import cache
 from bundler.bundle import archive
 
 
@@ -37,13 +39,10 @@ def test_archives_unpack_with_tar_into_one_folder(tmp_path: Path, fmt: str, flag
     assert (dest / "box" / "bin" / "tool").stat().st_mode & 0o111
 
 
-@pytest.mark.parametrize("writer, order", [
-    ("GNU tar", ["box", "box/a dir", "box/a dir/f.txt", "box/bin", "box/bin/alias", "box/bin/tool"]),
-    ("tarfile", ["box", "box/a dir", "box/bin", "box/a dir/f.txt", "box/bin/alias", "box/bin/tool"]),
-])
+@pytest.mark.parametrize("writer", ["GNU tar", "tarfile"])
 def test_members_are_sorted_owner_free_and_reproducible(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
-                                                        writer: str, order: list[str]) -> None:
+                                                        writer: str) -> None:
     if writer == "tarfile":
         monkeypatch.setattr(archive, "_gnu_tar", lambda: None)
     elif archive._gnu_tar() is None:
@@ -56,7 +55,8 @@ def test_members_are_sorted_owner_free_and_reproducible(tmp_path: Path,
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == order
+    assert [m.name for m in members] == ["box", "box/a dir", "box/a dir/f.txt", "box/bin",
+                                         "box/bin/alias", "box/bin/tool"]
     assert all(m.uid == 0 and m.uname == "" and m.mtime <= 1700000000 for m in members)
 
 
@@ -67,7 +67,7 @@ def test_a_failed_pack_leaves_no_partial_file_and_keeps_the_old_one(
     out.mkdir()
     (out / "box-1.tar.gz").write_text("the previous build")
 
-    def broken(root: Path, stream) -> None:
+    def broken(top: Path, names: list[str], stream) -> None:
         stream.write(b"half an archive")
         raise OSError("disk full")
 
@@ -107,3 +107,88 @@ def test_tar_gz_is_the_same_whatever_the_number_of_cores(tmp_path: Path,
     dest.mkdir()
     subprocess.run(["tar", "-xzf", str(tmp_path / "c2.tar.gz"), "-C", str(dest)], check=True)
     assert (dest / "box" / "big.txt").read_bytes() == (root / "big.txt").read_bytes()
+
+
+def _linked_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A bundle root whose base and env share files by hard link with an "entry" folder, as a
+    staging tree shares them with the build cache, besides files of its own."""
+    root = make_root(tmp_path)
+    entry = tmp_path / "entry"
+    for rel, text in [("bin/python", "base binary\n"), ("lib/os.py", "import sys\n"),
+                      ("envs/web/lib/site.py", "web = 1\n"), ("envs/web/bin/web", "#!web\n")]:
+        (entry / rel).parent.mkdir(parents=True, exist_ok=True)
+        (entry / rel).write_text(text)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(entry / rel, root / rel)
+    (root / "envs" / "web" / "pyvenv.cfg").write_text("home = here\n")  # written by this build
+    return root, entry
+
+
+def _unpacked(artifact: Path, dest: Path, flag: str) -> dict[str, bytes]:
+    dest.mkdir()
+    subprocess.run(["tar", flag, "-xf", str(artifact), "-C", str(dest)], check=True)
+    return {str(p.relative_to(dest)): p.read_bytes() for p in sorted(dest.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.parametrize("fmt, flag", [("tar.gz", "-z"), ("tar.zst", "--zstd")])
+def test_shared_files_are_pieces_taken_from_the_store_while_they_do_not_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, flag: str) -> None:
+    monkeypatch.setenv("BUNDLER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    root, entry = _linked_tree(tmp_path)
+    written: list[list[str]] = []
+    tar = archive._write_tar
+    monkeypatch.setattr(archive, "_write_tar", lambda top, names, stream: (
+        written.append(names), tar(top, names, stream)))
+    groups = [".", "envs/web"]
+
+    first = archive.pack(root, tmp_path, "one", fmt, groups, cache.Frames())
+    assert written == [
+        ["box/bin/python", "box/lib/os.py"],
+        ["box/envs/web/bin/web", "box/envs/web/lib/site.py"],
+        ["box", "box/a dir", "box/a dir/f.txt", "box/bin", "box/bin/alias", "box/bin/tool",
+         "box/envs", "box/envs/web", "box/envs/web/bin", "box/envs/web/lib",
+         "box/envs/web/pyvenv.cfg", "box/lib"]]
+    assert len(list(cache.frames_dir().iterdir())) == 2
+    expected = {f"box/{p.relative_to(root)}": p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and not p.is_symlink()}
+    assert _unpacked(first, tmp_path / "x1", flag) == expected
+
+    written.clear()
+    second = archive.pack(root, tmp_path, "two", fmt, groups, cache.Frames())
+    assert [names[0] for names in written] == ["box"]  # the shared pieces came from the store
+    assert second.read_bytes() == first.read_bytes()
+    with archive.read_tar(second) as reader:
+        assert sorted(m.name for m in reader if m.isfile()) == sorted(expected)
+
+    # a file of the env replaced (a new inode) makes the env's piece anew, not the base's
+    (entry / "envs/web/lib/site.py").unlink()
+    (entry / "envs/web/lib/site.py").write_text("web = 2\n")
+    (root / "envs/web/lib/site.py").unlink()
+    os.link(entry / "envs/web/lib/site.py", root / "envs/web/lib/site.py")
+    written.clear()
+    third = archive.pack(root, tmp_path, "three", fmt, groups, cache.Frames())
+    assert [names[0] for names in written] == ["box/envs/web/bin/web", "box"]
+    assert _unpacked(third, tmp_path / "x3", flag)["box/envs/web/lib/site.py"] == b"web = 2\n"
+
+
+def test_a_piece_that_fails_to_pack_is_not_kept(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUNDLER_CACHE_DIR", str(tmp_path / "cache"))
+    root, _ = _linked_tree(tmp_path)
+    tar = archive._write_tar
+
+    def full_disk(top: Path, names: list[str], stream) -> None:
+        if names[0] == "box/envs/web/bin/web":
+            stream.write(b"half a piece")
+            raise OSError(28, "No space left on device")
+        tar(top, names, stream)
+
+    monkeypatch.setattr(archive, "_write_tar", full_disk)
+    with pytest.raises(OSError):
+        archive.pack(root, tmp_path, "one", "tar.zst", [".", "envs/web"], cache.Frames())
+    assert [p.name for p in cache.frames_dir().iterdir()] != []  # the base's piece was kept
+    assert all(not p.name.startswith(".") for p in cache.frames_dir().iterdir())
+    assert len(list(cache.frames_dir().iterdir())) == 1
+    assert not list(tmp_path.glob("*.tar.zst")) and not list(tmp_path.glob(".*partial"))
