@@ -11,7 +11,9 @@ folder, which the next store removes. Builds hold a shared lock while they use t
 cache prune`, and the shrinking to LIMIT after a build, an exclusive one. Entries are copied
 into a tree that outlives the build (format dir, --keep-staging); into a staging tree that is
 packed and removed they are hard-linked, and every writer of the build replaces a file (rename)
-rather than writing into it, so an entry never changes.
+rather than writing into it, so an entry never changes. Facts about entries' files are kept by
+inode: memos (a file's digest, the glibc it needs) and frames/, the compressed archive pieces of
+their files; both go when an entry goes, whose inodes new files may take.
 """
 
 from __future__ import annotations
@@ -171,7 +173,6 @@ class Frames:
             os.replace(tmp, top / key)
         finally:
             Path(tmp).unlink(missing_ok=True)
-
 
 
 def _by_use(folder: Path) -> list[tuple[Path, os.stat_result]]:

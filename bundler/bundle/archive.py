@@ -32,7 +32,8 @@ from bundler.errors import BundlerError
 
 SUFFIXES = {"tar.gz": ".tar.gz", "tar.zst": ".tar.zst", "dir": ""}
 PARTIAL = ".partial"  # .<artifact>.<pid>-<random>.partial while it is written
-END = b"\0" * 1024    # a tar ends with two zero blocks
+ZERO_BLOCK = b"\0" * 512
+END = ZERO_BLOCK * 2  # a tar ends with two zero blocks
 ZSTD_LEVEL = 3
 
 
@@ -207,27 +208,51 @@ def _write_with_gnu_tar(top: Path, names: list[str], stream: IO[bytes]) -> None:
     tar = _gnu_tar()
     assert tar is not None
     cmd = [tar, "--create", "--file=-", f"--directory={top}", "--no-recursion", "--null",
-           "--verbatim-files-from", "--files-from=-", "--record-size=512", "--format=gnu",
-           "--owner=0", "--group=0", "--numeric-owner",
-           *([f"--mtime=@{epoch}", "--clamp-mtime"] if epoch is not None else [])]
+           "--verbatim-files-from", "--files-from=-", "--format=gnu", "--owner=0", "--group=0",
+           "--numeric-owner", *([f"--mtime=@{epoch}", "--clamp-mtime"] if epoch is not None else [])]
     with tempfile.TemporaryFile() as listing:
         listing.write(b"".join(os.fsencode(n) + b"\0" for n in names))
         listing.seek(0)
         with subprocess.Popen(cmd, stdin=listing, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env={**os.environ, "LC_ALL": "C"}) as proc:
             assert proc.stdout is not None and proc.stderr is not None
-            held = b""  # the last bytes read: the end-of-archive blocks, once all is read
-            while block := proc.stdout.read(1 << 20):
-                held += block
-                if len(held) > len(END):
-                    stream.write(held[:-len(END)])
-                    held = held[-len(END):]
+            complete = _pass_members(proc.stdout, stream)
             errors = proc.stderr.read().decode(errors="replace").strip()
     if proc.returncode != 0:
         raise BundlerError(f"packing {top / names[0]} with {tar} failed (exit {proc.returncode}): "
                            f"{errors}")
-    if held != END:
+    if not complete:
         raise BundlerError(f"{tar} ended its archive of {top / names[0]} unexpectedly")
+
+
+def _pass_members(tar: IO[bytes], stream: IO[bytes]) -> bool:
+    """Copy a tar stream's members, not its end (a zero block where a header would be, then
+    padding to the record size); False if it has no end."""
+    header = 0   # where the next member's header starts, from the start of `chunk`
+    cut = b""    # the start of a header that the last read ended in
+    while block := tar.read(1 << 20):
+        chunk = memoryview(cut + block if cut else block)
+        while header + 512 <= len(chunk):
+            if chunk[header:header + 512] == ZERO_BLOCK:
+                stream.write(chunk[:header])
+                while tar.read(1 << 20):  # the padding
+                    pass
+                return True
+            header += 512 + -(-_member_size(chunk[header + 124:header + 136]) // 512) * 512
+        if header < len(chunk):
+            stream.write(chunk[:header])
+            cut, header = bytes(chunk[header:]), 0
+        else:
+            stream.write(chunk)
+            cut, header = b"", header - len(chunk)
+    return False
+
+
+def _member_size(field: memoryview) -> int:
+    """A tar header's size field: octal digits, or base-256 (GNU) for 8 GiB and more."""
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    return int(bytes(field).strip(b" \0") or b"0", 8)
 
 
 class _Counting:

@@ -192,3 +192,30 @@ def test_a_piece_that_fails_to_pack_is_not_kept(tmp_path: Path,
     assert all(not p.name.startswith(".") for p in cache.frames_dir().iterdir())
     assert len(list(cache.frames_dir().iterdir())) == 1
     assert not list(tmp_path.glob("*.tar.zst")) and not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("writer", ["GNU tar", "tarfile"])
+def test_pieces_ending_in_zero_blocks_or_long_names_keep_every_byte(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str) -> None:
+    """Each piece loses its tar end (zero blocks), never a member's own zeros."""
+    if writer == "tarfile":
+        monkeypatch.setattr(archive, "_gnu_tar", lambda: None)
+    elif archive._gnu_tar() is None:
+        pytest.skip("no GNU tar here")
+    monkeypatch.setenv("BUNDLER_CACHE_DIR", str(tmp_path / "cache"))
+    root, entry = _linked_tree(tmp_path)
+    long_name = "n" * 150
+    for folder in (root / "zz", entry / "lib" / long_name):
+        folder.mkdir(parents=True)
+    (root / "zz" / "zeros.bin").write_bytes(b"\0" * 5000)  # the last member of all
+    (entry / "lib" / long_name / "zeros.bin").write_bytes(b"\0" * 1536)
+    (root / "lib" / long_name).mkdir()
+    os.link(entry / "lib" / long_name / "zeros.bin", root / "lib" / long_name / "zeros.bin")
+    expected = {f"box/{p.relative_to(root)}": p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and not p.is_symlink()}
+    for fmt, flag in (("tar.zst", "--zstd"), ("tar.gz", "-z")):
+        artifact = archive.pack(root, tmp_path, "one", fmt, [".", "envs/web"], cache.Frames())
+        assert _unpacked(artifact, tmp_path / f"x-{fmt}", flag) == expected
+        with archive.read_tar(artifact) as reader:
+            names = [m.name for m in reader]
+        assert f"box/lib/{long_name}/zeros.bin" in names and names[-1] == "box/zz/zeros.bin"
