@@ -170,6 +170,8 @@ class Frames:
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
+                f.flush()
+                os.fsync(f.fileno())  # a piece cut short by a crash would make broken archives
             os.replace(tmp, top / key)
         finally:
             Path(tmp).unlink(missing_ok=True)
