@@ -71,7 +71,8 @@ def old_checksums(source: Path) -> OldBuild:
 
 
 def _members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
-    """The files `wanted` (paths inside the bundle) of a bundle's archive."""
+    """The files `wanted` (paths inside the bundle) of a bundle's archive (which has them in its
+    first piece: no need to read on)."""
     found = {}
     with read_tar(archive) as tar:
         for member in tar:
@@ -80,6 +81,8 @@ def _members(archive: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
                 f = tar.extractfile(member)
                 assert f is not None
                 found[rel] = f.read()
+                if len(found) == len(wanted):
+                    break
     missing = [rel for rel in wanted if rel not in found]
     if missing:
         raise BundlerError(f"{archive} holds no {missing[0]}: is it a bundle built by bundler?")

@@ -1,12 +1,13 @@
 """Pack a staged bundle as tar.gz, tar.zst or a plain folder, atomically and reproducibly.
 
 An archive is written in pieces, each compressed on its own (a zstd frame, a gzip member; both
-formats read such a sequence as one stream): for each of the `groups` (the interpreters'
-folders), the files it shares by hard link with the build cache; then every folder, link and
-file of the bundle's own; then the end of the tar. The folders come after the shared files so
-that tar gives them their modes (a read-only one too) once what they hold is written. A shared
-file is never written in place, so a group's piece is named by its members' names, modes, times
-and inodes, and a `FrameStore` can hand back the piece an earlier build compressed.
+formats read such a sequence as one stream): first the bundle's own files and links (its
+records, so a reader finds them early), then for each of the `groups` (the interpreters'
+folders) the files it shares by hard link with the build cache, then every folder and the end
+of the tar. Folders come last so that tar gives them their modes (a read-only one too) once
+what they hold is written. A shared file is never written in place, so a group's piece is
+named by its members' names, modes, times and inodes, and a `FrameStore` can hand back the
+piece an earlier build compressed.
 """
 
 from __future__ import annotations
@@ -80,10 +81,10 @@ class Piece:
 
 
 def pieces(root: Path, groups: Sequence[str], keyed: bool) -> list[Piece]:
-    """The bundle's members in order (each folder's entries sorted by name, a folder followed by
-    what it holds): a piece per group with its shared files, then the bundle's own piece."""
+    """The bundle's members (each folder's entries sorted by name), in pieces: its own files
+    and links, a piece per group with its shared files, then the folders."""
     tops = {os.path.normpath(g): i for i, g in enumerate(groups)}
-    own, shared = Piece([root.name]), [Piece() for _ in groups]
+    own, shared, folders = Piece(), [Piece() for _ in groups], Piece([root.name])
     if keyed:
         for piece in shared:
             piece.key = hashlib.sha256(f"{_writer()}\0{_epoch()}\n".encode())
@@ -95,7 +96,7 @@ def pieces(root: Path, groups: Sequence[str], keyed: bool) -> list[Piece]:
             member = f"{name}/{item.name}"
             st = item.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                own.names.append(member)
+                folders.names.append(member)
                 walk(item.path, member, tops.get(member.split("/", 1)[1], group))
             elif group is not None and st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
                 piece = shared[group]
@@ -107,7 +108,7 @@ def pieces(root: Path, groups: Sequence[str], keyed: bool) -> list[Piece]:
                 own.names.append(member)
 
     walk(os.fspath(root), root.name, tops.get("."))
-    return [*(p for p in shared if p.names), own]
+    return [p for p in (own, *shared, folders) if p.names]
 
 
 def _write_pieces(root: Path, raw: IO[bytes], fmt: str, groups: Sequence[str],
