@@ -23,7 +23,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -120,11 +120,8 @@ def _write_pieces(root: Path, raw: IO[bytes], fmt: str, groups: Sequence[str],
             with kept:
                 shutil.copyfileobj(kept, raw, 1 << 20)
             continue
-        if frames is None or key is None:
-            with _compressor(raw, fmt) as stream:
-                _write_tar(root.parent, piece.names, stream)
-            continue
-        with frames.keep(key) as copy, _compressor(_Tee(raw, copy), fmt) as stream:
+        with frames.keep(key) if frames is not None and key is not None else nullcontext() as copy, \
+                _compressor(_Tee(raw, copy) if copy is not None else raw, fmt) as stream:
             _write_tar(root.parent, piece.names, stream)
     with _compressor(raw, fmt) as stream:
         stream.write(END)
@@ -164,7 +161,7 @@ def _codec(fmt: str) -> str:
         import zstandard
 
         return f"zst{ZSTD_LEVEL}-{zstandard.__version__}"
-    return f"gz{ParallelGzip.LEVEL}-{ParallelGzip.codec_name()}-{ParallelGzip.BLOCK}".replace(" ", "")
+    return f"gz{ParallelGzip.LEVEL}-{ParallelGzip.codec_name()}-{ParallelGzip.BLOCK}"
 
 
 def _epoch() -> int | None:
@@ -201,7 +198,7 @@ def _tar_says(tar: str) -> str:
 def _writer() -> str:
     """What writes the tar bytes, for the pieces' keys."""
     tar = _gnu_tar()
-    return f"{tar} {_tar_says(tar).partition(chr(10))[0]}" if tar else f"tarfile {sys.version}"
+    return f"{tar} {_tar_says(tar).splitlines()[0]}" if tar else f"tarfile {sys.version}"
 
 
 def _write_with_gnu_tar(top: Path, names: list[str], stream: IO[bytes]) -> None:
