@@ -196,7 +196,7 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
         dropped = drop_installers(ctx, python, requirements, p.interp.requirements_file)
         if dropped:
             ctx.log(f"  left out {', '.join(dropped)}: the server installs nothing (a requirement "
-                "that names one keeps it)")
+                    "that names one keeps it)")
         versions = {n: v for n, v in versions.items() if canonical(n) not in dropped}
     ctx.log(f"compiling the bytecode of {name}")
     _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
