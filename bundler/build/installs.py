@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler import runner
+from bundler import DISTRIBUTION, runner
 from bundler.build import cache, conda, lock
 from bundler.build.interpreters import (
     BuildContext,
@@ -328,9 +328,10 @@ def install_self(root: Path, minor: str) -> None:
     site = root / "lib" / f"python{minor}" / "site-packages"
     source = Path(bundler.__file__).parent
     shutil.copytree(source, site / "bundler", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"bundler-{bundler.__version__}.dist-info"
+    info = site / f"{DISTRIBUTION.replace('-', '_')}-{bundler.__version__}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bundler\nVersion: {bundler.__version__}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\n"
+                                   f"Version: {bundler.__version__}\n")
     (info / "INSTALLER").write_text("bundler\n")
     files = [p.relative_to(site) for p in (site / "bundler").rglob("*") if p.is_file()]
     files += [Path(info.name, n) for n in ("METADATA", "INSTALLER", "RECORD")]

