@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import progress
 from bundler.errors import BundlerError
 
 _TAIL = 40
@@ -71,10 +72,13 @@ def call(
             if _stopped.is_set():  # stop_all() came between the check above and now
                 proc.kill()
             try:
-                out, err = proc.communicate(timeout=timeout)
+                if merge and progress.listening():
+                    out, err = _streamed(proc, timeout), ""
+                else:
+                    out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired as exc:
                 proc.kill()
-                exc.output = proc.communicate()[0]
+                exc.output = exc.output or proc.communicate()[0]
                 raise
             except BaseException:
                 proc.kill()
@@ -90,9 +94,42 @@ def call(
     except subprocess.TimeoutExpired as exc:
         said = exc.output if isinstance(exc.output, str) else (exc.output or b"").decode(errors="replace")
         tail = "\n".join(said.strip().splitlines()[-_TAIL:])
-        raise BundlerError(f"{what}: no end after {timeout:g} s, stopped: {' '.join(argv)}"
+        raise BundlerError(f"{what}: no end after {timeout:g} s, stopped: {shown(argv)}"
                            + (f"\n{tail}" if tail else "")) from exc
     return Completed(argv, proc.returncode, out, err or "")
+
+
+def shown(argv: Sequence[str]) -> str:
+    """A command line for people: a `-c` program is shown as its first line only."""
+    words = list(argv)
+    for i, word in enumerate(words[:-1]):
+        if word == "-c" and "\n" in words[i + 1].strip():
+            words[i + 1] = repr(words[i + 1].strip().splitlines()[0] + " ...")
+    return " ".join(words)
+
+
+def _streamed(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The output of `proc`, each line handed to progress as it comes (-v prints it)."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            progress.output(line)
+        proc.wait()
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(proc.args, timeout, output="".join(lines))
+    return "".join(lines)
 
 
 def run(
@@ -109,7 +146,7 @@ def run(
     end of its output."""
     done = call(cmd, what=what, cwd=cwd, env=env, timeout=timeout, merge=merge)
     if done.returncode not in ok:
-        raise BundlerError(f"{what} failed (exit {done.returncode}): {' '.join(done.argv)}\n"
+        raise BundlerError(f"{what} failed (exit {done.returncode}): {shown(done.argv)}\n"
                            f"{done.tail()}")
     return done.output
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from bundler import progress
 from bundler.bundle.pgzip import ParallelGzip
 from bundler.errors import BundlerError
 
@@ -63,6 +64,7 @@ def pack(root: Path, output: Path, basename: str, fmt: str, groups: Sequence[str
         raise BundlerError(f"unknown archive format {fmt!r}")
     fd, tmp_name = tempfile.mkstemp(dir=output, prefix=f".{final.name}.{os.getpid()}-",
                                     suffix=PARTIAL)
+    progress.watch(Path(tmp_name))  # its size, on the status line
     try:
         with os.fdopen(fd, "wb") as raw:
             _write_pieces(root, raw, fmt, groups, frames)
@@ -71,6 +73,8 @@ def pack(root: Path, output: Path, basename: str, fmt: str, groups: Sequence[str
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    finally:
+        progress.watch(None)
     return final
 
 

@@ -5,12 +5,14 @@ operations on it, and how a command tells a bundle from a project folder."""
 from __future__ import annotations
 
 import fcntl
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import progress
 from bundler.bundle.layout import Layout
 from bundler.errors import BundlerError, UsageError
 
@@ -198,10 +200,19 @@ class Bundle:
             raise BundlerError(f"cannot lock the bundle: {self.meta} is not writable by this user; "
                                "run as the user that owns the bundle") from exc
         with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self.lock_file.read_text().strip() or "?"
+                progress.log(f"waiting for another operation on this bundle (pid {holder})")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             try:
                 yield
             finally:
+                handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import progress
 from bundler.bundle.records import Manifest
 from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
@@ -29,6 +30,7 @@ from bundler.server.supervisor import (
     Supervisor,
     choose_socket,
     connect,
+    waiting_for,
 )
 from bundler.server.systemd import managing_unit
 from bundler.server.transact import recover
@@ -237,6 +239,7 @@ def _launch(bundle: Bundle, cmd: list[str], env: dict[str, str]) -> None:
     socket_path = env["BUNDLER_SOCKET"]
     sup = Supervisor(socket_path)
     deadline = time.monotonic() + 15
+    progress.waiting("starting supervisord")
     while not sup.alive():
         if time.monotonic() > deadline:
             log = bundle.supervisord_log
@@ -253,6 +256,7 @@ def _wait_settled(sup: Supervisor, timeout: float) -> list[Process]:
                    or (p.state == STOPPED and p.autostart and not p.started)]
         if not pending or time.monotonic() > deadline:
             return processes
+        progress.waiting(waiting_for(pending))
         time.sleep(0.2)
 
 

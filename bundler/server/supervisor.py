@@ -106,6 +106,12 @@ class Process:
         return program if program in services else self.name
 
 
+def waiting_for(pending: list[Process]) -> str:
+    """The status line of a wait for processes: "svc3: STARTING, web:web_00: BACKOFF"."""
+    shown = ", ".join(f"{p.full_name}: {p.state}" for p in pending[:3])
+    return shown + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
+
+
 class Supervisor:
     """The supervisord of one bundle, reached over its unix socket."""
 

@@ -27,6 +27,7 @@ from supervisor.xmlrpc import Faults
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
+from bundler import progress
 from bundler.bundle import integrity
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR
 from bundler.bundle.records import Manifest
@@ -37,7 +38,7 @@ from bundler.fsutil import write_atomic
 from bundler.server import filemoves
 from bundler.server.history import stamp
 from bundler.server.monitor import probes
-from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect
+from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect, waiting_for
 from bundler.spec.checker import toml_error
 from bundler.spec.model import Service
 
@@ -138,6 +139,7 @@ def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
             # as long as the monitor would bear it (every x failures) before restarting it
             if now > deadline or now - failing_since >= health.every * health.failures:
                 return why
+            progress.waiting(f"{process.full_name}: RUNNING, its health probe fails: {why}")
             time.sleep(0.25)
     return gate
 
@@ -295,6 +297,7 @@ def _wait_ready(sup: Supervisor, keys: list[tuple[str, str]], timeout: float,
                    and processes[k].state not in (RUNNING, *_ENDED)]
         if not pending or time.monotonic() > deadline:
             break
+        progress.waiting(waiting_for(pending))
         time.sleep(0.2)
     ready = [processes[k] for k in keys if k in processes]
     failed = [Failure(p.full_name, p.state, sup.tail(p)) for p in ready if p.state != RUNNING]

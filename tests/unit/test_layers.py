@@ -15,15 +15,15 @@ from bundler.bundle.layout import load_layout
 from bundler.bundle.tree import Bundle
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bundler"
-FOUNDATION = {"errors", "fsutil", "runner"}
-# What each part may import from bundler (besides itself and `from bundler import __version__`).
+FOUNDATION = {"errors", "fsutil", "runner", "progress"}
+# What each part may import from bundler (besides itself and `from bundler import __version__, DISTRIBUTION`).
 ALLOWED = {
     "cli": {"build", "server", "bundle", "spec", *FOUNDATION},
     "build": {"bundle", "spec", *FOUNDATION},
     "server": {"bundle", "spec", *FOUNDATION},
     "bundle": {"spec", *FOUNDATION},
     "spec": {"errors", "fsutil"},
-    "errors": set(), "fsutil": {"errors"}, "runner": {"errors"},
+    "errors": set(), "fsutil": {"errors"}, "runner": {"errors", "progress"}, "progress": set(),
     "__main__": {"cli"},
     "monitor": {"server"},   # the shim deployed configs run
     "launch": set(),         # run in every service process launched through it
@@ -49,7 +49,7 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "bundler":
                 found += [(node.lineno, f"bundler.{a.name}") for a in node.names
-                          if a.name != "__version__"]
+                          if a.name not in ("__version__", "DISTRIBUTION")]
             elif node.module.startswith("bundler."):
                 found.append((node.lineno, node.module))
     return found
@@ -125,6 +125,6 @@ def test_help_loads_only_the_command_line() -> None:
         "runpy.run_module('bundler', run_name='__main__')\n")
     assert proc.returncode == 0 and "switch" in proc.stdout
     beyond = sorted(m for m in modules if m.startswith("bundler.")
-                    and not m.startswith("bundler.cli") and m != "bundler.errors")
+                    and not m.startswith("bundler.cli") and m not in ("bundler.errors", "bundler.progress"))
     assert beyond == []
     assert not {"tomlkit", "jinja2", "elftools", "xmlrpc.client"} & modules
