@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from bundler import __version__
-from bundler.cli import bundle, project, services
+from bundler.cli import bundle, project, services, shell
 from bundler.errors import BundlerError
 
 
@@ -24,13 +24,66 @@ class _Failure(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 
+SECTIONS = [
+    ("Project commands (on the build machine, in a folder with bundle.toml, or -C DIR)",
+     project.COMMANDS),
+    ("Bundle commands (on a server: the bundle's bin/bundler, or --root DIR)", bundle.COMMANDS),
+    ("Project and bundle commands (edit bundle.toml in a project; change a bundle live)",
+     services.COMMANDS),
+    ("Other commands", shell.COMMANDS),
+]
+
+SHORT_HELP = {  # one line each in `bundler --help`
+    "init": "Create a project: NAME/bundle.toml and an example service.",
+    "add-env": "Declare an interpreter: virtualenv, CPython or conda env.",
+    "add-code": "Declare a code version (a folder or a git ref).",
+    "check": "Validate bundle.toml and print the build plan.",
+    "lock": "Pin every interpreter's packages into pylock.NAME.toml.",
+    "build": "Build the bundle (or a patch) into dist/.",
+    "cache": "Show or prune the build cache.",
+    "keygen": "Create an Ed25519 key to sign releases.",
+    "start": "Start supervisord and wait until every service runs.",
+    "stop": "Stop supervisord and every process of the bundle.",
+    "status": "Show each process: state, pid, uptime, python, code.",
+    "logs": "Show (and follow) the logs of services, a group, or all.",
+    "rollback": "Undo a service's last change.",
+    "history": "List the changes made to this bundle.",
+    "apply": "Install a release patch and move the services to it.",
+    "state": "Print what this bundle runs (JSON), for a patch build.",
+    "verify": "Check a bundle file by file, and where it can run.",
+    "install-systemd": "Run this bundle's supervisord as a systemd service.",
+    "uninstall-systemd": "Remove this bundle's systemd service.",
+    "supervisorctl": "Run supervisorctl on this bundle's supervisord.",
+    "add-service": "Declare a service (started at once in a bundle).",
+    "remove-service": "Remove a service (stopped first in a bundle).",
+    "switch": "Move a service or group to another code version or python.",
+    "set": "Change any key of a service (live in a bundle).",
+    "completion": "Print the shell completion script (bash, zsh, fish).",
+}
+
+
 class _Group(click.Group):
-    """Turns every BundlerError, and the system's errors (a full disk, a read-only folder, a
-    permission), into one message on stderr and its exit code."""
+    """Lists its commands by section, each with its whole first sentence; turns every
+    BundlerError, and the system's errors (a full disk, a read-only folder, a permission), into
+    one message on stderr and its exit code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", {}).setdefault("max_content_width", 100)
+        super().__init__(*args, **kwargs)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for title, commands in SECTIONS:
+            with formatter.section(title):
+                formatter.write_dl([(c.name or "", SHORT_HELP[c.name or ""])
+                                    for c in commands if not c.hidden])
 
     def invoke(self, ctx: click.Context) -> Any:
+        from bundler import progress
+
+        progress.configure(ctx.params.get("quiet", False), ctx.params.get("verbose", False))
         try:
-            return super().invoke(ctx)
+            with progress.shown():
+                return super().invoke(ctx)
         except BundlerError as exc:
             raise _Failure(exc) from exc
         except OSError as exc:
@@ -39,25 +92,25 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="bundler")
+@click.version_option(__version__, "-V", "--version", prog_name="bundler")
 @click.option("-C", "--directory", type=click.Path(file_okay=False, path_type=Path), default=".",
               help="The project folder (the one holding bundle.toml). Default: the current one.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print results and errors only: no step lines, no progress.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also print the output of the programs run (pip, virtualenv, conda-pack).")
 @click.pass_context
-def cli(ctx: click.Context, directory: Path) -> None:
+def cli(ctx: click.Context, directory: Path, quiet: bool, verbose: bool) -> None:
     """Build relocatable bundles of Python services for offline servers, and run them.
 
-    \b
-    In a project (a folder with bundle.toml): init, add-env, add-code, add-service,
-    remove-service, switch, set, check, lock, build, cache, keygen.
-    Inside a built bundle (its bin/bundler, or --root): start, stop, status, logs, switch, set,
-    rollback, history, add-service, remove-service, apply, state, verify, install-systemd,
-    uninstall-systemd, supervisorctl.
+    `bundler COMMAND --help` explains a command, with examples.
     """
-    ctx.obj = directory
+    ctx.obj = directory  # -q and -v: progress.configure, in _Group.invoke
 
 
-for _command in (*project.COMMANDS, *services.COMMANDS, *bundle.COMMANDS):
-    cli.add_command(_command)
+for _title, _commands in SECTIONS:
+    for _command in _commands:
+        cli.add_command(_command)
 
 
 def main() -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from bundler.cli import output
-from bundler.cli.options import root_option, timeout_option
-from bundler.errors import BundlerError
+from bundler.cli import jsondocs, output
+from bundler.cli.options import json_option, root_option, timeout_option
+from bundler.cli.shell import complete, complete_log_target
+from bundler.errors import BundlerError, UsageError
 
 
 @click.command("start")
@@ -24,9 +25,15 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
     """Start the bundle: relocate it if it moved, start supervisord, wait for every service.
 
     Exits 1 if a service that should run is not RUNNING, with the tail of its log.
+
+    \b
+    Examples:
+      /opt/smartbox/bin/start                  # the same as bin/bundler start
+      bin/bundler start --timeout 120
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import start
+    from bundler.server.status import service_rows
 
     bundle = open_bundle(root)
     report = start(bundle, timeout, foreground)
@@ -34,7 +41,7 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
         click.echo(f"relocated the bundle to {bundle.root}")
     if report.already_running:
         click.echo("supervisord was already running")
-    click.echo(output.process_table(report.processes))
+    click.echo(output.status_table(service_rows(bundle)))
     if report.failed:
         for process, tail in report.failed:
             output.log_tail(f"\n--- {process.full_name} is {process.state}; end of its log:", tail)
@@ -45,7 +52,12 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
 @click.command("stop")
 @root_option
 def stop_cmd(root: Path | None) -> None:
-    """Stop supervisord and every process of this bundle."""
+    """Stop supervisord and every process of this bundle.
+
+    \b
+    Example:
+      /opt/smartbox/bin/stop                   # the same as bin/bundler stop
+    """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import stop
 
@@ -56,49 +68,63 @@ def stop_cmd(root: Path | None) -> None:
 
 @click.command("status")
 @root_option
-def status_cmd(root: Path | None) -> None:
-    """One line per process: state, pid, uptime, interpreter and code version.
+@json_option
+def status_cmd(root: Path | None, as_json: bool) -> None:
+    """One line per process: state, pid, uptime, interpreter and code version (the table
+    bin/start prints too).
 
     Exits 3 when supervisord is not running or a process that should run is down (STARTING
-    counts as up, as in supervisorctl).
+    counts as up, as in supervisorctl), with --json too.
+
+    \b
+    Examples:
+      bin/bundler status
+      bin/bundler status --json | jq -r '.processes[] | select(.state != "RUNNING") | .name'
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.status import NOT_RUNNING, service_rows
 
-    rows = service_rows(open_bundle(root))
-    click.echo(output.columns(["SERVICE", "STATE", "PID", "UPTIME", "PYTHON", "CODE"],
-                              [[r.process, r.state, str(r.pid or "-"), output.uptime(r.uptime),
-                                r.python, r.code] for r in rows]))
-    if not rows or rows[0].state == NOT_RUNNING:
-        click.echo("supervisord is not running (bin/start starts it)", err=True)
+    bundle = open_bundle(root)
+    rows = service_rows(bundle)
+    running = bool(rows) and rows[0].state != NOT_RUNNING
+    if as_json:
+        jsondocs.emit(jsondocs.status(bundle.root, running, rows))
+    else:
+        click.echo(output.status_table(rows))
+    if not running:
+        if not as_json:
+            click.echo("supervisord is not running (bin/start starts it)", err=True)
         sys.exit(3)
     if any(r.state not in ("RUNNING", "STARTING") and r.autostart for r in rows):
         sys.exit(3)
 
 
 @click.command("logs")
-@click.argument("service")
+@click.argument("names", nargs=-1, metavar="[SERVICE|GROUP|_monitor]...",
+                shell_complete=complete_log_target)
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True,
-              help="How many lines of the end to show.")
+              help="How many lines of the end of each log to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @root_option
-def logs_cmd(service: str, lines: int, follow: bool, root: Path | None) -> None:
-    """Show the end of SERVICE's log (each process's, with numprocs), works without supervisord.
+def logs_cmd(names: tuple[str, ...], lines: int, follow: bool, root: Path | None) -> None:
+    """Show the end of the logs of services, of a group's services, or of bundler's monitor
+    (_monitor); without a name, of all of them. With more than one log, each line starts with
+    its process's name. Works without supervisord.
 
     \b
-    Example:
-      bin/bundler logs svc3 -f
+    Examples:
+      bin/bundler logs -f                # everything, as it comes
+      bin/bundler logs svc3 -n 200
+      bin/bundler logs sam _monitor -f   # group sam, and the monitor's health and memory checks
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server import status
 
-    bundle = open_bundle(root)
-    paths = status.log_files(bundle, service)
-    if not paths:
-        raise BundlerError(f"no log of {service} in {bundle.log_dir}")
+    paths = status.logs_of(open_bundle(root), list(names))
+    width = max(len(p.name.removesuffix(".log")) for p in paths)
 
     def label(path: Path) -> str:
-        return f"{path.stem}| " if len(paths) > 1 else ""
+        return f"{path.name.removesuffix('.log'):<{width}} | " if len(paths) > 1 else ""
 
     for path in paths:
         for line in status.last_lines(path, lines):
@@ -112,7 +138,7 @@ def logs_cmd(service: str, lines: int, follow: bool, root: Path | None) -> None:
 
 
 @click.command()
-@click.argument("service")
+@click.argument("service", shell_complete=complete("services"))
 @root_option
 @timeout_option
 def rollback(service: str, root: Path | None, timeout: float) -> None:
@@ -132,16 +158,27 @@ def rollback(service: str, root: Path | None, timeout: float) -> None:
 
 
 @click.command("history")
-@click.argument("service", required=False)
+@click.argument("service", required=False, shell_complete=complete("services"))
 @root_option
-def history_cmd(service: str | None, root: Path | None) -> None:
+@json_option
+def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
     """List the changes made to this bundle, oldest first: switches, settings, rollbacks, services
-    added and removed, patches applied (and what each changed: key: old -> new)."""
+    added and removed, patches applied (and what each changed: key: old -> new).
+
+    \b
+    Examples:
+      bin/bundler history
+      bin/bundler history svc3
+      bin/bundler history --json
+    """
     from bundler.bundle.tree import open_bundle
     from bundler.server.history import history
 
-    entries = [e for e in history(open_bundle(root))
-               if service is None or e.get("service") == service]
+    bundle = open_bundle(root)
+    entries = [e for e in history(bundle) if service is None or e.get("service") == service]
+    if as_json:
+        jsondocs.emit(jsondocs.history(bundle.root, entries))
+        return
     if not entries:
         click.echo("no operations yet")
         return
@@ -167,8 +204,9 @@ def _what(entry: dict[str, Any]) -> str:
               "as it is.")
 @root_option
 @timeout_option
+@json_option
 def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: bool,
-              root: Path | None, timeout: float) -> None:
+              root: Path | None, timeout: float, as_json: bool) -> None:
     """Apply a release made by `bundler build --patch-from`: install its files, then move the
     services to what it says.
 
@@ -189,13 +227,20 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     \b
     Examples:
       bin/bundler apply --dry-run /tmp/smartbox-2026.12.1.patch.tar.gz
+      bin/bundler apply --dry-run --json /tmp/smartbox-2026.12.1.patch.tar.gz
       bin/bundler apply /tmp/smartbox-2026.12.1.patch.tar.gz
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.apply import apply
 
+    if as_json and not dry_run:
+        raise UsageError("--json goes with --dry-run (an apply itself prints what it does)")
     bundle = open_bundle(root)
     done = apply(bundle, patch_file, dry_run, prefer, files_only, timeout)
+    if as_json:
+        doc = jsondocs.applied(patch_file, done, bundle.layout.site_config)
+        jsondocs.emit(doc)
+        sys.exit(1 if doc["conflicts"] else 0)
     verb = "would write" if dry_run else "applied: wrote"
     click.echo(f"{patch_file.name}: {verb} {done.files} file(s), removed {done.removed}; "
                f"bundle version {done.version}")
@@ -239,7 +284,8 @@ def state_cmd(root: Path | None) -> None:
 
 @click.command("verify")
 @click.argument("bundle", required=False, type=click.Path(exists=True, path_type=Path))
-def verify_cmd(bundle: Path | None) -> None:
+@json_option
+def verify_cmd(bundle: Path | None, as_json: bool) -> None:
     """Check BUNDLE (default: this one; or a built archive) file by file, and whether it will run
     on another machine.
 
@@ -253,16 +299,20 @@ def verify_cmd(bundle: Path | None) -> None:
     key (compare the fingerprint with your release key's: ssh-keygen -lf KEY.pub).
 
     Exits 1 if any file differs, any library is missing, any build path is left, or the
-    signature does not match.
+    signature does not match (with --json too).
 
     \b
     Examples:
       bin/bundler verify
       bundler verify dist/smartbox-2026.11.1.tar.gz
+      bundler verify --json dist/smartbox-2026.11.1.tar.gz | jq .problems
     """
     from bundler.server.verify import verify
 
     verdict = verify(bundle)
+    if as_json:
+        jsondocs.emit(jsondocs.verify(verdict))
+        sys.exit(1 if verdict.problems() else 0)
     for line in verdict.lines():
         click.echo(line)
     problems = verdict.problems()
@@ -285,6 +335,11 @@ def install_systemd_cmd(root: Path | None, user: str | None, name: str | None, s
     Writes /etc/systemd/system/<UNIT>.service (Type=simple, supervisord -n, Restart=always,
     RestartSec=5, StartLimitIntervalSec=0, KillMode=mixed, hardening), enables and starts it.
     Stop the bundle started by bin/start first.
+
+    \b
+    Examples:
+      bin/bundler install-systemd --print      # show the unit, install nothing
+      sudo bin/bundler install-systemd --user smartbox
     """
     from bundler.bundle.records import Manifest
     from bundler.bundle.tree import open_bundle
@@ -313,7 +368,12 @@ def install_systemd_cmd(root: Path | None, user: str | None, name: str | None, s
 @root_option
 @click.option("--name", metavar="UNIT", help="The unit's name (default bundler-<bundle name>).")
 def uninstall_systemd_cmd(root: Path | None, name: str | None) -> None:
-    """Stop, disable and remove this bundle's systemd unit (the bundle stays as it is)."""
+    """Stop, disable and remove this bundle's systemd unit (the bundle stays as it is).
+
+    \b
+    Example:
+      sudo bin/bundler uninstall-systemd
+    """
     from bundler.bundle.records import Manifest
     from bundler.bundle.tree import open_bundle
     from bundler.server import systemd
@@ -328,7 +388,13 @@ def uninstall_systemd_cmd(root: Path | None, name: str | None) -> None:
 @root_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def supervisorctl_cmd(root: Path | None, args: tuple[str, ...]) -> None:
-    """Run supervisorctl against this bundle's supervisord (e.g. `tail -f svc1`)."""
+    """Run supervisorctl against this bundle's supervisord, with any of its arguments.
+
+    \b
+    Examples:
+      bin/bundler supervisorctl tail -f svc1
+      bin/supervisorctl status                 # the same, as a script of the bundle
+    """
     from bundler.bundle.tree import open_bundle
     from bundler.server.status import supervisorctl
 

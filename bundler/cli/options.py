@@ -17,6 +17,10 @@ timeout_option = click.option(
     help="Seconds a (re)started service has to reach RUNNING before the change is rolled back.")
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON document on stdout instead of text (keys: README, Machine-readable output).")
+
 
 def pip_sources(command: Any) -> Any:
     """--find-links, --no-index, --index-url: where pip takes packages from (build and lock)."""

@@ -10,7 +10,7 @@ import click
 from bundler.errors import BundlerError
 
 if TYPE_CHECKING:
-    from bundler.server.supervisor import Process
+    from bundler.server.status import ServiceRow
     from bundler.server.transact import Outcome
 
 
@@ -20,9 +20,12 @@ def columns(header: list[str], rows: list[list[str]]) -> str:
                      for row in [header, *rows])
 
 
-def process_table(processes: list[Process]) -> str:
-    return columns(["SERVICE", "STATE", "PID", "DETAIL"],
-                   [[p.full_name, p.state, str(p.pid or "-"), p.description] for p in processes])
+def status_table(rows: list[ServiceRow]) -> str:
+    """The one table of processes, which start and status both print."""
+    return columns(["PROCESS", "STATE", "PID", "UPTIME", "PYTHON", "CODE"],
+                   [[r.process, r.state, str(r.pid or "-"), uptime(r.uptime),
+                     f"{r.python} ({r.python_version})" if r.python_version else r.python, r.code]
+                    for r in rows])
 
 
 def uptime(seconds: int) -> str:

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from bundler.cli.options import not_in_bundle, pip_options, pip_sources, project_folder, spec_path
+from bundler import progress
+from bundler.cli import jsondocs
+from bundler.cli.options import (
+    json_option,
+    not_in_bundle,
+    pip_options,
+    pip_sources,
+    project_folder,
+    spec_path,
+)
 
 
 @click.command()
@@ -87,13 +96,25 @@ def add_code(ctx: click.Context, name: str, path: str | None, git: str | None, r
 
 
 @click.command()
+@json_option
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate bundle.toml and the interpreters it names, and print the build plan."""
+def check(ctx: click.Context, as_json: bool) -> None:
+    """Validate bundle.toml and the interpreters it names, and print the build plan. Nothing is
+    downloaded or built; exits 1 (2 for a mistake in bundle.toml) with what is wrong.
+
+    \b
+    Examples:
+      bundler check
+      bundler -C examples/smartbox check --json | jq '.interpreters[].glibc'
+    """
     from bundler.build.plan import make_plan
     from bundler.spec.load import load_spec
 
-    for line in make_plan(load_spec(spec_path(ctx)), fetch=False).describe():
+    plan = make_plan(load_spec(spec_path(ctx)), fetch=False)
+    if as_json:
+        jsondocs.emit(jsondocs.plan(plan))
+        return
+    for line in plan.describe():
         click.echo(line)
 
 
@@ -118,11 +139,12 @@ def check(ctx: click.Context) -> None:
 @click.option("--locked", is_flag=True, help="Refuse to build an interpreter whose packages no "
               "lock pins (pylock.NAME.toml, written by `bundler lock`) or whose lock was made for "
               "other requirements.")
+@json_option
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
               keep_staging: bool, patch_from: Path | None, sign: Path | None,
-              no_cache: bool, locked: bool) -> None:
+              no_cache: bool, locked: bool, as_json: bool) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
 
     \b
@@ -134,6 +156,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
       bundler build --no-cache      # every interpreter afresh (pip resolves again)
       bundler build --locked        # only what pylock.NAME.toml pins (CI, releases)
+      bundler build --json          # {"artifact": ..., "size": ..., "sha256": ...} on stdout
     """
     from bundler.build.pipeline import BuildOptions, build
     from bundler.spec.load import load_spec
@@ -144,7 +167,10 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
                            pip_options=pip_options(find_links, no_index, index_url),
                            keep_staging=keep_staging, patch_from=patch_from, sign=sign,
                            cache=not no_cache, locked=locked)
-    artifact = build(spec, options, log=lambda line: click.echo(line, err=True))
+    artifact = build(spec, options, log=progress.log)
+    if as_json:
+        jsondocs.emit(jsondocs.artifact(artifact, options.format or spec.format, bool(patch_from)))
+        return
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
 
@@ -174,7 +200,7 @@ def lock_cmd(ctx: click.Context, find_links: tuple[str, ...], no_index: bool,
 
     spec = load_spec(spec_path(ctx))
     plan = make_plan(spec)
-    context = BuildContext(spec_folder=spec.folder, log=lambda line: click.echo(line, err=True),
+    context = BuildContext(spec_folder=spec.folder, log=progress.log,
                            pip_options=pip_options(find_links, no_index, index_url),
                            glibc=spec.glibc)
     written = lock.write_all(plan, context)

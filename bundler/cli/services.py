@@ -10,20 +10,23 @@ import click
 
 from bundler.cli import output
 from bundler.cli.options import project_folder, root_option, spec_path, timeout_option
+from bundler.cli.shell import complete, complete_service_then_version
 from bundler.errors import UsageError
 
 
 @click.command("add-service")
 @click.argument("name")
-@click.option("--python", default="base", show_default=True, metavar="ENV",
+@click.option("--python", default="base", show_default=True, metavar="ENV", shell_complete=complete("envs"),
               help="The interpreter: base, pyocr or envs/pyocr.")
-@click.option("--code", required=True, metavar="VERSION", help="The code version it runs.")
+@click.option("--code", required=True, metavar="VERSION", help="The code version it runs.",
+              shell_complete=complete("versions"))
 @click.option("--command", required=True, metavar="CMD",
               help="The command; a leading 'python' is the chosen interpreter.")
 @click.option("-e", "--env", "environment", multiple=True, metavar="KEY=VALUE",
               help="An environment variable (repeatable).")
 @click.option("--numprocs", type=click.IntRange(min=1), help="How many processes to run.")
-@click.option("--group", metavar="GROUP", help="Add it to this group (created if needed).")
+@click.option("--group", metavar="GROUP", help="Add it to this group (created if needed).",
+              shell_complete=complete("groups"))
 @click.option("--set", "options", multiple=True, metavar="KEY=VALUE",
               help="Any other service key: a supervisor program option (--set startsecs=10, "
               "--set user=api), --set max_rss=512MB, --set 'health={ http = \"http://127.0.0.1:"
@@ -64,7 +67,7 @@ def add_service(ctx: click.Context, name: str, python: str, code: str, command: 
 
 
 @click.command("remove-service")
-@click.argument("name")
+@click.argument("name", shell_complete=complete("services"))
 @root_option
 @timeout_option
 @click.pass_context
@@ -91,10 +94,12 @@ def remove_service(ctx: click.Context, name: str, root: Path | None, timeout: fl
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("names", nargs=-1, metavar="[SERVICE] [VERSION]")
-@click.option("--group", metavar="GROUP", help="Switch every service of this group.")
-@click.option("--python", metavar="ENV", help="Also (or only) move it to this interpreter: base, "
-              "pytest or envs/pytest.")
+@click.argument("names", nargs=-1, metavar="[SERVICE] [VERSION]",
+                shell_complete=complete_service_then_version)
+@click.option("--group", metavar="GROUP", help="Switch every service of this group.",
+              shell_complete=complete("groups"))
+@click.option("--python", metavar="ENV", shell_complete=complete("envs"),
+              help="Also (or only) move it to this interpreter: base, pytest or envs/pytest.")
 @root_option
 @timeout_option
 @click.pass_context
@@ -137,7 +142,7 @@ def switch(ctx: click.Context, names: tuple[str, ...], group: str | None, python
 
 
 @click.command("set")
-@click.argument("service")
+@click.argument("service", shell_complete=complete("services"))
 @click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--unset", multiple=True, metavar="KEY", help="Remove this key (repeatable).")
 @root_option

@@ -13,6 +13,7 @@ from pathlib import Path
 from bundler.bundle.layout import MONITOR
 from bundler.bundle.records import Manifest
 from bundler.bundle.tree import Bundle
+from bundler.errors import BundlerError
 from bundler.server.supervisor import connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
@@ -20,17 +21,21 @@ NOT_RUNNING = "not running"  # the state shown for every service when supervisor
 
 @dataclass(frozen=True)
 class ServiceRow:
-    process: str
+    process: str     # supervisor's name for it: svc1, sam:svc1 (in group sam), web:web_00 (numprocs)
+    service: str     # the bundle.toml service it runs ("" for a program bundler did not declare)
+    group: str       # the bundle.toml group of that service ("" for none)
     state: str
     pid: int
     uptime: int
-    python: str      # interpreter name and Python version
+    python: str      # interpreter name (base, pyocr)
+    python_version: str
     code: str
     autostart: bool
 
 
 def service_rows(bundle: Bundle) -> list[ServiceRow]:
-    """One row per process of the running supervisord, or per service when it is not running."""
+    """One row per process of the running supervisord, or per service when it is not running
+    (named as supervisord would name it: group:service in a group)."""
     manifest = Manifest.read(bundle.manifest)
     spec, interpreters = manifest.spec, manifest.build.interpreters
 
@@ -39,14 +44,16 @@ def service_rows(bundle: Bundle) -> list[ServiceRow]:
         s = spec.services.get(service)
         if s is None:  # bundler's own monitor, or a program added by hand
             what = "bundler" if process == MONITOR else "?"
-            return ServiceRow(process, state, pid, uptime, what, what, autostart)
+            return ServiceRow(process, "", "", state, pid, uptime, what, "", what, autostart)
         interpreter = interpreters.get(s.python)
         version = interpreter.python_version if interpreter is not None else "?"
-        return ServiceRow(process, state, pid, uptime, f"{s.python} ({version})", s.code, autostart)
+        return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
+                          s.code, autostart)
 
     sup = connect(bundle)
     if not sup.alive():
-        return [row(name, name, NOT_RUNNING) for name in spec.services]
+        return [row(f"{s.group}:{name}" if s.group else name, name, NOT_RUNNING)
+                for name, s in spec.services.items()]
     rows = []
     for p in sup.processes():
         rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
@@ -68,6 +75,27 @@ def log_files(bundle: Bundle, service: str) -> list[Path]:
     for pattern in (f"{service}_[0-9][0-9].log", f"{service}_[0-9][0-9].err.log"):
         found += sorted(folder.glob(pattern))
     return found
+
+
+def logs_of(bundle: Bundle, names: list[str]) -> list[Path]:
+    """The log files of the services, groups and _monitor that `names` lists (none: every
+    service's, and the monitor's)."""
+    spec = Manifest.read(bundle.manifest).spec
+    services: list[str] = []
+    for name in names or [*spec.services, MONITOR]:
+        if name in spec.groups:
+            services += spec.groups[name].programs
+        elif name in spec.services or name == MONITOR:
+            services.append(name)
+        else:
+            raise BundlerError(f"no log of {name}: it is not a service or group of this bundle, "
+                               f"nor {MONITOR} (services: {', '.join(spec.services) or 'none'}; "
+                               f"groups: {', '.join(spec.groups) or 'none'})")
+    found = {s: log_files(bundle, s) for s in dict.fromkeys(services)}
+    silent = [s for s, files in found.items() if not files]
+    if names and silent or not any(found.values()):
+        raise BundlerError(f"no log of {', '.join(silent)} in {bundle.log_dir} yet")
+    return [path for files in found.values() for path in files]
 
 
 def last_lines(path: Path, count: int) -> list[str]:

@@ -4,8 +4,11 @@ once both succeed. Each test has its own cache folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pty
+import re
 import shutil
 import signal
 import subprocess
@@ -98,8 +101,14 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
     assert "2 interpreter(s)" in listed and "interpreter base" in listed and "interpreter web" in listed
     # an archive's staging tree takes hard links to the entries, and must never write through them
     before = _digest(seeded[0])
-    packed = _build(project, tmp_path / "packed", seeded[0], wheelhouse, "--format", "tar.zst")
+    packed = _build(project, tmp_path / "packed", seeded[0], wheelhouse, "--format", "tar.zst",
+                    "--json")
     assert packed.stderr.count("from the build cache") == 2
+    built = json.loads(packed.stdout)  # build --json: the artifact, its size and SHA-256
+    artifact = tmp_path / "packed" / "cached-1.tar.zst"
+    assert built == {"artifact": str(artifact), "format": "tar.zst", "patch": False,
+                     "size": artifact.stat().st_size,
+                     "sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()}
     assert _digest(seeded[0]) == before
     inside = subprocess.run(["tar", "--zstd", "-xOf", str(tmp_path / "packed" / "cached-1.tar.zst"),
                              "cached/.bundler/checksums.json"], capture_output=True, check=True)
@@ -121,6 +130,41 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
         return not rel.startswith("cached/.bundler/") and rel[len("cached/"):] not in moved
 
     assert {k: v for k, v in first.items() if same(k)} == {k: v for k, v in second.items() if same(k)}
+
+
+def test_a_build_on_a_terminal_shows_its_progress_and_on_a_pipe_does_not(
+        project: Path, tmp_path: Path, wheelhouse: Path, cache: Path) -> None:
+    (project / "bundle.toml").write_text(CHANGED)  # web misses the cache: pip runs
+    screen, device = pty.openpty()
+    argv = [*BUNDLER, "-C", str(project), "build", "-o", str(tmp_path / "tty"), "--no-index",
+            "--find-links", str(wheelhouse)]
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=device, text=True,
+                                env={**os.environ, **_env(cache)})
+        os.close(device)
+        shown = b""
+        while chunk := _read(screen):
+            shown += chunk
+        out = proc.communicate(timeout=300)[0]
+    finally:
+        os.close(screen)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert re.search(r"\r\x1b\[K. [^\r]+ \(\d+ s\)", text), repr(text)  # a step, timed
+    assert re.search(r"\r\x1b\[K. [^\r]+ \(\d+ s\)  [^\r]*click", text), repr(text)  # pip's
+    assert out.strip() == str(tmp_path / "tty" / "cached-1")  # stdout: the artifact alone
+    piped = _build(project, tmp_path / "pipe", cache, wheelhouse)
+    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr
+    quiet = bundler("-q", "-C", str(project), "build", "-o", str(tmp_path / "quiet"), "--no-index",
+                    "--find-links", str(wheelhouse), env=_env(cache))
+    assert quiet.stderr == "" and quiet.stdout.strip().endswith("cached-1")
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the terminal's last writer has gone
+        return b""
 
 
 def _unpack(archive: Path, dest: Path) -> dict[str, bytes]:

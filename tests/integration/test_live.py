@@ -8,6 +8,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -64,6 +65,22 @@ def test_switch_one_group_member_and_back_leaves_the_others_running(running: Bun
     assert {k: _pids(running)[k] for k in others} == others
     assert [(e["op"], e["from"], e["to"], e["result"]) for e in _history(running)] == [
         ("switch", "v1", "v2", "ok"), ("switch", "v2", "v1", "ok")]
+
+
+def test_status_and_history_as_json_name_processes_as_the_table_does(running: Bundle) -> None:
+    table = running.cli("status")
+    doc = json.loads(running.cli("status", "--json").stdout)
+    assert doc["supervisord"] == "running" and doc["root"] == str(running.root)
+    rows = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert [p["name"] for p in doc["processes"]] == [r[0] for r in rows]
+    states = running.states()
+    for p in doc["processes"]:
+        assert (p["state"], p["pid"]) == (states[p["name"]][0], states[p["name"]][1] or None)
+    svc1 = next(p for p in doc["processes"] if p["service"] == "svc1")
+    assert svc1["name"] == "sam:svc1" and svc1["group"] == "sam" and svc1["python"] == "base"
+    assert svc1["python_version"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    history = json.loads(running.cli("history", "--json").stdout)
+    assert history["entries"] == _history(running)
 
 
 def test_a_version_that_crashes_is_rolled_back(running: Bundle) -> None:
@@ -213,7 +230,8 @@ def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> Non
 def test_logs_of_every_process(running: Bundle) -> None:
     proc = running.cli("logs", "pool", "-n", "1")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(line.split("|")[0] for line in proc.stdout.splitlines()) == ["pool_00", "pool_01"]
+    assert sorted(line.split(" | ")[0].strip() for line in proc.stdout.splitlines()) == \
+        ["pool_00", "pool_01"]
     missing = running.cli("logs", "nope")
     assert missing.returncode == 1 and "no log of nope" in missing.stderr
     follow = subprocess.Popen([str(running.root / "bin" / "bundler"), "logs", "svc2", "-n", "0",

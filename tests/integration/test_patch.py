@@ -42,6 +42,12 @@ def test_code_only_patch_applies_and_is_switched_to(unpacked: Bundle, artifacts:
     before = {name: pid for name, (_, pid) in unpacked.states().items()}
     verify = unpacked.cli("verify")
     assert "signature signed by SHA256:" in verify.stdout and "a key the bundle trusts" in verify.stdout
+    dry = unpacked.cli("apply", "--dry-run", "--json", str(artifacts.patch))
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert planned["patch"] == str(artifacts.patch) and planned["conflicts"] == 0
+    assert planned["files"] > 0 and planned["version"] and isinstance(planned["changes"], list)
+    assert not (unpacked.root / "your_project_v4").exists()  # a dry run writes nothing
     proc = unpacked.cli("apply", str(artifacts.patch))
     assert proc.returncode == 0, proc.stderr
     assert (unpacked.root / "your_project_v4" / "service" / "sam" / "run.py").is_file()
@@ -68,6 +74,13 @@ def test_verify_reports_changed_files(unpacked: Bundle) -> None:
     assert proc.returncode == 1
     assert "changed  your_project_v1/service/sam/run.py" in proc.stdout
     assert "added    lib/extra.txt" in proc.stdout
+    as_json = unpacked.cli("verify", "--json")
+    assert as_json.returncode == 1
+    doc = json.loads(as_json.stdout)
+    assert doc["ok"] is False and doc["problems"] == ["2 file(s) differ from the build"]
+    assert doc["integrity"]["changed"] == ["your_project_v1/service/sam/run.py"]
+    assert doc["integrity"]["added"] == ["lib/extra.txt"] and doc["integrity"]["missing"] == []
+    assert doc["portability"]["missing_libraries"] == {} and doc["portability"]["glibc"]
 
 
 Members = dict[str, tuple[tarfile.TarInfo, bytes]]

@@ -11,9 +11,7 @@ from bundler.spec.load import load_spec
 from tests.pythons import PY37
 from tests.unit.tiny import make_tiny
 
-COMMANDS = ["init", "add-env", "add-code", "add-service", "remove-service", "switch", "check",
-            "build", "start", "stop", "status", "supervisorctl", "rollback", "history", "logs",
-            "apply", "verify", "set", "state", "cache"]
+COMMANDS = sorted(cli.commands)
 
 
 def invoke(*args: str):
@@ -27,11 +25,23 @@ def test_every_command_explains_itself(command: str) -> None:
     assert len(result.output.splitlines()) > 4
 
 
-@pytest.mark.parametrize("command", ["init", "add-env", "add-code", "add-service", "switch",
-                                     "build", "remove-service", "rollback", "logs", "apply",
-                                     "set", "state", "cache"])
-def test_project_commands_show_an_example(command: str) -> None:
-    assert "Example" in invoke(command, "--help").output
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_shows_an_example(command: str) -> None:
+    help = invoke(command, "--help").output
+    examples = help.split("Example", 1)[1].splitlines()[1:] if "Example" in help else []
+    assert any(f"bundler {command}" in line or f"bin/{command}" in line for line in examples), help
+
+
+def test_help_lists_project_and_bundle_commands_apart_and_never_cuts_a_line() -> None:
+    help = invoke("--help").output
+    project, rest = help.split("Project commands", 1)[1].split("Bundle commands", 1)
+    assert "build " in project and "start " not in project
+    assert "start " in rest.split("Project and bundle commands")[0]
+    assert "..." not in help.split("Options:")[1]
+    listed = {line.split()[0] for line in help.split("Project commands")[1].splitlines()
+              if line.startswith("  ") and line.strip()[0].isalpha()}
+    assert listed >= set(cli.commands), set(cli.commands) - listed
+    assert invoke("-V").output == invoke("--version").output != ""
 
 
 def test_a_new_project_round_trip(tmp_path: Path) -> None:
@@ -126,7 +136,13 @@ def test_check_refuses_the_system_python(tmp_path: Path) -> None:
     spec = tmp_path / "box" / "bundle.toml"
     spec.write_text(spec.read_text().replace('python = "3.12"', 'python = "/usr/bin/python3"'))
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
-    assert result.exit_code == 1 and "cannot be relocated" in result.output
+    line = next(n for n, text in enumerate(spec.read_text().splitlines(), 1)
+                if text.startswith('python = "/usr/bin/python3"'))
+    first = result.output.splitlines()[0]
+    assert result.exit_code == 1 and first.startswith(f"Error: {spec}:{line}: [base] python = ")
+    assert "cannot be relocated" in first
+    for way in ('python = "3.12"', 'python = "/path/prefix"', "install_only.tar.gz", "conda = "):
+        assert way in result.output
 
 
 def test_a_base_older_than_3_9_is_refused(tmp_path: Path) -> None:
@@ -158,7 +174,31 @@ def test_status_exits_3_only_for_a_service_that_is_down(state: str, code: int, t
     from bundler.server import status
 
     bundle = make_tiny(tmp_path / "tiny")
-    rows = [status.ServiceRow("web", state, 42, 5, "base (3.11)", "v1", True),
-            status.ServiceRow("idle", "STOPPED", 0, 0, "base (3.11)", "v1", False)]
+    rows = [status.ServiceRow("web", "web", "", state, 42, 5, "base", "3.11", "v1", True),
+            status.ServiceRow("idle", "idle", "", "STOPPED", 0, 0, "base", "3.11", "v1", False)]
     monkeypatch.setattr(status, "service_rows", lambda _: rows)
     assert invoke("status", "--root", str(bundle.root)).exit_code == code
+
+
+def test_check_json_is_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.delenv("BUNDLER_PYTHON_MIRROR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing downloaded before
+    invoke("-C", str(tmp_path), "init", "box")
+    project = str(tmp_path / "box")
+    invoke("-C", project, "add-code", "v2", "--path", "src")
+    invoke("-C", project, "add-service", "two", "--code", "v2", "--command", "python -m x",
+           "--group", "g")
+    doc = json.loads(invoke("-C", project, "check", "--json").output)
+    assert doc["bundle"]["name"] == "box"
+    (base,) = doc["interpreters"]
+    assert (base["name"], base["folder"], base["python_version"]) == ("base", ".", "3.12")
+    assert "downloaded at build" in base["source"] and base["glibc"] == "2.17"
+    assert doc["glibc"] == {"floor": "2.17", "needs": "2.17"}
+    assert [c["name"] for c in doc["code"]] == ["v1", "v2"]
+    assert {s["name"]: (s["code"], s["group"]) for s in doc["services"]} == \
+        {"hello": ("v1", None), "two": ("v2", "g")}
+    assert doc["groups"] == {"g": ["two"]}
+    text = invoke("-C", project, "check").output
+    assert text.startswith("bundle box") and "{" not in text

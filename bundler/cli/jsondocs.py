@@ -1,0 +1,99 @@
+"""The documents `--json` prints: one JSON object on stdout per command, with the stable keys
+README's "Machine-readable output" lists. Each takes what the core returned; nothing is computed
+here that the text output does not also show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from bundler.build.plan import Plan
+    from bundler.server.apply import Applied
+    from bundler.server.status import ServiceRow
+    from bundler.server.verify import Verdict
+
+Doc = dict[str, Any]
+
+
+def emit(doc: Doc) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def process(row: ServiceRow) -> Doc:
+    return {"name": row.process, "service": row.service or None, "group": row.group or None,
+            "state": row.state, "pid": row.pid or None, "uptime": row.uptime,
+            "python": row.python, "python_version": row.python_version or None,
+            "code": row.code, "autostart": row.autostart}
+
+
+def status(root: Path, running: bool, rows: list[ServiceRow]) -> Doc:
+    return {"root": str(root), "supervisord": "running" if running else "not running",
+            "processes": [process(r) for r in rows]}
+
+
+def history(root: Path, entries: list[dict[str, Any]]) -> Doc:
+    return {"root": str(root), "entries": entries}
+
+
+def verify(verdict: Verdict) -> Doc:
+    integrity, port = verdict.integrity, verdict.portability
+    return {
+        "target": verdict.name,
+        "ok": not verdict.problems(),
+        "problems": verdict.problems(),
+        "integrity": {"checked": integrity.checked, "changed": integrity.changed,
+                      "missing": integrity.missing, "added": integrity.added},
+        "portability": {"elf_files": port.elf_files, "glibc": ".".join(map(str, port.glibc)) or None,
+                        "glibc_file": port.glibc_file or None,
+                        "floor": port.platform.floor if port.platform and port.platform.floor else None,
+                        "missing_libraries": port.missing, "runpaths_outside": port.outside,
+                        "build_paths": port.leaks},
+        "signature": verdict.signature,
+    }
+
+
+def plan(p: Plan) -> Doc:
+    from bundler.build import floor
+
+    spec = p.spec
+    need = max((i.glibc for i in p.interpreters.values()), default=())
+    return {
+        "bundle": {"name": spec.name, "version": spec.version, "format": spec.format,
+                   "layout": spec.layout, "project": spec.project},
+        "interpreters": [{"name": i.interp.name, "folder": i.folder, "python": i.python,
+                          "python_version": i.minor, "source": i.source,
+                          "glibc": floor.text(i.glibc), "glibc_from": i.glibc_from}
+                         for i in p.interpreters.values()],
+        "glibc": {"floor": floor.text(spec.glibc) if spec.glibc else None, "needs": floor.text(need)},
+        "code": [{"name": c.name, "folder": p.layout.code_dir(spec.project, c.name),
+                  "path": c.path, "git": c.git, "ref": c.ref, "bytecode": c.bytecode}
+                 for c in spec.code.values()],
+        "services": [{"name": s.name, "python": s.python, "code": s.code, "command": s.command,
+                      "group": s.group} for s in spec.services.values()],
+        "groups": {name: list(g.programs) for name, g in spec.groups.items()},
+        "trusted_keys": len(p.trusted_keys),
+    }
+
+
+def applied(patch: Path, done: Applied, site: str) -> Doc:
+    return {
+        "patch": str(patch), "version": done.version, "files": done.files,
+        "removed": done.removed, "notes": done.notes,
+        "site_config": [{"path": f"{site}/{c.rel}", "action": c.action} for c in done.site],
+        "changes": [{"kind": m.kind[:-1], "name": m.name, "change": m.changes, "kept": m.kept,
+                     "conflicts": list(m.conflicts), "describe": m.describe()} for m in done.plan],
+        "conflicts": sum(1 for m in done.plan if m.conflicts),
+    }
+
+
+def artifact(path: Path, fmt: str, patch: bool) -> Doc:
+    from bundler.fsutil import sha256_file
+
+    is_file = path.is_file()
+    return {"artifact": str(path), "format": fmt, "patch": patch,
+            "size": path.stat().st_size if is_file else None,
+            "sha256": sha256_file(path) if is_file else None}
