@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler import progress
 from bundler.build.interpreters import BuildContext, PythonInfo, probe
 from bundler.bundle.cstrings import replace_padded
 from bundler.errors import BundlerError
@@ -50,7 +51,11 @@ class CondaPacked:
             env = conda_pack.CondaEnv.from_prefix(str(self.prefix))
             with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".conda-pack-") as tmp:
                 packed = Path(tmp) / "env.tar"
-                env.pack(output=str(packed), format="tar", verbose=False)
+                progress.watch(packed)  # conda-pack's progress: the size of what it wrote
+                try:
+                    env.pack(output=str(packed), format="tar", verbose=False)
+                finally:
+                    progress.watch(None)
                 with tarfile.open(packed) as tar:
                     if hasattr(tarfile, "tar_filter"):  # conda-pack wrote it a moment ago
                         tar.extractall(dest, filter="tar")
