@@ -63,7 +63,7 @@ SHORT_HELP = {  # one line each in `bundler --help`
 
 
 class _Group(click.Group):
-    """Lists its commands by section, each with its whole first sentence; turns every
+    """Lists its commands by section, each with its one-line summary; turns every
     BundlerError, and the system's errors (a full disk, a read-only folder, a permission), into
     one message on stderr and its exit code."""
 

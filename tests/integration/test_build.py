@@ -109,7 +109,7 @@ def test_bytecode_for_two_python_versions_is_refused_before_building(tmp_path: P
 def test_the_wheel_ships_every_module_templates_and_layouts(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                     str(tmp_path), str(REPO)], check=True, timeout=600)
-    wheel = next(tmp_path.glob("bundler-*.whl"))
+    wheel = next(tmp_path.glob("offline_bundler-*.whl"))  # its name on PyPI; the package is bundler
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (REPO / "bundler" / "templates").iterdir():
         assert f"bundler/templates/{template.name}" in names

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bundler.build.interpreters import patchelf
+from tests.integration.chroot import folder_in, inside, made_root
 from tests.integration.harness import REPO
 from tests.pythons import pyenv_prefix
 
@@ -37,14 +38,7 @@ def readme_first_command() -> str:
 @pytest.fixture(scope="module")
 def debian() -> Path:
     """The root of the fresh Debian 12."""
-    if os.geteuid() != 0:
-        pytest.skip("a debootstrap root and chroot need root")
-    missing = [t for t in ("debootstrap", "chroot", "unshare", "flock") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"not installed here: {', '.join(missing)} (.ci/run installs debootstrap)")
-    done = subprocess.run([str(MAKE)], capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, f"{MAKE} failed:\n{done.stderr}"
-    return Path(done.stdout.strip().splitlines()[-1]) / "root"
+    return made_root(MAKE) / "root"
 
 
 def system_minor(root: Path) -> str:
@@ -56,25 +50,9 @@ def system_minor(root: Path) -> str:
 
 @pytest.fixture
 def work(debian: Path) -> Iterator[tuple[Path, str]]:
-    """A folder under the root's /opt: (its path here, its path there); removed afterwards, so
-    the cached root stays fresh."""
-    name = f"firstrun-{os.getpid()}"
-    here = debian / "opt" / name
-    shutil.rmtree(here, ignore_errors=True)
-    here.mkdir(parents=True)
-    try:
-        yield here, f"/opt/{name}"
-    finally:
-        shutil.rmtree(here, ignore_errors=True)
-
-
-def inside(root: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `script` in the root, in new mount and pid namespaces with its own /proc (which
-    $ORIGIN needs): every process it starts ends with it."""
-    return subprocess.run(["unshare", "-m", "-p", "-f", f"--mount-proc={root}/proc", "chroot",
-                           str(root), "/bin/sh", "-c", script], capture_output=True, text=True,
-                          timeout=1800, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                                             "LC_ALL": "C.UTF-8", **env})
+    """A folder under the root's /opt: (its path here, its path there)."""
+    with folder_in(debian, "firstrun") as folder:
+        yield folder
 
 
 def ssl_cafile() -> str:
@@ -122,9 +100,9 @@ def test_readme_first_command_builds_the_example_on_a_fresh_debian(
     # this machine's CA bundle, for a network whose TLS goes through a proxy this root
     # does not know (pip reads PIP_CERT, the build's pip runs inherit it)
     shutil.copy2(ssl_cafile(), here / "ca.pem")
-    done = inside(debian, f"cd {there}/bundler && {command}", HOME=f"{there}/home",
+    done = inside(debian, f"cd {there}/bundler && {command}", 1800, HOME=f"{there}/home",
                   BUNDLER_PYTHON_MIRROR=f"{there}/mirror", PIP_CERT=f"{there}/ca.pem",
-                  PIP_DISABLE_PIP_VERSION_CHECK="1")
+                  PIP_DISABLE_PIP_VERSION_CHECK="1", LC_ALL="C.UTF-8")
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-6000:]
     assert "the running Python is the system's, so: standalone CPython" in said, said[-4000:]

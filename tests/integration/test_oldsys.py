@@ -6,9 +6,7 @@ machine visible); a bundle built for this machine's glibc says so in one line th
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bundler.build.interpreters import patchelf
+from tests.integration.chroot import folder_in, inside, made_root
 from tests.integration.harness import REPO, bundler
 
 pytestmark = pytest.mark.oldsys
@@ -26,36 +25,14 @@ MAKE = REPO / "tests" / "oldsys" / "make.sh"
 @pytest.fixture(scope="module")
 def oldsys() -> Path:
     """The cache folder: root/ (Debian 11) and mirror/ (the standalone archive)."""
-    if os.geteuid() != 0:
-        pytest.skip("a debootstrap root and chroot need root")
-    missing = [t for t in ("debootstrap", "chroot", "unshare", "flock") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"not installed here: {', '.join(missing)} (.ci/run installs debootstrap)")
-    done = subprocess.run([str(MAKE), patchelf()], capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, f"{MAKE} failed:\n{done.stderr}"
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-def inside(root: Path, script: str) -> subprocess.CompletedProcess[str]:
-    """Run `script` in the Debian 11 root, in new mount and pid namespaces: every process it
-    starts ends with it."""
-    return subprocess.run(["unshare", "-m", "-p", "-f", f"--mount-proc={root}/proc", "chroot",
-                           str(root), "/bin/sh", "-c", script],
-                          capture_output=True, text=True, timeout=600,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+    return made_root(MAKE, patchelf())
 
 
 @pytest.fixture
 def opt(oldsys: Path) -> Iterator[tuple[Path, str]]:
     """A folder under the root's /opt: (its path here, its path there)."""
-    name = f"bundle-{os.getpid()}"
-    here = oldsys / "root" / "opt" / name
-    shutil.rmtree(here, ignore_errors=True)
-    here.mkdir(parents=True)
-    try:
-        yield here, f"/opt/{name}"
-    finally:
-        shutil.rmtree(here, ignore_errors=True)
+    with folder_in(oldsys / "root", "bundle") as folder:
+        yield folder
 
 
 SPEC = '''\

@@ -202,3 +202,25 @@ def test_check_json_is_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert doc["groups"] == {"g": ["two"]}
     text = invoke("-C", project, "check").output
     assert text.startswith("bundle box") and "{" not in text
+
+
+def test_logs_of_everything_a_group_or_the_monitor(tmp_path: Path) -> None:
+    bundle = make_tiny(tmp_path / "tiny")
+    manifest = bundle.manifest.read_text().replace(
+        "[build.interpreters.base]",
+        '[services.pool]\ncommand = "python -m web"\ncode = "v1"\nnumprocs = 2\n'
+        '[groups.g]\nprograms = ["pool"]\n[build.interpreters.base]')
+    bundle.manifest.write_text(manifest)
+    for name, text in (("web", "w1\nw2\n"), ("pool_00", "p0\n"), ("pool_01", "p1\n"),
+                       ("_monitor", "m\n")):
+        (bundle.log_dir / f"{name}.log").write_text(text)
+    root = ["--root", str(bundle.root)]
+    everything = invoke("logs", *root).output.splitlines()
+    assert everything == ["web      | w1", "web      | w2", "pool_00  | p0", "pool_01  | p1",
+                          "_monitor | m"]
+    assert invoke("logs", "g", "-n", "1", *root).output.splitlines() == ["pool_00 | p0",
+                                                                        "pool_01 | p1"]
+    assert invoke("logs", "_monitor", *root).output == "m\n"  # one log: no prefix
+    unknown = CliRunner().invoke(cli, ["logs", "nope", *root])
+    assert unknown.exit_code == 1 and "no log of nope" in unknown.output
+    assert "services: web, pool; groups: g" in unknown.output

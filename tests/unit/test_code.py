@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import py_compile
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,10 @@ def test_a_path_that_is_root_a_home_or_holds_the_output_is_refused(tmp_path: Pat
             check_code_source(CodeVersion("v1", path=path), tmp_path, tmp_path / "dist")
 
 
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+@needs_git
 def test_git_code_is_chosen_like_a_folder(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     _make(repo, "app.py", "build/__init__.py", ".env")
@@ -138,6 +143,7 @@ def test_kept_bytecode_is_reused_for_unchanged_files_and_matches_a_fresh_compile
     assert out == "two 2\n" and not list(changed.rglob("*.py"))
 
 
+@needs_git
 def test_missing_sources_are_found_before_building(tmp_path: Path) -> None:
     with pytest.raises(BundlerError, match="is not a folder"):
         check_code_source(CodeVersion("v1", path="nope"), tmp_path, tmp_path / "dist")

@@ -11,6 +11,7 @@ from bundler.build.interpreters import (
     Unrelocatable,
     check_relocatable,
     find_python,
+    patchelf,
     probe,
 )
 from bundler.errors import BundlerError
@@ -54,3 +55,21 @@ def test_find_python(tmp_path: Path) -> None:
         find_python("missing", tmp_path)
     with pytest.raises(BundlerError, match="no bin/python3"):
         find_python(".", tmp_path)
+
+
+def test_an_interpreter_that_cannot_start_shows_what_it_said(tmp_path: Path) -> None:
+    """A copy that needs a library nowhere to be found: the error is the loader's message, not
+    the probe's program."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "bin").mkdir()
+    copy = tmp_path / "bin" / "python3"
+    shutil.copy2(Path(sys.executable).resolve(), copy)
+    subprocess.run([patchelf(), "--add-needed", "libgone-by-test.so.1", str(copy)], check=True)
+    with pytest.raises(BundlerError) as info:
+        probe(copy)
+    said = str(info.value)
+    assert said.startswith(f"{copy} cannot start as a Python interpreter (exit 127); it said:")
+    assert "libgone-by-test.so.1: cannot open shared object file" in said
+    assert "json.dumps" not in said  # the probe's program is not the message

@@ -8,6 +8,7 @@ import pty
 import select
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 import pytest
@@ -29,22 +30,9 @@ def _drain(fd: int) -> str:
     return out.decode(errors="replace")
 
 
-@pytest.fixture
-def terminal() -> Iterator[tuple[TextIO, int]]:
-    """A pseudo-terminal: (the stream bundler writes to, the fd its screen is read from)."""
-    screen, device = pty.openpty()
-    stream = os.fdopen(device, "w")
-    try:
-        yield stream, screen
-    finally:
-        progress.configure()
-        stream.close()
-        os.close(screen)
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[TextIO, int]]:
-    reader, writer = os.pipe()
+@contextmanager
+def _ends(writer: int, reader: int) -> Iterator[tuple[TextIO, int]]:
+    """(the stream bundler writes to, the fd what it wrote is read from); both closed after."""
     stream = os.fdopen(writer, "w")
     try:
         yield stream, reader
@@ -52,6 +40,21 @@ def pipe() -> Iterator[tuple[TextIO, int]]:
         progress.configure()
         stream.close()
         os.close(reader)
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[TextIO, int]]:
+    """A pseudo-terminal."""
+    screen, device = pty.openpty()
+    with _ends(device, screen) as ends:
+        yield ends
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[TextIO, int]]:
+    reader, writer = os.pipe()
+    with _ends(writer, reader) as ends:
+        yield ends
 
 
 def _session(stream: TextIO, **options: bool) -> None:

@@ -34,3 +34,14 @@ def test_a_command_that_does_not_end_is_stopped() -> None:
 def test_a_missing_program_is_named() -> None:
     with pytest.raises(ToolMissing, match="^ldd: cannot run no-such-tool-here: no such program"):
         call(["no-such-tool-here"], what="ldd")
+
+
+def test_a_failure_shows_a_c_program_by_its_first_line_only() -> None:
+    import sys
+
+    program = "import sys\nprint('the real cause', file=sys.stderr)\nsys.exit(3)\n"
+    with pytest.raises(BundlerError) as info:
+        run([sys.executable, "-I", "-c", program], what="a probe")
+    said = str(info.value)
+    assert "-c 'import sys ...'" in said and "sys.exit(3)" not in said
+    assert said.endswith("the real cause")
