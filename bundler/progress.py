@@ -99,11 +99,6 @@ def waiting(status: str) -> None:
             d.status, d.detail, d.watched, d.since = status, "", None, time.monotonic()
 
 
-def detail(text: str) -> None:
-    """The detail of the current step (a package pip collects, a count)."""
-    _display.detail = text.strip()
-
-
 def watch(path: Path | None) -> None:
     """Show the size of `path` (an archive being written) as the detail; None stops."""
     _display.watched = path

@@ -132,34 +132,6 @@ def test_a_build_from_the_cache_is_byte_identical_to_a_cold_one(
     assert {k: v for k, v in first.items() if same(k)} == {k: v for k, v in second.items() if same(k)}
 
 
-def test_a_build_on_a_terminal_shows_its_progress_and_on_a_pipe_does_not(
-        project: Path, tmp_path: Path, wheelhouse: Path, cache: Path) -> None:
-    (project / "bundle.toml").write_text(CHANGED)  # web misses the cache: pip runs
-    screen, device = pty.openpty()
-    argv = [*BUNDLER, "-C", str(project), "build", "-o", str(tmp_path / "tty"), "--no-index",
-            "--find-links", str(wheelhouse)]
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=device, text=True,
-                                env={**os.environ, **_env(cache)})
-        os.close(device)
-        shown = b""
-        while chunk := _read(screen):
-            shown += chunk
-        out = proc.communicate(timeout=300)[0]
-    finally:
-        os.close(screen)
-    assert proc.returncode == 0, shown.decode(errors="replace")
-    text = shown.decode(errors="replace")
-    assert re.search(r"\r\x1b\[K. [^\r]+ \(\d+ s\)", text), repr(text)  # a step, timed
-    assert re.search(r"\r\x1b\[K. [^\r]+ \(\d+ s\)  [^\r]*click", text), repr(text)  # pip's
-    assert out.strip() == str(tmp_path / "tty" / "cached-1")  # stdout: the artifact alone
-    piped = _build(project, tmp_path / "pipe", cache, wheelhouse)
-    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr
-    quiet = bundler("-q", "-C", str(project), "build", "-o", str(tmp_path / "quiet"), "--no-index",
-                    "--find-links", str(wheelhouse), env=_env(cache))
-    assert quiet.stderr == "" and quiet.stdout.strip().endswith("cached-1")
-
-
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, 65536)
@@ -184,12 +156,36 @@ def _digest(folder: Path) -> dict[str, tuple[int, bytes]]:
             for p in sorted(folder.glob("*/tree/**/*")) if p.is_file() and not p.is_symlink()}
 
 
-def test_a_changed_requirement_is_a_miss_for_its_interpreter_only(
+def test_a_changed_requirement_is_a_miss_for_its_interpreter_only_and_shows_progress(
         project: Path, tmp_path: Path, wheelhouse: Path, cache: Path) -> None:
+    """The miss is built on a terminal: its steps show a timed status line there (pip's line in
+    it), and not on a pipe or with -q."""
     (project / "bundle.toml").write_text(CHANGED)
-    changed = _build(project, tmp_path / "two", cache, wheelhouse).stderr
-    assert "interpreter web: virtualenv on base\n" in changed
+    screen, device = pty.openpty()
+    argv = [*BUNDLER, "-C", str(project), "build", "-o", str(tmp_path / "two"), "--no-index",
+            "--find-links", str(wheelhouse)]
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=device, text=True,
+                                env={**os.environ, **_env(cache)})
+        os.close(device)
+        shown = b""
+        while chunk := _read(screen):
+            shown += chunk
+        out = proc.communicate(timeout=300)[0]
+    finally:
+        os.close(screen)
+    changed = shown.decode(errors="replace")
+    assert proc.returncode == 0, changed
+    assert "interpreter web: virtualenv on base\r\n" in changed
     assert changed.count("from the build cache") == 1  # the base only
+    assert re.search(r"\r\x1b\[K. [^\r]+ \(\d+ s\)  [^\r]*click", text := changed), repr(text)
+    assert out.strip() == str(tmp_path / "two" / "cached-1")  # stdout: the artifact alone
+    piped = _build(project, tmp_path / "pipe", cache, wheelhouse)  # from the cache now
+    assert "\r" not in piped.stderr and "\x1b" not in piped.stderr
+    assert piped.stderr.count("from the build cache") == 2
+    quiet = bundler("-q", "-C", str(project), "build", "-o", str(tmp_path / "quiet"), "--no-index",
+                    "--find-links", str(wheelhouse), env=_env(cache))
+    assert quiet.stderr == "" and quiet.stdout.strip().endswith("cached-1")
     pruned = bundler("cache", "prune", "--all", env=_env(cache)).stdout
     assert pruned.startswith("removed 3 interpreter(s)"), pruned
 

@@ -80,7 +80,8 @@ def test_status_and_history_as_json_name_processes_as_the_table_does(running: Bu
     assert svc1["name"] == "sam:svc1" and svc1["group"] == "sam" and svc1["python"] == "base"
     assert svc1["python_version"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
     history = json.loads(running.cli("history", "--json").stdout)
-    assert history["entries"] == _history(running)
+    recorded = running.root / ".bundler" / "history.jsonl"
+    assert history["entries"] == (_history(running) if recorded.exists() else [])
 
 
 def test_a_version_that_crashes_is_rolled_back(running: Bundle) -> None:

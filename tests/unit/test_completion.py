@@ -89,11 +89,13 @@ SHELLS = {"bash": bash, "zsh": zsh, "fish": fish}
 @pytest.mark.parametrize("shell", SHELLS)
 def test_the_script_completes_names_from_the_project(shell: str, project: Path) -> None:
     complete = SHELLS[shell]
+    assert complete(project, "bundler switch svc2 ") == ["v1", "v2"]
+    assert complete(project, "bundler logs ") == ["_monitor", "hello", "sam", "svc2"]
+    if shell != "bash":  # the rest is bundler's side, the same for every shell
+        return
     assert "switch" in complete(project, "bundler sw")
     assert complete(project, "bundler switch ") == ["hello", "svc2"]
-    assert complete(project, "bundler switch svc2 ") == ["v1", "v2"]
     assert complete(project, "bundler switch --group ") == ["sam"]
-    assert complete(project, "bundler logs ") == ["_monitor", "hello", "sam", "svc2"]
     assert complete(project, "bundler add-service x --python ") == ["base", "envs/pyocr"]
     # -C names the project from elsewhere
     assert complete(project.parent, f"bundler -C {project} set ") == ["hello", "svc2"]

@@ -57,14 +57,14 @@ def pipe() -> Iterator[tuple[TextIO, int]]:
         yield ends
 
 
-def _session(stream: TextIO, **options: bool) -> None:
+def _session(stream: TextIO, step: float = 1.2, **options: bool) -> None:
     progress.configure(stream=stream, **options)
     with progress.shown():
         progress.log("installing the base")
-        progress.detail("Collecting pillow")
-        time.sleep(1.6)
+        progress.output("Collecting pillow\n")  # a line pip printed
+        time.sleep(step)
         progress.waiting("svc3: STARTING")
-        time.sleep(0.8)
+        time.sleep(0.7)
         progress.log("packing tar.gz")
 
 
@@ -81,14 +81,14 @@ def test_on_a_terminal_the_status_line_shows_the_step_and_its_time(terminal) -> 
 
 def test_on_a_pipe_only_the_step_lines_appear(pipe) -> None:
     stream, reader = pipe
-    _session(stream)
+    _session(stream, step=0.7)
     stream.flush()
     assert _drain(reader) == "installing the base\npacking tar.gz\n"
 
 
 def test_quiet_shows_nothing_even_on_a_terminal(terminal) -> None:
     stream, screen = terminal
-    _session(stream, quiet=True)
+    _session(stream, step=0.7, quiet=True)
     assert _drain(screen) == ""
 
 
