@@ -51,9 +51,12 @@ class _Display:
                 except OSError:
                     pass
             self.frame += 1
-            text = f"{SPINNER[self.frame % len(SPINNER)]} {self.status} ({now - self.since:.0f} s)"
-            text += f"  {detail}" if detail else ""
             width = _columns(self.stream) - 1
+            status = self.status
+            if detail and len(status) > width // 2:  # room for the detail, which changes
+                status = status[:width // 2 - 1] + "~"
+            text = f"{SPINNER[self.frame % len(SPINNER)]} {status} ({now - self.since:.0f} s)"
+            text += f"  {detail}" if detail else ""
             self.stream.write("\r\x1b[K" + (text if len(text) <= width else text[:width - 1] + "~"))
             self.stream.flush()
             self.drawn = True
@@ -113,7 +116,7 @@ def output(line: str) -> None:
             d.stream.write("    " + line.rstrip("\n") + "\n")
             d.stream.flush()
             d.last_line = time.monotonic()
-    elif line.strip():
+    elif line.strip() and not line.startswith(("{", "[")):  # JSON is a probe's answer, not news
         d.detail = line.strip()
 
 
