@@ -4,7 +4,6 @@ here that the text output does not also show."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,8 @@ Doc = dict[str, Any]
 
 
 def emit(doc: Doc) -> None:
+    import json  # here: `bundler --help` and the text outputs do without it
+
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 

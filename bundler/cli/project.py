@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from bundler import progress
 from bundler.cli import jsondocs
 from bundler.cli.options import (
     json_option,
@@ -158,6 +157,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --locked        # only what pylock.NAME.toml pins (CI, releases)
       bundler build --json          # {"artifact": ..., "size": ..., "sha256": ...} on stdout
     """
+    from bundler import progress
     from bundler.build.pipeline import BuildOptions, build
     from bundler.spec.load import load_spec
 
@@ -193,6 +193,7 @@ def lock_cmd(ctx: click.Context, find_links: tuple[str, ...], no_index: bool,
       bundler lock --find-links ./wheels --no-index    # from a folder of wheels
       bundler build --locked
     """
+    from bundler import progress
     from bundler.build import lock
     from bundler.build.interpreters import BuildContext
     from bundler.build.plan import make_plan
