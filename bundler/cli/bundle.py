@@ -41,7 +41,7 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
         click.echo(f"relocated the bundle to {bundle.root}")
     if report.already_running:
         click.echo("supervisord was already running")
-    click.echo(output.status_table(service_rows(bundle)))
+    click.echo(output.status_table(service_rows(bundle, report.processes)))
     if report.failed:
         for process, tail in report.failed:
             output.log_tail(f"\n--- {process.full_name} is {process.state}; end of its log:", tail)

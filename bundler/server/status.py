@@ -14,7 +14,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.records import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.server.supervisor import connect, recorded_socket
+from bundler.server.supervisor import Process, connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
 
@@ -33,9 +33,10 @@ class ServiceRow:
     autostart: bool
 
 
-def service_rows(bundle: Bundle) -> list[ServiceRow]:
-    """One row per process of the running supervisord, or per service when it is not running
-    (named as supervisord would name it: group:service in a group)."""
+def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list[ServiceRow]:
+    """One row per process of the running supervisord (or of `processes`, just read from it),
+    or per service when it is not running (named as supervisord would name it: group:service in
+    a group)."""
     manifest = Manifest.read(bundle.manifest)
     spec, interpreters = manifest.spec, manifest.build.interpreters
 
@@ -50,12 +51,14 @@ def service_rows(bundle: Bundle) -> list[ServiceRow]:
         return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
                           s.code, autostart)
 
-    sup = connect(bundle)
-    if not sup.alive():
-        return [row(f"{s.group}:{name}" if s.group else name, name, NOT_RUNNING)
-                for name, s in spec.services.items()]
+    if processes is None:
+        sup = connect(bundle)
+        if not sup.alive():
+            return [row(f"{s.group}:{name}" if s.group else name, name, NOT_RUNNING)
+                    for name, s in spec.services.items()]
+        processes = sup.processes()
     rows = []
-    for p in sup.processes():
+    for p in processes:
         rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
                         p.autostart))
     return rows

@@ -163,6 +163,12 @@ def test_failed_service_is_reported_and_the_others_keep_running(unpacked: Bundle
     states = unpacked.states()
     assert states["inline"][0] == "FATAL"
     assert states["sam:svc1"][0] == "RUNNING"
+    # bin/start printed the table status prints, with supervisor's names and states
+    table = proc.stdout[proc.stdout.index("PROCESS "):]
+    status = unpacked.cli("status")
+    assert status.returncode == 3 and table.splitlines()[0] == status.stdout.splitlines()[0]
+    shown = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
+    assert shown == {name: state for name, (state, _) in states.items()}
 
 
 def test_start_refuses_to_run_beside_orphans_and_stop_clears_them(unpacked: Bundle) -> None:
