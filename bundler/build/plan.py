@@ -78,8 +78,13 @@ class Plan:
             ["  trusts no key: bin/bundler apply accepts unsigned patches"]
         return lines
 
+    @property
+    def glibc_need(self) -> floor.Version:
+        """The highest glibc the interpreters will need (() when unknown)."""
+        return max((p.glibc for p in self.interpreters.values()), default=())
+
     def glibc_line(self) -> str:
-        need = max((p.glibc for p in self.interpreters.values()), default=())
+        need = self.glibc_need
         if self.spec.glibc is None:
             return (f"  glibc the bundle will need {floor.text(need)} or newer, as its interpreters "
                     "(no [bundle] glibc: set one, e.g. glibc = \"2.17\", to choose the servers' "

@@ -311,8 +311,9 @@ def verify_cmd(bundle: Path | None, as_json: bool) -> None:
 
     verdict = verify(bundle)
     if as_json:
-        jsondocs.emit(jsondocs.verify(verdict))
-        sys.exit(1 if verdict.problems() else 0)
+        doc = jsondocs.verify(verdict)
+        jsondocs.emit(doc)
+        sys.exit(0 if doc["ok"] else 1)
     for line in verdict.lines():
         click.echo(line)
     problems = verdict.problems()

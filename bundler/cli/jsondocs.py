@@ -41,11 +41,11 @@ def history(root: Path, entries: list[dict[str, Any]]) -> Doc:
 
 
 def verify(verdict: Verdict) -> Doc:
-    integrity, port = verdict.integrity, verdict.portability
+    integrity, port, problems = verdict.integrity, verdict.portability, verdict.problems()
     return {
         "target": verdict.name,
-        "ok": not verdict.problems(),
-        "problems": verdict.problems(),
+        "ok": not problems,
+        "problems": problems,
         "integrity": {"checked": integrity.checked, "changed": integrity.changed,
                       "missing": integrity.missing, "added": integrity.added},
         "portability": {"elf_files": port.elf_files, "glibc": ".".join(map(str, port.glibc)) or None,
@@ -61,7 +61,6 @@ def plan(p: Plan) -> Doc:
     from bundler.build import floor
 
     spec = p.spec
-    need = max((i.glibc for i in p.interpreters.values()), default=())
     return {
         "bundle": {"name": spec.name, "version": spec.version, "format": spec.format,
                    "layout": spec.layout, "project": spec.project},
@@ -69,7 +68,7 @@ def plan(p: Plan) -> Doc:
                           "python_version": i.minor, "source": i.source,
                           "glibc": floor.text(i.glibc), "glibc_from": i.glibc_from}
                          for i in p.interpreters.values()],
-        "glibc": {"floor": floor.text(spec.glibc) if spec.glibc else None, "needs": floor.text(need)},
+        "glibc": {"floor": floor.text(spec.glibc) if spec.glibc else None, "needs": floor.text(p.glibc_need)},
         "code": [{"name": c.name, "folder": p.layout.code_dir(spec.project, c.name),
                   "path": c.path, "git": c.git, "ref": c.ref, "bytecode": c.bytecode}
                  for c in spec.code.values()],
