@@ -39,6 +39,14 @@ class _Display:
             self.stream.write("\r\x1b[K")
             self.drawn = False
 
+    def line(self, text: str) -> None:
+        """A whole line above the status line (which is cleared first, and redrawn later)."""
+        with self.lock:
+            self.clear()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last_line = time.monotonic()
+
     def draw(self) -> None:
         with self.lock:
             now = time.monotonic()
@@ -87,8 +95,7 @@ def log(line: str) -> None:
     with d.lock:
         d.clear()
         if not d.quiet:
-            d.stream.write(line + "\n")
-            d.stream.flush()
+            d.line(line)
         d.status, d.detail, d.watched = line.strip(), "", None
         d.since = d.last_line = time.monotonic()
 
@@ -111,11 +118,7 @@ def output(line: str) -> None:
     """A line a program printed: streamed with -v, else the status line's detail."""
     d = _display
     if d.verbose:
-        with d.lock:
-            d.clear()
-            d.stream.write("    " + line.rstrip("\n") + "\n")
-            d.stream.flush()
-            d.last_line = time.monotonic()
+        d.line("    " + line.rstrip("\n"))
     elif line.strip() and not line.startswith(("{", "[")):  # JSON is a probe's answer, not news
         d.detail = line.strip()
 
