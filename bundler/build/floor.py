@@ -56,16 +56,6 @@ def highest(found: dict[Path, Version]) -> tuple[Version, Path | None]:
     return found[path], path
 
 
-def cpython_files(prefix: Path, executable: Path, stdlib: Path) -> list[Path]:
-    """The ELF files a copied CPython takes from its prefix: the executable, its lib/*.so*
-    (libpython and any library the prefix carries) and lib-dynload."""
-    files = [executable.resolve()]
-    files += sorted(p for p in (prefix / "lib").glob("*.so*") if p.is_file() and not p.is_symlink())
-    dynload = stdlib / "lib-dynload"
-    files += sorted(dynload.glob("*.so")) if dynload.is_dir() else []
-    return files
-
-
 def conda_floor(prefix: Path) -> Version:
     """The glibc a conda environment's packages declare they need (the `__glibc >=2.17`
     dependency conda-forge's packages carry)."""

@@ -42,9 +42,10 @@ class Needed:
     absent: list[str] = field(default_factory=list)       # nowhere: "soname (for file)"
 
 
-def needed(files: list[Path], prefix: Path) -> Needed:
+def needed(files: list[Path], prefix: Path, own: set[Path] | None = None) -> Needed:
     """Every non-system library `files` (of the CPython at `prefix`, resolved where they are,
-    with their own RUNPATHs) load, directly or through each other."""
+    with their own RUNPATHs) load, directly or through each other. Its own are those under
+    `prefix`, or the files in `own` (a distribution's Python, whose prefix is everyone's)."""
     found = Needed()
     inside = prefix.resolve()
     for path in files:
@@ -55,7 +56,7 @@ def needed(files: list[Path], prefix: Path) -> Needed:
                 found.absent.append(f"{soname} (for {path.name})")
                 continue
             real = Path(where).resolve()
-            if real.is_relative_to(inside):
+            if real in own if own is not None else real.is_relative_to(inside):
                 found.own[soname] = real
             else:
                 found.host[soname] = real

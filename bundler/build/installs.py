@@ -24,6 +24,7 @@ from bundler.build.interpreters import (
     BuildContext,
     CopiedCPython,
     Materializer,
+    PythonInfo,
     Virtualenv,
 )
 from bundler.build.pip import (
@@ -229,7 +230,7 @@ def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[
         assert p.info is not None
         info = p.info
         parts["source"] = {"prefix": str(info.prefix), "version": info.version,
-                           "files": _prefix_digest(info.prefix, info.executable, info.stdlib)}
+                           "files": _prefix_digest(info)}
         parts["vendor_libs"] = interp.vendor_libs
         parts["host_libraries"] = _stamp(Path("/etc/ld.so.cache"))  # ldconfig runs on each change
     return cache.key_of(parts)
@@ -260,20 +261,20 @@ def _self_digest() -> str:
 
 
 @once
-def _prefix_digest(prefix: Path, executable: Path, stdlib: Path) -> str:
+def _prefix_digest(info: PythonInfo) -> str:
     """A CPython prefix's identity: its executable and shared libraries by content, its
     standard library by names, sizes and times."""
     h = hashlib.sha256()
     with cache.memo("source-digests") as known:
         assert known is not None
-        for path in [executable.resolve(), *sorted((prefix / "lib").glob("*.so*"))]:
+        for path in [info.executable.resolve(), *info.libraries()]:
             key = stable_file_key(path)
             if key is not None:
                 if key not in known:
                     known[key] = sha256_file(path)
                 h.update(f"{path.name}\0{known[key]}".encode())
-    for folder, dirs, files in os.walk(stdlib):
-        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "__pycache__"))
+    for folder, dirs, files in os.walk(info.stdlib):
+        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "dist-packages", "__pycache__"))
         for name in sorted(files):
             h.update(f"{folder}/{name}:{_stamp(Path(folder, name))}".encode())
     return h.hexdigest()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bundler import DISTRIBUTION
-from bundler.build import floor, hostlibs, standalone
+from bundler.build import distro, floor, hostlibs, standalone
 from bundler.bundle import elf
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
@@ -32,9 +32,12 @@ print(json.dumps({
     "stdlib": sysconfig.get_path("stdlib"), "libdir": v("LIBDIR"),
     "ldlibrary": v("LDLIBRARY"), "shared": bool(v("Py_ENABLE_SHARED")),
     "abiflags": getattr(sys, "abiflags", ""), "implementation": sys.implementation.name,
+    "dynload": v("DESTSHARED"), "include": v("INCLUDEPY"), "libpython": v("INSTSONAME"),
 }))
 """
 
+# Prefixes a distribution's packages share: a Python there is gathered (distro.py), not copied.
+SYSTEM_PREFIXES = (Path("/usr"), Path("/"))
 # Stdlib folders that only CPython's own test suite uses.
 _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 # Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
@@ -57,10 +60,43 @@ class PythonInfo:
     shared: bool
     abiflags: str
     implementation: str
+    dynload: Path | None = None    # lib-dynload, the stdlib's extension modules (DESTSHARED)
+    include: Path | None = None    # its C headers (INCLUDEPY)
+    libpython: str | None = None   # the shared libpython's file name in libdir (INSTSONAME)
 
     @property
     def minor(self) -> str:
         return ".".join(self.version.split(".")[:2])
+
+    @property
+    def system(self) -> bool:
+        """A distribution's Python, spread across the system's prefix with every other package
+        (Debian's /usr/bin/python3.11, /usr/lib/python3.11 ...): gathered, not copied whole."""
+        return self.prefix in SYSTEM_PREFIXES
+
+    @property
+    def origin(self) -> Path:
+        """The folder no file of its copy may name: its prefix, or a distribution's stdlib."""
+        return self.stdlib if self.system else self.prefix
+
+    def libraries(self) -> list[Path]:
+        """The shared libraries of its own its copy takes: a prefix's lib/*.so* (libpython and
+        what the prefix carries); a distribution's libpython alone, when it has one."""
+        if not self.system:
+            return sorted(p for p in (self.prefix / "lib").glob("*.so*")
+                          if p.is_file() and not p.is_symlink())
+        if not (self.shared and self.libdir and self.libpython):
+            return []
+        loaded = elf.read(self.executable.resolve())  # Debian's links libpython in statically
+        shared = self.libdir / self.libpython
+        return [shared.resolve()] if loaded and self.libpython in loaded.needed \
+            and shared.is_file() else []
+
+    def elf_files(self) -> list[Path]:
+        """The ELF files its copy takes: the executable, its libraries, lib-dynload's modules."""
+        dynload = self.dynload or self.stdlib / "lib-dynload"
+        return [self.executable.resolve(), *self.libraries(),
+                *(sorted(dynload.glob("*.so")) if dynload.is_dir() else [])]
 
 
 def _quiet(message: str) -> None:
@@ -97,7 +133,13 @@ def probe(executable: Path) -> PythonInfo:
         base_prefix=Path(raw["base_prefix"]), stdlib=Path(raw["stdlib"]),
         libdir=Path(raw["libdir"]) if raw["libdir"] else None, ldlibrary=raw["ldlibrary"],
         shared=raw["shared"], abiflags=raw["abiflags"], implementation=raw["implementation"],
+        dynload=_path(raw.get("dynload")), include=_path(raw.get("include")),
+        libpython=raw.get("libpython") or None,
     )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def find_python(value: str, spec_folder: Path, mirror: str | None = None,
@@ -152,9 +194,6 @@ def check_relocatable(info: PythonInfo, unpacked: bool = False) -> None:
     if (info.prefix / "conda-meta").is_dir():
         raise Unrelocatable(f"{where} belongs to a conda environment: declare it with "
                            f"conda = {str(info.prefix)!r} (packed with conda-pack) instead")
-    if info.prefix in (Path("/usr"), Path("/")):
-        raise Unrelocatable(f"{where} is the system's Python, split across {info.prefix} by the "
-                           "distribution's packages, and cannot be relocated")
     if not info.stdlib.is_relative_to(info.prefix):
         raise Unrelocatable(f"{where} keeps its standard library at {info.stdlib}, outside its "
                            f"prefix {info.prefix}: {advice}")
@@ -178,27 +217,41 @@ class CopiedCPython:
     def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo:
         info = self.source
         src = info.prefix
-        lib = f"python{info.minor}"
         (dest / "bin").mkdir(parents=True, exist_ok=True)
         exe_name = f"python{info.minor}"
         shutil.copy2(info.executable.resolve(), dest / "bin" / exe_name)
         for alias in ("python3", "python"):
             _symlink(exe_name, dest / "bin" / alias)
-        _copy_stdlib(info.stdlib, dest / "lib" / lib)
-        for item in (src / "lib").glob("libpython*.so*"):
-            _copy_entry(item, dest / "lib" / item.name)
-        include = src / "include" / f"python{info.minor}{info.abiflags}"
+        # each part at the place relative to the prefix where it was: the copy finds its stdlib
+        # from its own location, as the original did
+        stdlib = dest / info.stdlib.relative_to(src)
+        _copy_stdlib(info.stdlib, stdlib, info.system)
+        dynload = stdlib / "lib-dynload"
+        if info.dynload and info.dynload.is_dir() and info.dynload.is_relative_to(src) \
+                and not info.dynload.is_relative_to(info.stdlib):
+            dynload = dest / info.dynload.relative_to(src)
+            shutil.copytree(info.dynload, dynload, symlinks=True)
+        if not info.system:
+            for item in (src / "lib").glob("libpython*.so*"):
+                _copy_entry(item, dest / "lib" / item.name)
+        include = info.include if info.include and info.include.is_relative_to(src) \
+            else src / "include" / f"python{info.minor}{info.abiflags}"
         if include.is_dir():
-            shutil.copytree(include, dest / "include" / include.name, symlinks=True)
-        sources = [info.executable.resolve(), *sorted((src / "lib").glob("libpython*.so*"))]
-        dynload = info.stdlib / "lib-dynload"
-        sources += sorted(dynload.glob("*.so")) if dynload.is_dir() else []
-        libs = hostlibs.needed([p for p in sources if p.is_file() and not p.is_symlink()], src)
+            shutil.copytree(include, dest / include.relative_to(src), symlinks=True)
+        own = set(info.libraries()) if info.system else None
+        libs = hostlibs.needed([p for p in info.elf_files() if p.is_file() and not p.is_symlink()],
+                               src, own)
         hostlibs.copy_libraries(libs.own, dest / "lib", patchelf())
         if libs.own:
             ctx.log(f"  kept {len(libs.own)} libraries of its prefix: {', '.join(sorted(libs.own))}")
-        make_runpaths_relative(dest, lib)
-        forget_prefix(dest, src)
+        make_runpaths_relative(dest, dynload)
+        if info.system:
+            forget_paths(stdlib, distro.moves(info, dest, stdlib))
+            distro.make_own(info, dest, stdlib)
+            ctx.log(f"  gathered the distribution's Python from {info.stdlib} and "
+                    f"{info.executable.resolve()}; it installs into its own site-packages")
+        else:
+            forget_paths(dest, [(src, dest)])
         if self.vendor_libs:
             host = self._within_floor(ctx, libs.host)
             hostlibs.copy_libraries(host, dest / "lib", patchelf())
@@ -207,7 +260,10 @@ class CopiedCPython:
             for missing in libs.absent:
                 ctx.log(f"  warning: {missing} is not on this machine either; it is not vendored")
         check_extensions(info.executable, dest / "bin" / exe_name)
-        return probe(dest / "bin" / exe_name)
+        copy = probe(dest / "bin" / exe_name)
+        if info.system:
+            distro.check_own(copy, dest)
+        return copy
 
     @staticmethod
     def _within_floor(ctx: BuildContext, host: dict[str, Path]) -> dict[str, Path]:
@@ -289,42 +345,53 @@ def patchelf() -> str:
     return which
 
 
-def make_runpaths_relative(prefix: Path, lib: str) -> None:
-    """Point every RUNPATH of a copied interpreter inside the copy ($ORIGIN-relative)."""
+def make_runpaths_relative(prefix: Path, dynload: Path) -> None:
+    """Point every RUNPATH of a copied interpreter inside the copy ($ORIGIN-relative): its
+    executables and libpython to its lib/, and lib-dynload's modules too (where vendored
+    libraries go)."""
     tool = patchelf()
     targets = [(p, "$ORIGIN/../lib") for p in (prefix / "bin").iterdir()
                if p.is_file() and not p.is_symlink() and elf.is_elf(p)]
     targets += [(p, "$ORIGIN") for p in (prefix / "lib").glob("libpython*.so*")
                 if p.is_file() and not p.is_symlink()]
-    dynload = prefix / "lib" / lib / "lib-dynload"
-    targets += [(p, "$ORIGIN/../..") for p in dynload.glob("*.so")] if dynload.is_dir() else []
+    to_lib = "$ORIGIN/" + os.path.relpath(prefix / "lib", dynload)
+    targets += [(p, to_lib) for p in dynload.glob("*.so")] if dynload.is_dir() else []
     for path, runpath in targets:
         current = run([tool, "--print-rpath", path], what="patchelf").strip()
         if current != runpath:
             run([tool, "--set-rpath", runpath, path], what=f"patchelf {path.name}")
 
 
-def forget_prefix(dest: Path, source: Path) -> None:
-    """Give the copy's text files that name the source prefix (_sysconfigdata, the config
-    Makefile, python-config) the copy's own path, which the relocation then keeps current.
+def forget_paths(dest: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Give the copy's text files that name a source folder (_sysconfigdata, the config
+    Makefile, python-config) the copy's own path of it, which the relocation then keeps current.
     Binaries are left alone: the prefix compiled into libpython is only a fallback, and its
     bytes may be shared with other strings (the linker merges string tails: PY_VERSION "3.11.7"
     can be the end of "/opt/python/3.11.7")."""
-    needle = os.fsencode(source)
+    needles = [(os.fsencode(old), os.fsencode(new)) for old, new in moves]
     for folder, _, files in os.walk(dest):
         for name in files:
             path = Path(folder, name)
             if path.is_symlink() or path.suffix == ".pyc":
                 continue
             data = path.read_bytes()
-            if needle in data and b"\x00" not in data:
-                path.write_bytes(data.replace(needle, os.fsencode(dest)))
+            if b"\x00" in data or not any(old in data for old, _ in needles):
+                continue
+            for old, new in needles:
+                data = data.replace(old, new)
+            path.write_bytes(data)
 
 
-def _copy_stdlib(src: Path, dest: Path) -> None:
+def _copy_stdlib(src: Path, dest: Path, system: bool = False) -> None:
+    """The standard library without its tests, caches, static libraries and installed packages;
+    a distribution's also without its own packages (dist-packages), the EXTERNALLY-MANAGED
+    marker that makes pip refuse to install, and links that lead out of it."""
     def ignore(folder: str, names: list[str]) -> set[str]:
         here = Path(folder)
         skipped = {n for n in names if n == "__pycache__"}
+        if system:
+            skipped |= {n for n in names if n in distro.LEFT_OUT
+                        or ((here / n).is_symlink() and not (here / n).resolve().is_relative_to(src))}
         if here == src:
             skipped |= {n for n in names if n in _TEST_DIRS}
         elif here.parent == src:

@@ -19,40 +19,51 @@ MIN_PIP = (22, 0)  # older pips fail on a version for another Python instead of 
 
 
 def ensure_pip(ctx: BuildContext, python: Path) -> None:
-    """A pip in `python`'s environment (ensurepip's when it has none), upgraded when it is
-    older than MIN_PIP (an interpreter's bundled pip, such as 3.9.2's 20.2)."""
+    """A pip in `python`'s environment (from a wheel its distribution keeps, else downloaded,
+    when it has none), upgraded when it is older than MIN_PIP (an interpreter's bundled pip,
+    such as 3.9.2's 20.2)."""
     done = call([python, "-I", "-m", "pip", "--version"], what="pip --version", timeout=120)
     if done.returncode != 0:
-        _bootstrap_pip(python)
+        _bootstrap_pip(ctx, python)
         done = call([python, "-I", "-m", "pip", "--version"], what="pip --version", timeout=120)
     words = done.output.split()
     version = elf.parse_version(words[1]) if len(words) > 1 else ()
-    wanted = floor.text(MIN_PIP)
     if version < MIN_PIP:
-        ctx.log(f"  upgrading its pip {floor.text(version)} to >= {wanted}")
-        minor = run([python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                    what="python version").strip()
+        ctx.log(f"  upgrading its pip {floor.text(version)} to >= {floor.text(MIN_PIP)}")
         with tempfile.TemporaryDirectory(prefix="bundler-pip-") as wheels:
-            # This machine's pip picks the newest pip that supports `python`; its old pip
-            # installs that wheel.
-            run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-                 "--only-binary", ":all:", "--python-version", minor, *ctx.pip_options, "-d", wheels,
-                 f"pip>={wanted}"], what="downloading pip", env=clean_env())
             run([python, "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-index",
-                 "--upgrade", *Path(wheels).glob("pip-*.whl")], what="upgrading pip", env=clean_env())
+                 "--upgrade", _download_pip(ctx, python, Path(wheels))], what="upgrading pip",
+                env=clean_env())
 
 
-def _bootstrap_pip(python: Path) -> None:
-    """Install the pip wheel the interpreter's ensurepip carries, run from the wheel itself and
-    not compiled (three times faster than ensurepip, which also compiles it: the build compiles
-    every file at the end); ensurepip itself when there is no such wheel."""
+def _download_pip(ctx: BuildContext, python: Path, folder: Path) -> Path:
+    """The newest pip wheel that supports `python`, fetched by this machine's pip (from the
+    index or --find-links the build names)."""
+    minor = run([python, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                what="python version").strip()
+    run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+         "--only-binary", ":all:", "--python-version", minor, *ctx.pip_options, "-d", folder,
+         f"pip>={floor.text(MIN_PIP)}"], what="downloading pip", env=clean_env())
+    return sorted(folder.glob("pip-*.whl"))[-1]
+
+
+_WHEELS = "import sysconfig; print(sysconfig.get_config_var('WHEEL_PKG_DIR') or '')"
+
+
+def _bootstrap_pip(ctx: BuildContext, python: Path) -> None:
+    """Install a pip wheel, run from the wheel itself and not compiled (three times faster than
+    ensurepip, which also compiles it: the build compiles every file at the end). The wheel is
+    the one ensurepip carries, else the one a distribution keeps for it (Debian's and Fedora's
+    /usr/share/python-wheels: their ensurepip refuses to run in their own Python), else one
+    downloaded."""
     wheels = sorted(python.parent.parent.glob("lib/python*/ensurepip/_bundled/pip-*.whl"))
-    if not wheels:
-        run([python, "-I", "-m", "ensurepip", "--default-pip"], what="ensurepip", env=clean_env())
-        return
-    wheel = wheels[-1]
-    run([python, "-I", wheel / "pip", "install", "--no-index", "--no-compile", "--no-cache-dir",
-         "--disable-pip-version-check", "--quiet", wheel], what="installing pip", env=clean_env())
+    kept = run([python, "-I", "-c", _WHEELS], what="python's wheel folder").strip()
+    wheels = wheels or (sorted(Path(kept).glob("pip-*.whl")) if kept else [])
+    with tempfile.TemporaryDirectory(prefix="bundler-pip-") as scratch:
+        wheel = wheels[-1] if wheels else _download_pip(ctx, python, Path(scratch))
+        run([python, "-I", wheel / "pip", "install", "--no-index", "--no-compile", "--no-cache-dir",
+             "--disable-pip-version-check", "--quiet", wheel], what="installing pip",
+            env=clean_env())
 
 
 def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],

@@ -201,7 +201,7 @@ def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | N
 def _write_origin(plan: Plan, tree: Bundle) -> None:
     sources = {}
     for name, p in plan.interpreters.items():
-        source = p.conda or (p.info.prefix if p.info else None)
+        source = p.conda or (p.info.origin if p.info else None)
         if source is not None:
             sources[name] = str(source)
     Origin(staging=str(tree.root), project=str(plan.spec.folder), sources=sources).write(tree.origin)

@@ -27,8 +27,6 @@ def test_a_self_contained_prefix_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"prefix": Path("/usr"), "base_prefix": Path("/usr"), "stdlib": Path("/usr/lib/python3.11")},
-     "system's Python"),
     ({"base_prefix": Path("/opt/base")}, "is a virtual environment"),
     ({"stdlib": Path("/elsewhere/python3.11")}, "outside its prefix"),
     ({"libdir": Path("/usr/lib/x86_64-linux-gnu")}, "loads libpython from"),
@@ -40,12 +38,13 @@ def test_interpreters_that_cannot_be_relocated_are_refused(change: dict, message
     assert isinstance(info.value, Unrelocatable)  # the plan adds the ways out, with the line
 
 
-def test_the_debian_python_is_refused_with_advice() -> None:
-    debian = Path("/usr/bin/python3")
-    if not debian.is_file():
-        pytest.skip("no system Python at /usr/bin/python3")
-    with pytest.raises(Unrelocatable, match="system's Python, split across /usr.*cannot be relocated"):
-        check_relocatable(probe(debian))
+def test_a_distribution_python_is_accepted_and_gathered_not_copied_whole() -> None:
+    debian = replace(GOOD, executable=Path("/usr/bin/python3.11"), prefix=Path("/usr"),
+                     base_prefix=Path("/usr"), stdlib=Path("/usr/lib/python3.11"),
+                     libdir=Path("/usr/lib/x86_64-linux-gnu"))
+    check_relocatable(debian)
+    assert debian.system and debian.origin == Path("/usr/lib/python3.11")
+    assert not GOOD.system and GOOD.origin == Path("/opt/py")
 
 
 def test_find_python(tmp_path: Path) -> None:
