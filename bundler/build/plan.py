@@ -20,6 +20,7 @@ from bundler.build.interpreters import (
 from bundler.build.native import outside_runpaths, unresolvable
 from bundler.build.site import site_files
 from bundler.build.sources import Selection
+from bundler.bundle import elf
 from bundler.bundle.layout import Layout, load_layout
 from bundler.bundle.signing import fingerprint, parse_keys
 from bundler.errors import BundlerError
@@ -156,51 +157,69 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
 def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
             fetch: bool, memo: bool) -> PlannedInterpreter:
     """A CPython to copy: probed, checked relocatable, its glibc need read off the files the copy
-    will take (or, for a standalone CPython not downloaded yet, what its kind is built for).
-    `python = "current"` that is the distribution's Python becomes a standalone CPython of its
-    version; any other interpreter that cannot be copied is refused with the ways out."""
+    will take (or, for a standalone CPython not downloaded yet, what its kind is built for, once
+    its mirror answers). An interpreter that cannot be copied, or had, is refused with the ways
+    out."""
     assert interp.python is not None
-    value, instead = interp.python, ""
+    value = interp.python
     try:
         found = _source(spec, value, fetch)
     except Unrelocatable as exc:
-        if value != "current":
-            raise BundlerError(_placed(spec, interp, f"{exc}.\n{WAYS_OUT}")) from None
-        value = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        try:
-            found = _source(spec, value, fetch)
-        except BundlerError as miss:
-            raise BundlerError(_placed(spec, interp, f"{exc}; no standalone CPython {value} to "
-                                       f"take instead: {miss}.\n{WAYS_OUT}")) from None
-        instead = "the running Python is the system's, so: "
+        raise BundlerError(_placed(spec, interp, f"{exc}.\n{WAYS_OUT}")) from None
+    except BundlerError as exc:
+        if not standalone.is_version(value):
+            raise
+        raise BundlerError(_placed(spec, interp, f"{exc}.\n{offline_ways_out()}")) from None
     if found is None:
         mirror = standalone.mirror_of(spec.python_mirror, spec.folder)
+        why = standalone.unreachable(mirror)
+        if why is not None:
+            raise BundlerError(_placed(spec, interp, f"CPython {value} is not in bundler's cache "
+                                       f"({standalone.cache_dir()}) and its python mirror {mirror} "
+                                       f"cannot be reached ({why}): the build could not download "
+                                       f"it.\n{offline_ways_out()}"))
         minor = ".".join(value.split(".")[:2])
-        return PlannedInterpreter(interp, folder, python, minor, f"{instead}python-build-standalone "
+        return PlannedInterpreter(interp, folder, python, minor, f"python-build-standalone "
                                   f"CPython {value} from {mirror} (downloaded at build)",
                                   glibc=floor.STANDALONE_FLOOR, glibc_from="what it is built for")
     info, standalone_kind = found
     with cache.memo("source-glibc", memo) as known:
-        files = floor.needs(floor.cpython_files(info.prefix, info.executable, info.stdlib), known,
-                            stable_file_key)
+        files = floor.needs(info.elf_files(), known, stable_file_key)
     need, path = floor.highest(files)
     kind = "standalone CPython " if standalone_kind else ""
+    kind = "the distribution's CPython, gathered from " if info.system else kind
     built = "" if standalone_kind else \
         ", which needs the glibc of the system it was compiled on, usually this one"
+    where = f"{info.executable.resolve()} and {info.stdlib}" if info.system else \
+        f"copy of {info.prefix}"
     planned = PlannedInterpreter(interp, folder, python, info.minor,
-                                 f"{instead}{kind}copy of {info.prefix} ({info.version}{built})", info,
+                                 f"{kind}{where} ({info.version}{built})", info,
                                  glibc=need, glibc_from=_rel(path, info.prefix) if path else "no file")
     _hold(spec, interp.name, planned, [(info.prefix, files)])
     return planned
 
 
 WAYS_OUT = """Ways out:
+  python = "current"       a copy of the Python running bundler, whichever way it was installed
   python = "3.12"          a standalone CPython (python-build-standalone's, as uv installs them) from
                            [bundle] python_mirror or $BUNDLER_PYTHON_MIRROR (default: its latest release)
   python = "/path/prefix"  a CPython installed under one folder: `uv python install 3.12` (then
                            `uv python find 3.12`), pyenv, or ./configure --prefix=...
   python = "cpython-3.12.8+...-install_only.tar.gz"   such an archive, downloaded by hand
   conda = "/path/env"      a conda environment, packed with conda-pack"""
+
+
+def offline_ways_out() -> str:
+    """The ways to a base that need no download, with the floor `current` implies here."""
+    here = elf.host_glibc()
+    return f"""Ways out that need no download:
+  python = "current"       a copy of the Python running bundler ({sys.executable}, Python
+                           {sys.version.split()[0]}); the bundle then needs at most this machine's
+                           glibc ({floor.text(here) if here else 'unknown'}): `bundler check` says how much
+  python = "/path/prefix"  a CPython installed under one folder (pyenv, ./configure --prefix=...)
+  python = "cpython-3.12.8+...-install_only.tar.gz"   a standalone archive brought here by hand
+  BUNDLER_PYTHON_MIRROR=DIR   a folder of python-build-standalone archives and their SHA256SUMS
+                           (or a URL this machine reaches); [bundle] python_mirror says the same"""
 
 
 def _source(spec: Spec, value: str, fetch: bool) -> tuple[PythonInfo, bool] | None:

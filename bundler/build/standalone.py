@@ -68,6 +68,22 @@ def _read(mirror: str, name: str) -> bytes:
                            "a URL serving them)") from None
 
 
+def unreachable(mirror: str, timeout: float = 5) -> str | None:
+    """Why the mirror's SHA256SUMS cannot be had (None: it can): a short probe, no download."""
+    if not _is_url(mirror):
+        has = Path(mirror, "SHA256SUMS").is_file() or any(Path(mirror).glob("*.sha256"))
+        return None if has else f"{mirror} holds no SHA256SUMS"
+    import urllib.request
+
+    request = urllib.request.Request(mirror + "SHA256SUMS", headers={"Range": "bytes=0-63"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(64)
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
+
+
 def published(mirror: str) -> dict[str, str]:
     """Archive name -> its SHA-256, from the mirror's SHA256SUMS (`sha256sum` lines); a folder
     may instead hold one NAME.sha256 beside each archive."""

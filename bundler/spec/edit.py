@@ -33,11 +33,14 @@ name = "{name}"            # the root folder inside the archive
 version = "0.1.0"
 project = "{project}"      # code versions go to {project}_<version>/
 format = "tar.gz"          # tar.gz | tar.zst | dir
-glibc = "2.17"             # the oldest glibc of the servers: 2.17 CentOS 7, 2.28 RHEL 8, 2.31 Debian 11
+# glibc = "2.17"           # the oldest glibc of the servers (2.17 CentOS 7, 2.28 RHEL 8, 2.31
+                           # Debian 11); with python = "3.12", which is built for such servers
 
 [base]
-python = "3.12"            # a standalone CPython made for old servers (python-build-standalone,
-                           # from [bundle] python_mirror or upstream); or "current", or a prefix
+python = "current"         # a copy of the Python running bundler: builds wherever PyPI is reached;
+                           # the bundle needs this machine's glibc or newer (`bundler check` says).
+                           # "3.12": a standalone CPython for older servers, downloaded from
+                           # [bundle] python_mirror or python-build-standalone's releases
 packages = []              # extra packages for the base (supervisor is always there)
 
 [code.v1]

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bundler.build import floor
+from bundler.build.interpreters import find_python, probe
 from bundler.cli import cli
 from bundler.spec.load import load_spec
 from tests.pythons import PY37
@@ -129,19 +131,33 @@ def test_bundle_commands_outside_a_bundle_say_so(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "is not a bundle" in result.output
 
 
-def test_check_refuses_the_system_python(tmp_path: Path) -> None:
-    if not Path("/usr/bin/python3").is_file():
-        pytest.skip("no system Python at /usr/bin/python3")
+def test_check_plans_the_distribution_python_as_gathered(tmp_path: Path) -> None:
+    system = Path("/usr/bin/python3")
+    if not system.is_file() or probe(system).prefix != Path("/usr"):
+        pytest.skip("no distribution's Python at /usr/bin/python3")
     invoke("-C", str(tmp_path), "init", "box")
     spec = tmp_path / "box" / "bundle.toml"
-    spec.write_text(spec.read_text().replace('python = "3.12"', 'python = "/usr/bin/python3"'))
+    spec.write_text(spec.read_text().replace('python = "current"', 'python = "/usr/bin/python3"'))
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
+    assert result.exit_code == 0, result.output
+    assert "interpreter base" in result.output
+    assert "the distribution's CPython, gathered from /usr/bin/python3." in result.output
+
+
+def test_check_refuses_a_virtualenv_as_a_base_with_the_ways_out(tmp_path: Path) -> None:
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run in a virtual environment")
+    invoke("-C", str(tmp_path), "init", "box")
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('python = "current"', f'python = "{sys.executable}"'))
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
     line = next(n for n, text in enumerate(spec.read_text().splitlines(), 1)
-                if text.startswith('python = "/usr/bin/python3"'))
+                if text.startswith(f'python = "{sys.executable}"'))
     first = result.output.splitlines()[0]
     assert result.exit_code == 1 and first.startswith(f"Error: {spec}:{line}: [base] python = ")
-    assert "cannot be relocated" in first
-    for way in ('python = "3.12"', 'python = "/path/prefix"', "install_only.tar.gz", "conda = "):
+    assert "is a virtual environment" in first
+    for way in ('python = "current"', 'python = "3.12"', 'python = "/path/prefix"',
+                "install_only.tar.gz", "conda = "):
         assert way in result.output
 
 
@@ -150,8 +166,7 @@ def test_a_base_older_than_3_9_is_refused(tmp_path: Path) -> None:
         pytest.skip("pyenv's CPython 3.7.16 is not installed")
     invoke("-C", str(tmp_path), "init", "box")
     spec = tmp_path / "box" / "bundle.toml"
-    spec.write_text(spec.read_text().replace('python = "3.12"', f'python = "{PY37}"')
-                    .replace('glibc = "2.17"', ''))
+    spec.write_text(spec.read_text().replace('python = "current"', f'python = "{PY37}"'))
     result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
     assert result.exit_code == 1
     assert "the base is Python 3.7" in result.output and "put the older Python in envs/" in result.output
@@ -193,9 +208,11 @@ def test_check_json_is_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     doc = json.loads(invoke("-C", project, "check", "--json").output)
     assert doc["bundle"]["name"] == "box"
     (base,) = doc["interpreters"]
-    assert (base["name"], base["folder"], base["python_version"]) == ("base", ".", "3.12")
-    assert "downloaded at build" in base["source"] and base["glibc"] == "2.17"
-    assert doc["glibc"] == {"floor": "2.17", "needs": "2.17"}
+    minor = "%d.%d" % sys.version_info[:2]
+    assert (base["name"], base["folder"], base["python_version"]) == ("base", ".", minor)
+    need = floor.text(floor.highest(floor.needs(probe(find_python("current", tmp_path))
+                                                .elf_files()))[0])
+    assert base["glibc"] == need and doc["glibc"] == {"floor": None, "needs": need}
     assert [c["name"] for c in doc["code"]] == ["v1", "v2"]
     assert {s["name"]: (s["code"], s["group"]) for s in doc["services"]} == \
         {"hello": ("v1", None), "two": ("v2", "g")}

@@ -8,7 +8,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from bundler.build import floor
-from bundler.build.interpreters import BuildContext
+from bundler.build.interpreters import BuildContext, probe
 from bundler.build.pip import pip_install
 from bundler.bundle import elf
 from bundler.bundle.records import Platform
@@ -69,8 +68,8 @@ def test_offending_files_are_grouped_with_what_to_do() -> None:
 def _init(tmp_path: Path, python: str, glibc: str) -> Path:
     assert CliRunner().invoke(cli, ["-C", str(tmp_path), "init", "box"]).exit_code == 0
     spec = tmp_path / "box" / "bundle.toml"
-    spec.write_text(spec.read_text().replace('python = "3.12"', f'python = "{python}"')
-                    .replace('glibc = "2.17"', f'glibc = "{glibc}"'))
+    spec.write_text(spec.read_text().replace('python = "current"', f'python = "{python}"')
+                    .replace('# glibc = "2.17"', f'glibc = "{glibc}"' if glibc else ""))
     return tmp_path / "box"
 
 
@@ -84,34 +83,41 @@ def test_a_copied_interpreter_above_the_floor_is_refused_before_copying(tmp_path
         assert result.exit_code == 1, result.output
         assert "above [bundle] glibc = 2.31" in result.output
         assert f"bin/: {CURRENT.name} needs" in result.output
-        if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        if any(p.name.startswith("libpython") for p in probe(CURRENT).libraries()):
             assert "lib/: libpython" in result.output
         assert 'python = "3.12"' in result.output
     assert not (project / "dist").exists() or not any((project / "dist").iterdir())
 
 
 def test_check_says_which_floor_the_bundle_will_have_without_one(tmp_path: Path) -> None:
-    project = _init(tmp_path, "current", "2.17")
-    spec = project / "bundle.toml"
-    spec.write_text(spec.read_text().replace('glibc = "2.17"', ''))
+    project = _init(tmp_path, "current", "")
     result = CliRunner().invoke(cli, ["-C", str(project), "check"])
-    need = floor.text(floor.highest(floor.needs(
-        floor.cpython_files(Path(sys.base_prefix), CURRENT, Path(sysconfig.get_path("stdlib")))))[0])
+    need = floor.text(floor.highest(floor.needs(probe(CURRENT).elf_files()))[0])
     assert result.exit_code == 0, result.output
     assert f"glibc the bundle will need {need} or newer" in result.output
 
 
-def test_a_standalone_version_is_planned_without_a_download(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_mirror_is_known_at_check_with_the_offline_ways_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUNDLER_PYTHON_MIRROR", "http://127.0.0.1:9/")  # nothing listens
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     project = _init(tmp_path, "3.12", "2.17")
-    result = CliRunner().invoke(cli, ["-C", str(project), "check"])
-    assert result.exit_code == 0, result.output
-    assert "python-build-standalone CPython 3.12 from http://127.0.0.1:9/ (downloaded at build)" \
-        in result.output and "glibc floor 2.17" in result.output
-    result = CliRunner().invoke(cli, ["-C", str(project), "build"])
-    assert result.exit_code == 1 and "cannot fetch SHA256SUMS" in result.output
+    spec = project / "bundle.toml"
+    line = next(n for n, text in enumerate(spec.read_text().splitlines(), 1)
+                if text.startswith('python = "3.12"'))
+    for command in ("check", "build"):
+        result = CliRunner().invoke(cli, ["-C", str(project), command])
+        assert result.exit_code == 1, result.output
+        first = result.output.splitlines()[0]
+        assert first.startswith(f"Error: {spec}:{line}: [base] python = '3.12': "), first
+        assert "http://127.0.0.1:9/" in first and "Connection refused" in first
+        assert "Ways out that need no download:" in result.output
+        for way in ('python = "current"', 'python = "/path/prefix"', "install_only.tar.gz",
+                    "BUNDLER_PYTHON_MIRROR=DIR"):
+            assert way in result.output
+        here = floor.text(elf.host_glibc())
+        assert f"this machine's\n" in result.output and f"glibc ({here})" in result.output
+    assert not (project / "dist").exists() or not any((project / "dist").iterdir())
 
 
 def _wheel(folder: Path, name: str, tag: str) -> Path:

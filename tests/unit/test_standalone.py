@@ -119,3 +119,23 @@ def test_an_unreachable_mirror_says_how_to_name_another() -> None:
     with pytest.raises(BundlerError) as info:
         find_python("3.12", Path("/"), "http://127.0.0.1:9/")
     assert "cannot fetch SHA256SUMS" in str(info.value) and "python_mirror" in str(info.value)
+
+
+def test_check_plans_a_version_from_a_reachable_mirror_without_downloading_it(
+        served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bundler.cli import cli
+
+    folder, url = served
+    name = f"cpython-3.12.8+20260101-{ARCH}-unknown-linux-gnu-install_only.tar.gz"
+    (folder / "SHA256SUMS").write_text(f"{'1' * 64}  {name}\n")  # listed, not there: no download
+    monkeypatch.setenv(standalone.MIRROR_ENV, url)
+    assert CliRunner().invoke(cli, ["-C", str(tmp_path), "init", "box"]).exit_code == 0
+    spec = tmp_path / "box" / "bundle.toml"
+    spec.write_text(spec.read_text().replace('python = "current"', 'python = "3.12"')
+                    .replace('# glibc = "2.17"', 'glibc = "2.17"'))
+    result = CliRunner().invoke(cli, ["-C", str(tmp_path / "box"), "check"])
+    assert result.exit_code == 0, result.output
+    assert f"python-build-standalone CPython 3.12 from {url} (downloaded at build)" in result.output
+    assert "glibc floor 2.17" in result.output
