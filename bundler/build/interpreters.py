@@ -71,7 +71,7 @@ class PythonInfo:
     @property
     def system(self) -> bool:
         """A distribution's Python, spread across the system's prefix with every other package
-        (Debian's /usr/bin/python3.11, /usr/lib/python3.11 ...): gathered, not copied whole."""
+        (Debian's /usr/bin/python3.X with its stdlib in /usr/lib): gathered, not copied whole."""
         return self.prefix in SYSTEM_PREFIXES
 
     @property

@@ -49,9 +49,12 @@ def bundler(*args: str, cwd: Path | None = None, check: bool = True,
 
 
 def _hidden_prefixes() -> list[str]:
-    """Folders a relocated bundle must not need: source interpreters and this test's venv."""
+    """Folders a relocated bundle must not need: source interpreters, this test's venv, and
+    the distribution's Python (its stdlib and packages; its prefix /usr is everyone's)."""
     candidates = {Path(sys.base_prefix), Path(sys.prefix)} | {p for p in (PY37, PY312) if p}
     system = {Path("/"), Path("/usr"), Path("/usr/local")}
+    candidates |= {p for pattern in ("usr/lib/python3*", "usr/lib64/python3*", "usr/local/lib/python3*")
+                   for p in Path("/").glob(pattern) if p.is_dir()}
     return sorted(str(p) for p in candidates if p not in system)
 
 
