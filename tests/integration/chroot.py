@@ -4,6 +4,7 @@ tests run something inside them."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -42,8 +43,11 @@ def folder_in(root: Path, name: str) -> Iterator[tuple[Path, str]]:
 def inside(root: Path, script: str, timeout: float = 600,
            **env: str) -> subprocess.CompletedProcess[str]:
     """Run `script` in the root, in new mount and pid namespaces with their own /proc ($ORIGIN
-    needs it): every process it starts ends with it."""
-    return subprocess.run(["unshare", "-m", "-p", "-f", f"--mount-proc={root}/proc", "chroot",
-                           str(root), "/bin/sh", "-c", script], capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                                                "LC_ALL": "C", **env})
+    needs it) and the machine's /dev (pseudo-terminals): every process it starts ends with it.
+    The root is a mount point there, as a real system's is, so `unshare -m` works inside."""
+    r = shlex.quote(str(root))
+    setup = (f"mount --bind {r} {r} && mount --rbind /dev {r}/dev && mount -t proc proc {r}/proc"
+             f' && exec chroot {r} /bin/sh -c "$0"')
+    return subprocess.run(["unshare", "-m", "-p", "-f", "sh", "-c", setup, script],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", **env})

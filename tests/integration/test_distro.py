@@ -6,7 +6,6 @@ build machine's Python in it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -16,9 +15,10 @@ import pytest
 
 from bundler.build.interpreters import probe
 from tests.integration.harness import Bundle, bundler, run_hidden
+from tests.pythons import SYSTEM_FOLDERS, SYSTEM_PYTHON, naming
 
 pytestmark = pytest.mark.integration
-SYSTEM = Path("/usr/bin/python3")
+SYSTEM = SYSTEM_PYTHON
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,5 @@ def test_verify_finds_no_path_of_the_system_python(gathered: Bundle) -> None:
     assert "leaks     no file names a path of the build machine" in done.stdout
     origin = json.loads((gathered.root / ".bundler" / "origin.json").read_text())
     assert origin["sources"]["base"] == str(probe(SYSTEM).stdlib)
-    needles = (str(probe(SYSTEM).stdlib).encode(), b"/usr/local/lib/python3",
-               b"/usr/lib/python3/dist-packages")
-    named = []
-    for folder, dirs, files in os.walk(gathered.root):
-        dirs[:] = [d for d in dirs if d not in ("log", "run", ".bundler")]  # .bundler: the records
-        for name in files:
-            path = Path(folder, name)
-            if path.is_symlink() or name == "site.py":  # site.py: frozen; its docstring is Debian's
-                continue
-            data = path.read_bytes()
-            if b"\0" not in data and any(n in data for n in needles):
-                named.append(str(path.relative_to(gathered.root)))
-    assert named == []
+    needles = (*SYSTEM_FOLDERS, str(probe(SYSTEM).stdlib))
+    assert naming(gathered.root, needles, skip=("log", "run", ".bundler")) == []  # .bundler: records

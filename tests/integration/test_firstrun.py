@@ -1,58 +1,41 @@
-"""README's first command on a fresh Debian 12 whose only Python is the distribution's (a
-debootstrap minbase root with python3, python3-venv and git from apt, made by
-tests/firstrun/make.sh and cached): the tool installs from this checkout, and the example, whose
-base is `python = "current"`, builds through a standalone CPython of the same version taken from a
-local mirror. The packages come from PyPI, so this needs the network; it runs in .ci/run, not in
-the default suite (marker `firstrun`)."""
+"""README's two commands on a fresh Debian 12 whose only Python is the distribution's (a
+debootstrap minbase root with README's Prerequisites from apt, made by tests/firstrun/make.sh and
+cached), with no mirror prepared and nothing from GitHub: the tool installs from this checkout,
+the example, whose base is `python = "current"`, builds from that very Python (gathered into the
+bundle), the unit tests pass there, and the bundle starts in a second root that has no Python at
+all. The packages come from PyPI, so this needs the network; it runs in .ci/run, not in the
+default suite (marker `firstrun`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
-import sys
-import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bundler.build.interpreters import patchelf
 from tests.integration.chroot import folder_in, inside, made_root
 from tests.integration.harness import REPO
-from tests.pythons import pyenv_prefix
 
 pytestmark = pytest.mark.firstrun
 MAKE = REPO / "tests" / "firstrun" / "make.sh"
 
 
-def readme_first_command() -> str:
-    """The first command of README's first sh block (the install-and-build one)."""
+def readme_commands() -> list[str]:
+    """README's two set-up commands: the install-and-build one, the one that runs the tests."""
     block = re.search(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     assert block, "README.md has no sh block"
-    commands = [line for line in block[1].splitlines() if line.strip() and not line.startswith("#")]
-    return commands[0]
+    return [line for line in block[1].splitlines() if line.strip() and not line.startswith("#")][:2]
 
 
 @pytest.fixture(scope="module")
-def debian() -> Path:
-    """The root of the fresh Debian 12."""
-    return made_root(MAKE) / "root"
-
-
-def system_minor(root: Path) -> str:
-    found = sorted(p.name for p in (root / "usr" / "bin").glob("python3.*")
-                   if re.fullmatch(r"python3\.\d+", p.name))
-    assert found, "the root has no python3"
-    return found[-1][len("python"):]
-
-
-@pytest.fixture
-def work(debian: Path) -> Iterator[tuple[Path, str]]:
-    """A folder under the root's /opt: (its path here, its path there)."""
-    with folder_in(debian, "firstrun") as folder:
-        yield folder
+def roots() -> tuple[Path, Path]:
+    """The fresh Debian 12 with README's Prerequisites, and the bare one with no Python."""
+    cache = made_root(MAKE)
+    return cache / "root", cache / "bare"
 
 
 def ssl_cafile() -> str:
@@ -62,59 +45,59 @@ def ssl_cafile() -> str:
     return os.environ.get("PIP_CERT") or paths.cafile or "/etc/ssl/certs/ca-certificates.crt"
 
 
-def standalone_mirror(folder: Path, minor: str) -> None:
-    """A mirror folder with one install_only archive of CPython `minor`, packed from pyenv's copy
-    of it (the layout python-build-standalone publishes: python/bin, python/lib ...)."""
-    versions = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True,
-                              text=True).stdout.split() if shutil.which("pyenv") else []
-    version = next((v for v in sorted(versions, reverse=True) if v.startswith(minor + ".")), None)
-    prefix = pyenv_prefix(version) if version else None
-    if prefix is None:
-        pytest.skip(f"no CPython {minor} from pyenv here to serve as the standalone one")
-    name = f"cpython-{version}+20260101-x86_64-unknown-linux-gnu-install_only.tar.gz"
-    stage = folder.parent / "stage" / "python"
-    shutil.copytree(prefix, stage, symlinks=True, ignore=shutil.ignore_patterns(
-        "site-packages", "test", "__pycache__", "idlelib", "tkinter", "*.a"))
-    executable = stage / "bin" / f"python{minor}"  # as upstream's: libpython found by $ORIGIN
-    subprocess.run([patchelf(), "--set-rpath", "$ORIGIN/../lib", str(executable)], check=True)
-    folder.mkdir()
-    with tarfile.open(folder / name, "w:gz", compresslevel=1) as tar:
-        tar.add(stage, "python")
-    shutil.rmtree(stage.parent)
-    subprocess.run(f"sha256sum {name} > SHA256SUMS", shell=True, cwd=folder, check=True)
-
-
-def test_readme_first_command_builds_the_example_on_a_fresh_debian(
-        debian: Path, work: tuple[Path, str]) -> None:
-    here, there = work
-    minor = system_minor(debian)
-    assert not list((debian / "opt").glob("python*")) and not (debian / "root" / ".pyenv").exists()
-    standalone_mirror(here / "mirror", minor)
+def _checkout(folder: Path) -> None:
+    """This checkout's files (as git knows them), tests included, without the benchmarks."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
-        if (REPO / name).is_file() and not name.startswith(("tests/", "bench/")):
-            (here / "bundler" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, here / "bundler" / name)
-    command = readme_first_command()
-    # this machine's CA bundle, for a network whose TLS goes through a proxy this root
-    # does not know (pip reads PIP_CERT, the build's pip runs inherit it)
-    shutil.copy2(ssl_cafile(), here / "ca.pem")
-    done = inside(debian, f"cd {there}/bundler && {command}", 1800, HOME=f"{there}/home",
-                  BUNDLER_PYTHON_MIRROR=f"{there}/mirror", PIP_CERT=f"{there}/ca.pem",
-                  PIP_DISABLE_PIP_VERSION_CHECK="1", LC_ALL="C.UTF-8")
-    said = done.stdout + done.stderr
-    assert done.returncode == 0, said[-6000:]
-    assert "the running Python is the system's, so: standalone CPython" in said, said[-4000:]
-    artifact = here / "bundler" / "examples" / "smartbox" / "dist" / "smartbox-2026.11.1.tar.gz"
-    assert done.stdout.strip().endswith("dist/smartbox-2026.11.1.tar.gz"), done.stdout
-    with tarfile.open(artifact) as tar:
-        names = tar.getnames()
-        tar.extractall(here / "unpacked", filter="tar" if sys.version_info >= (3, 12) else None)
-    assert "smartbox/bin/start" in names and "smartbox/envs/pyocr/bin/python" in names
-    shutil.rmtree(here / "bundler")  # the build tree is gone
-    shutil.rmtree(here / "home")     # with the standalone CPython unpacked in its cache
-    ran = inside(debian, f"{there}/unpacked/smartbox/bin/python3 -c 'import ssl, sqlite3, "
-                 "supervisor, sys; print(sys.version_info[:2], sys.prefix)'")
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split(") ")[1].strip() == f"{there}/unpacked/smartbox", ran.stdout
+        if (REPO / name).is_file() and not name.startswith("bench/"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, folder / name)
+
+
+def test_readme_on_a_fresh_debian_and_the_bundle_on_a_bare_one(roots: tuple[Path, Path]) -> None:
+    debian, bare = roots
+    assert not (debian / "root" / ".pyenv").exists() and not shutil.which("gcc", path=str(debian / "usr/bin"))
+    assert not list((bare / "usr" / "bin").glob("python*"))
+    with folder_in(debian, "firstrun") as (here, there), folder_in(bare, "server") as (server, on_server):
+        _checkout(here / "bundler")
+        # this machine's CA bundle, for a network whose TLS goes through a proxy this root
+        # does not know (pip reads PIP_CERT, the build's pip runs inherit it)
+        shutil.copy2(ssl_cafile(), here / "ca.pem")
+        env = dict(HOME=f"{there}/home", PIP_CERT=f"{there}/ca.pem",
+                   PIP_DISABLE_PIP_VERSION_CHECK="1", LC_ALL="C.UTF-8")
+        done = inside(debian, f"cd {there}/bundler && {readme_commands()[0]}", 1800, **env)
+        said = done.stdout + done.stderr
+        assert done.returncode == 0, said[-6000:]
+        assert "the distribution's CPython, gathered from /usr/bin/python3" in said, said[-4000:]
+        assert "standalone" not in said and "mirror" not in said, said[-4000:]
+        assert done.stdout.strip().endswith("dist/smartbox-2026.11.1.tar.gz"), done.stdout
+        archive = here / "bundler" / "examples" / "smartbox" / "dist" / "smartbox-2026.11.1.tar.gz"
+
+        # a new user's first project, as `bundler init` writes it, checks and builds as well
+        tool = f"{there}/bundler/.venv/bin/bundler"
+        done = inside(debian, f"cd {there} && {tool} init newbox && {tool} -C newbox check && "
+                      f"{tool} -C newbox build", 1800, **env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+        assert done.stdout.strip().endswith("dist/newbox-0.1.0.tar.gz"), done.stdout[-2000:]
+
+        # README's test command, its unit part (the whole suite is .ci/run's job)
+        unit = readme_commands()[1].replace("python -m pytest", "python -m pytest tests/unit -q")
+        assert unit != readme_commands()[1]
+        done = inside(debian, f"cd {there}/bundler && {unit}", 1800, **env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+        assert re.search(r"\d+ passed", done.stdout) and " failed" not in done.stdout, done.stdout[-3000:]
+
+        shutil.copy2(archive, server / archive.name)
+        shutil.rmtree(here)  # the build machine's checkout, venv and caches are gone
+        started = inside(bare, f"cd {on_server} && tar xzf {archive.name} && "
+                         "smartbox/bin/start --timeout 90 >&2 && "
+                         "smartbox/bin/python3 -c 'import ssl, sqlite3, sys; print(sys.prefix)' && "
+                         "smartbox/bin/bundler status --json; "
+                         "rc=$?; smartbox/bin/stop >&2; exit $rc", 600, LC_ALL="C.UTF-8")
+        assert started.returncode == 0, started.stdout + started.stderr
+        prefix, _, document = started.stdout.partition("\n")
+        assert prefix == f"{on_server}/smartbox", started.stdout
+        status = json.loads(document)
+        states = {p["name"]: p["state"] for p in status["processes"]}
+        assert states == {"sam:svc1": "RUNNING", "sam:svc2": "RUNNING", "svc3": "RUNNING"}, status

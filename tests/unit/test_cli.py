@@ -208,7 +208,7 @@ def test_check_json_is_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     doc = json.loads(invoke("-C", project, "check", "--json").output)
     assert doc["bundle"]["name"] == "box"
     (base,) = doc["interpreters"]
-    minor = "%d.%d" % sys.version_info[:2]
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert (base["name"], base["folder"], base["python_version"]) == ("base", ".", minor)
     need = floor.text(floor.highest(floor.needs(probe(find_python("current", tmp_path))
                                                 .elf_files()))[0])

@@ -5,7 +5,6 @@ folder of the system's Python, also with that Python's stdlib hidden."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +15,9 @@ import pytest
 
 from bundler.build.interpreters import BuildContext, CopiedCPython, probe
 from bundler.build.pip import ensure_pip
+from tests.pythons import SYSTEM_FOLDERS, SYSTEM_PYTHON, naming
 
-SYSTEM = Path("/usr/bin/python3")
-# the system Python's folders (its stdlib is added from the probe)
-LEAKS = ("/usr/local/lib/python3", "/usr/lib/python3/dist-packages")
+SYSTEM = SYSTEM_PYTHON
 
 
 def _system() -> Path:
@@ -50,7 +48,7 @@ WHERE = ("import json, site, sys, sysconfig; print(json.dumps({'prefix': sys.pre
 
 
 def test_the_copy_is_its_own_prefix_and_installs_into_its_site_packages(gathered: Path) -> None:
-    minor = "%d.%d" % tuple(int(n) for n in probe(gathered / "bin" / "python3").minor.split("."))
+    minor = probe(gathered / "bin" / "python3").minor
     where = _ask(gathered / "bin" / "python3", WHERE)
     own = str(gathered / "lib" / f"python{minor}" / "site-packages")
     assert where["prefix"] == where["base"] == str(gathered)
@@ -98,19 +96,7 @@ def test_pip_and_a_virtualenv_on_the_copy_use_their_own_site_packages(
 
 
 def test_no_file_of_the_copy_names_the_system_python(gathered: Path) -> None:
-    """(site.py is frozen into the interpreter; its docstring describes Debian's layout.)"""
-    leaks = (*LEAKS, str(probe(_system()).stdlib))
-    named = []
-    for folder, _, files in os.walk(gathered):
-        for name in files:
-            path = Path(folder, name)
-            if path.is_symlink() or path.suffix == ".pyc":
-                continue
-            data = path.read_bytes()
-            if b"\0" not in data:
-                named += [f"{path.relative_to(gathered)}: {leak}" for leak in leaks
-                          if leak.encode() in data and name != "site.py"]
-    assert named == []
+    assert naming(gathered, (*SYSTEM_FOLDERS, str(probe(_system()).stdlib))) == []
 
 
 def test_the_copy_runs_with_the_system_stdlib_hidden(gathered: Path) -> None:
