@@ -212,10 +212,10 @@ WAYS_OUT = """Ways out:
 def offline_ways_out() -> str:
     """The ways to a base that need no download, with the floor `current` implies here."""
     here = elf.host_glibc()
+    current = find_python("current", Path.cwd())
     return f"""Ways out that need no download:
-  python = "current"       a copy of the Python running bundler ({sys.executable}, Python
-                           {sys.version.split()[0]}); the bundle then needs at most this machine's
-                           glibc ({floor.text(here) if here else 'unknown'}): `bundler check` says how much
+  python = "current"       a copy of the Python running bundler, {current} ({sys.version.split()[0]});
+                           the bundle then needs this machine's glibc ({floor.text(here) if here else 'unknown'}) at most
   python = "/path/prefix"  a CPython installed under one folder (pyenv, ./configure --prefix=...)
   python = "cpython-3.12.8+...-install_only.tar.gz"   a standalone archive brought here by hand
   BUNDLER_PYTHON_MIRROR=DIR   a folder of python-build-standalone archives and their SHA256SUMS
