@@ -186,14 +186,15 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
     with cache.memo("source-glibc", memo) as known:
         files = floor.needs(info.elf_files(), known, stable_file_key)
     need, path = floor.highest(files)
-    kind = "standalone CPython " if standalone_kind else ""
-    kind = "the distribution's CPython, gathered from " if info.system else kind
-    built = "" if standalone_kind else \
-        ", which needs the glibc of the system it was compiled on, usually this one"
-    where = f"{info.executable.resolve()} and {info.stdlib}" if info.system else \
-        f"copy of {info.prefix}"
-    planned = PlannedInterpreter(interp, folder, python, info.minor,
-                                 f"{kind}{where} ({info.version}{built})", info,
+    if info.system:
+        source = (f"the distribution's CPython, gathered from {info.executable.resolve()} and "
+                  f"{info.stdlib} ({info.version}, built for this system's glibc)")
+    elif standalone_kind:
+        source = f"standalone CPython copy of {info.prefix} ({info.version})"
+    else:
+        source = (f"copy of {info.prefix} ({info.version}, which needs the glibc of the system it "
+                  "was compiled on, usually this one)")
+    planned = PlannedInterpreter(interp, folder, python, info.minor, source, info,
                                  glibc=need, glibc_from=_rel(path, info.prefix) if path else "no file")
     _hold(spec, interp.name, planned, [(info.prefix, files)])
     return planned
@@ -211,11 +212,12 @@ WAYS_OUT = """Ways out:
 
 def offline_ways_out() -> str:
     """The ways to a base that need no download, with the floor `current` implies here."""
-    here = elf.host_glibc()
+    glibc = elf.host_glibc()
+    here = floor.text(glibc) if glibc else "unknown"
     current = find_python("current", Path.cwd())
     return f"""Ways out that need no download:
   python = "current"       a copy of the Python running bundler, {current} ({sys.version.split()[0]});
-                           the bundle then needs this machine's glibc ({floor.text(here) if here else 'unknown'}) at most
+                           the bundle then needs this machine's glibc ({here}) at most
   python = "/path/prefix"  a CPython installed under one folder (pyenv, ./configure --prefix=...)
   python = "cpython-3.12.8+...-install_only.tar.gz"   a standalone archive brought here by hand
   BUNDLER_PYTHON_MIRROR=DIR   a folder of python-build-standalone archives and their SHA256SUMS
