@@ -92,9 +92,17 @@ class PythonInfo:
         return [shared.resolve()] if loaded and self.libpython in loaded.needed \
             and shared.is_file() else []
 
+    @property
+    def extensions(self) -> Path:
+        """Its lib-dynload: where DESTSHARED says, when that is in its prefix (an unpacked
+        standalone archive records its build's folder), else in its stdlib."""
+        found = self.dynload
+        return found if found and found.is_dir() and found.is_relative_to(self.prefix) \
+            else self.stdlib / "lib-dynload"
+
     def elf_files(self) -> list[Path]:
         """The ELF files its copy takes: the executable, its libraries, lib-dynload's modules."""
-        dynload = self.dynload or self.stdlib / "lib-dynload"
+        dynload = self.extensions
         return [self.executable.resolve(), *self.libraries(),
                 *(sorted(dynload.glob("*.so")) if dynload.is_dir() else [])]
 
@@ -226,11 +234,9 @@ class CopiedCPython:
         # from its own location, as the original did
         stdlib = dest / info.stdlib.relative_to(src)
         _copy_stdlib(info.stdlib, stdlib, info.system)
-        dynload = stdlib / "lib-dynload"
-        if info.dynload and info.dynload.is_dir() and info.dynload.is_relative_to(src) \
-                and not info.dynload.is_relative_to(info.stdlib):
-            dynload = dest / info.dynload.relative_to(src)
-            shutil.copytree(info.dynload, dynload, symlinks=True)
+        dynload = dest / info.extensions.relative_to(src)
+        if info.extensions.is_dir() and not info.extensions.is_relative_to(info.stdlib):
+            shutil.copytree(info.extensions, dynload, symlinks=True)
         if not info.system:
             for item in (src / "lib").glob("libpython*.so*"):
                 _copy_entry(item, dest / "lib" / item.name)

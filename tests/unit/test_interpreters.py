@@ -72,3 +72,15 @@ def test_an_interpreter_that_cannot_start_shows_what_it_said(tmp_path: Path) -> 
     assert said.startswith(f"{copy} cannot start as a Python interpreter (exit 127); it said:")
     assert "libgone-by-test.so.1: cannot open shared object file" in said
     assert "json.dumps" not in said  # the probe's program is not the message
+
+
+def test_lib_dynload_is_where_destshared_says_only_inside_the_prefix(tmp_path: Path) -> None:
+    prefix = tmp_path / "python"
+    (prefix / "lib" / "python3.9" / "lib-dynload").mkdir(parents=True)
+    (tmp_path / "build" / "lib-dynload").mkdir(parents=True)  # the folder a standalone was built in
+    unpacked = replace(GOOD, prefix=prefix, base_prefix=prefix, stdlib=prefix / "lib" / "python3.9",
+                       dynload=tmp_path / "build" / "lib-dynload")
+    assert unpacked.extensions == prefix / "lib" / "python3.9" / "lib-dynload"
+    (prefix / "lib64" / "python3.9" / "lib-dynload").mkdir(parents=True)
+    fedora = replace(unpacked, dynload=prefix / "lib64" / "python3.9" / "lib-dynload")
+    assert fedora.extensions == prefix / "lib64" / "python3.9" / "lib-dynload"
