@@ -8,6 +8,7 @@ etc/app/) and bundler's own records are not covered.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -26,17 +27,26 @@ PLACEHOLDER = b"\x00BUNDLE_ROOT\x00"
 def entry(path: Path, rel: str, reloc: Relocation) -> Entry:
     if path.is_symlink():
         return Entry(link=os.readlink(path))
-    data = path.read_bytes()
+    return entry_of(rel, path.read_bytes(), reloc, bool(path.stat().st_mode & 0o100))
+
+
+def entry_of(rel: str, data: bytes, reloc: Relocation, executable: bool) -> Entry:
+    """The entry of a file `rel` that holds `data`."""
     if rel in reloc.texts:
         data = data.replace(os.fsencode(reloc.prefix), PLACEHOLDER)
     elif rel in reloc.binaries:
         data = canonical_binary(data, os.fsencode(reloc.prefix), PLACEHOLDER)
-    found = Entry.of_bytes(data, executable=bool(path.stat().st_mode & 0o100))
-    if rel.endswith(".pyc") and len(data) >= 16 and data[4] & 1:
+    return entry_of_digest(rel, hashlib.sha256(data).hexdigest(), data[:16], executable)
+
+
+def entry_of_digest(rel: str, sha256: str, head: bytes, executable: bool) -> Entry:
+    """The entry of a file the relocation does not rewrite, from the SHA-256 of its bytes and
+    their first 16."""
+    if rel.endswith(".pyc") and len(head) >= 16 and head[4] & 1:
         # hash-based bytecode: magic number, flags and the hash of its source. Some Pythons
         # (3.7) do not compile the same source to the same bytes; patches compare this instead.
-        return Entry(found.sha256, found.executable, source=data[:16].hex())
-    return found
+        return Entry(sha256, executable, source=head[:16].hex())
+    return Entry(sha256, executable)
 
 
 def walk(bundle: Bundle) -> list[tuple[str, Path]]:

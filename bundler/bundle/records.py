@@ -22,6 +22,7 @@ import tomlkit
 
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
+from bundler.spec.live import LiveManifest
 from bundler.spec.load import read_toml, spec_of
 from bundler.spec.model import Alerts, Health, Listen, Spec
 
@@ -253,7 +254,15 @@ class Manifest:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError as exc:
                 raise BundlerError(f"{path} is missing: this bundle has no manifest") from exc
-        document = read_toml(text, path)
+        return cls._validated(read_toml(text, path), text, path)
+
+    @classmethod
+    def of(cls, live: LiveManifest, text: str | None = None) -> Manifest:
+        """The manifest a live document holds (`text`: its text, when known), unparsed."""
+        return cls._validated(live.plain(), live.text() if text is None else text, live.path)
+
+    @classmethod
+    def _validated(cls, document: dict[str, Any], text: str, path: Path) -> Manifest:
         spec = spec_of(document, text, path)
         raw = document.get("build")
         if not isinstance(raw, dict) or "interpreters" not in raw:

@@ -1,7 +1,7 @@
 """The one safe way into a tree: every archive or patch member is checked against the tree *as it
 will be* after the members before it, and no write ever goes through a link.
 
-`Plan` models a tree: what is on disk under its root (read with lstat, never followed) overlaid
+`Overlay` models a tree: what is on disk under its root (read with lstat, never followed) overlaid
 with what the members so far add or remove. A member is refused when its name is not a plain
 relative path, when a folder on its way is a link or a file, when it would replace a folder, when it
 comes twice, when it lands in a forbidden area, or (a link) when the path it names, followed through
@@ -47,7 +47,7 @@ def check_name(rel: str) -> str | None:
     return None
 
 
-class Plan:
+class Overlay:
     """The tree under `root` (None: an empty one) with the members added so far."""
 
     def __init__(self, root: Path | None = None,
@@ -197,11 +197,11 @@ def check_space(folder: Path, size: int, what: str) -> None:
 
 def extract(archive: Path, dest: Path) -> None:
     """Unpack `archive` into `dest` (a new, empty folder that the caller removes on failure),
-    each member checked by a Plan first; only files, folders, links inside and hard links to earlier
+    each member checked by a Overlay first; only files, folders, links inside and hard links to earlier
     files are admitted, modes lose setuid/setgid/sticky and owners are not restored."""
     from bundler.bundle.archive import read_tar
 
-    plan = Plan(dest)
+    plan = Overlay(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with read_tar(archive) as tar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +13,9 @@ from bundler.cli import jsondocs, output
 from bundler.cli.options import json_option, root_option, timeout_option
 from bundler.cli.shell import complete, complete_log_target
 from bundler.errors import BundlerError, UsageError
+
+if TYPE_CHECKING:
+    from bundler.server.history import HistoryEntry
 
 
 @click.command("start")
@@ -175,22 +178,25 @@ def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
     from bundler.server.history import history
 
     bundle = open_bundle(root)
-    entries = [e for e in history(bundle) if service is None or e.get("service") == service]
+    entries = [e for e in history(bundle)
+               if service is None or e.change is not None and e.change.service == service]
     if as_json:
         jsondocs.emit(jsondocs.history(bundle.root, entries))
         return
     if not entries:
         click.echo("no operations yet")
         return
-    rows = [[str(e.get("at", "-")), str(e.get("user", "-")), str(e.get("op", "-")),
-             str(e.get("service", "-")), _what(e), str(e.get("result", "-"))] for e in entries]
+    rows = [[e.at, e.user, e.op, e.change.service if e.change else "-", _what(e), e.result]
+            for e in entries]
     click.echo(output.columns(["AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
 
 
-def _what(entry: dict[str, Any]) -> str:
-    if "service" in entry:
-        return output.changed(entry).split(": ", 1)[1]
-    return f"bundle version {entry.get('to', '-')} ({entry.get('patch', '-')})"
+def _what(entry: HistoryEntry) -> str:
+    if entry.change is not None:
+        return entry.change.change
+    if entry.installed is not None:
+        return f"bundle version {entry.installed.version} ({entry.installed.patch})"
+    return "-"
 
 
 @click.command("apply")
@@ -250,15 +256,15 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     for change in done.site:
         if change.action != "same":
             click.echo(f"  {change.describe(bundle.layout.site_config)}")
-    for merged in done.plan:  # (once applied, each service's change is told as it is done)
+    for merged in done.merged:  # (once applied, each service's change is told as it is done)
         if merged.kept or merged.conflicts or merged.changes and (
                 merged.kind == "groups" or not converged):
             click.echo(f"  {merged.describe()}")
-    conflicts = sum(1 for m in done.plan if m.conflicts)
+    conflicts = sum(1 for m in done.merged if m.conflicts)
     if dry_run and conflicts:
         raise BundlerError(f"{conflicts} conflict(s): apply refuses this patch unless --prefer "
                            "release|server settles them")
-    if done.outcome is None or not any(m.changes for m in done.plan):
+    if done.outcome is None or not any(m.changes for m in done.merged):
         return
     output.report(done.outcome, done.entries, lambda e: f"  {output.changed(e)}",
                   "every service runs as before the apply (its files stay installed)")

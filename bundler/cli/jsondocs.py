@@ -12,6 +12,7 @@ import click
 if TYPE_CHECKING:
     from bundler.build.plan import Plan
     from bundler.server.apply import Applied
+    from bundler.server.history import HistoryEntry
     from bundler.server.status import ServiceRow
     from bundler.server.verify import Verdict
 
@@ -36,8 +37,8 @@ def status(root: Path, running: bool, rows: list[ServiceRow]) -> Doc:
             "processes": [process(r) for r in rows]}
 
 
-def history(root: Path, entries: list[dict[str, Any]]) -> Doc:
-    return {"root": str(root), "entries": entries}
+def history(root: Path, entries: list[HistoryEntry]) -> Doc:
+    return {"root": str(root), "entries": [e.fields() for e in entries]}
 
 
 def verify(verdict: Verdict) -> Doc:
@@ -85,8 +86,9 @@ def applied(patch: Path, done: Applied, site: str) -> Doc:
         "removed": done.removed, "notes": done.notes,
         "site_config": [{"path": f"{site}/{c.rel}", "action": c.action} for c in done.site],
         "changes": [{"kind": m.kind[:-1], "name": m.name, "change": m.changes, "kept": m.kept,
-                     "conflicts": list(m.conflicts), "describe": m.describe()} for m in done.plan],
-        "conflicts": sum(1 for m in done.plan if m.conflicts),
+                     "conflicts": list(m.conflicts), "describe": m.describe()}
+                    for m in done.merged],
+        "conflicts": sum(1 for m in done.merged if m.conflicts),
     }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from bundler.errors import BundlerError
 
 if TYPE_CHECKING:
+    from bundler.server.history import HistoryEntry
     from bundler.server.status import ServiceRow
     from bundler.server.transact import Outcome
 
@@ -45,10 +46,10 @@ def log_tail(title: str, log: str) -> None:
 PREVIOUS_AGAIN = "nothing changed, the previous definition runs again"  # a change undone
 
 
-def report(outcome: Outcome, entries: list[dict[str, Any]],
-           what: Callable[[dict[str, Any]], str], undone: str) -> None:
+def report(outcome: Outcome, entries: list[HistoryEntry],
+           what: Callable[[HistoryEntry], str], undone: str) -> None:
     """Print what an operation on a bundle did; raise if it had to be undone."""
-    if entries and entries[0]["result"] == "unchanged":
+    if entries and entries[0].result == "unchanged":
         click.echo("nothing to change")
         return
     if outcome.failed:
@@ -64,8 +65,6 @@ def report(outcome: Outcome, entries: list[dict[str, Any]],
         click.echo("supervisord is not running: the change takes effect at the next bin/start")
 
 
-def changed(entry: dict[str, Any]) -> str:
+def changed(entry: HistoryEntry) -> str:
     """One service's change, as the history recorded it."""
-    if "change" not in entry:  # recorded by an older bundler
-        return f"{entry['service']}: code {entry.get('from', '-')} -> {entry.get('to', '-')}"
-    return f"{entry['service']}: {entry['change']}"
+    return entry.change.describe() if entry.change is not None else "-"

@@ -10,40 +10,80 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from bundler.bundle.record import Record
 from bundler.bundle.tree import Bundle
-from bundler.fsutil import write_atomic
 
 
-def commit(bundle: Bundle, ops: list[dict[str, Any]], staged: Path) -> None:
-    """Carry out `ops` in the bundle: {"rel", "put": "file" (taken from staged/rel), "link" (to
-    "target") or None (remove), "existed": whether rel is there now}. All or nothing."""
+@dataclass(frozen=True)
+class Move:
+    """One path of the bundle, replaced or removed."""
+
+    rel: str
+    put: str | None  # "file" (taken from the staged folder), "link" (to `target`), None: removed
+    existed: bool    # whether `rel` is there now (it is saved in the backup folder first)
+    target: str = ""
+
+    @classmethod
+    def to(cls, root: Path, rel: str, put: str | None, target: str = "") -> Move:
+        path = root / rel
+        return cls(rel, put, path.is_symlink() or path.exists(), target)
+
+    def raw(self) -> dict[str, object]:
+        found: dict[str, object] = {"rel": self.rel, "put": self.put}
+        if self.put == "link":
+            found["target"] = self.target
+        found["existed"] = self.existed
+        return found
+
+
+@dataclass(frozen=True)
+class MoveJournal(Record):
+    """.bundler/apply.json: the moves under way, and the folders they create."""
+
+    moves: list[Move]
+    created: list[str]
+
+    def text(self) -> str:
+        return json.dumps({"ops": [m.raw() for m in self.moves], "created": self.created},
+                          indent=0)
+
+    @classmethod
+    def parse(cls, text: str) -> MoveJournal:
+        raw = json.loads(text)
+        moves = [Move(str(m["rel"]), m["put"], bool(m["existed"]), str(m.get("target", "")))
+                 for m in raw["ops"]]
+        return cls(moves, [str(rel) for rel in raw["created"]])
+
+
+def commit(bundle: Bundle, moves: list[Move], staged: Path) -> None:
+    """Carry out `moves` in the bundle (a file put is taken from staged/rel). All or nothing."""
     root, backup = bundle.root, bundle.apply_backup
     shutil.rmtree(backup, ignore_errors=True)
-    created = []
-    for op in ops:
-        parent = (root / op["rel"]).parent
+    created: list[str] = []
+    for move in moves:
+        parent = (root / move.rel).parent
         missing = []
         while not parent.exists():
             missing.append(parent)
             parent = parent.parent
         created += [str(p.relative_to(root)) for p in missing if str(p.relative_to(root)) not in created]
-    write_atomic(bundle.apply_journal, json.dumps({"ops": ops, "created": created}, indent=0))
+    MoveJournal(moves, created).write(bundle.apply_journal)
     try:
-        for op in ops:
-            path = root / op["rel"]
-            if op["existed"]:
-                saved = backup / op["rel"]
+        for move in moves:
+            path = root / move.rel
+            if move.existed:
+                saved = backup / move.rel
                 saved.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, saved)
-            if op["put"] is not None:
+            if move.put is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                if op["put"] == "link":
-                    path.symlink_to(op["target"])
+                if move.put == "link":
+                    path.symlink_to(move.target)
                 else:
-                    os.replace(staged / op["rel"], path)
+                    os.replace(staged / move.rel, path)
     except BaseException:
         undo(bundle)
         raise
@@ -56,18 +96,18 @@ def undo(bundle: Bundle) -> bool:
     journal_path = bundle.apply_journal
     if not journal_path.exists():
         return False
-    journal = json.loads(journal_path.read_text())
+    journal = MoveJournal.read(journal_path)
     root, backup = bundle.root, bundle.apply_backup
-    for op in reversed(journal["ops"]):
-        path, saved = root / op["rel"], backup / op["rel"]
-        if op["existed"]:
+    for move in reversed(journal.moves):
+        path, saved = root / move.rel, backup / move.rel
+        if move.existed:
             if saved.is_symlink() or saved.exists():
                 if path.is_symlink() or path.is_file():
                     path.unlink()
                 os.replace(saved, path)
         elif path.is_symlink() or path.exists():
             path.unlink()
-    for rel in sorted(journal["created"], key=len, reverse=True):
+    for rel in sorted(journal.created, key=len, reverse=True):
         try:
             (root / rel).rmdir()
         except OSError:

@@ -3,30 +3,125 @@ applied, one JSON line each, appended; what `bin/bundler history` shows and `rol
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from bundler.bundle.record import Record
 from bundler.bundle.render import PRIVATE
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.spec.edit import describe_change
+from bundler.spec.live import Definition
 
 
-def stamp(bundle: Bundle, op: str, entries: list[dict[str, Any]], result: str) -> list[dict[str, Any]]:
-    """Append the operation to the bundle's history; return the entries as written."""
+@dataclass(frozen=True)
+class ServiceChange:
+    """What one change did to a service: its definition before and after (None: absent), the
+    group it was in, and that said in a line ("code: v1 -> v3", "added")."""
+
+    service: str
+    before: Definition | None
+    after: Definition | None
+    group: str | None = None
+    change: str = ""
+
+    @classmethod
+    def of(cls, service: str, before: Definition | None, after: Definition | None,
+           group: str | None) -> ServiceChange:
+        return cls(service, before, after, group, describe_change(before, after))
+
+    def describe(self) -> str:
+        return f"{self.service}: {self.change}"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A release whose files an apply installed."""
+
+    version: str
+    patch: str                    # the archive's file name
+    signed_by: str | None = None  # the fingerprint of the key that signed it
+
+
+@dataclass(frozen=True)
+class HistoryEntry(Record):
+    """One line of the history: an operation, and either the service it changed or the release
+    it installed."""
+
+    op: str
+    result: str                   # "ok", "config only", "rolled back" ("unchanged" is not kept)
+    change: ServiceChange | None = None
+    installed: Installed | None = None
+    at: str = ""
+    user: str = ""
+
+    def fields(self) -> dict[str, object]:
+        """The line's JSON object, keys in the order they are written."""
+        found: dict[str, object] = {"at": self.at, "user": self.user, "op": self.op}
+        if self.change is not None:
+            c = self.change
+            found["service"] = c.service
+            if c.before is not None and "code" in c.before:
+                found["from"] = c.before["code"]
+            if c.after is not None and "code" in c.after:
+                found["to"] = c.after["code"]
+            found.update(change=c.change, before=_plain(c.before), after=_plain(c.after))
+            if c.group:
+                found["group"] = c.group
+        if self.installed is not None:
+            found.update(to=self.installed.version, patch=self.installed.patch)
+            if self.installed.signed_by:
+                found["signed_by"] = self.installed.signed_by
+        found["result"] = self.result
+        return found
+
+    def text(self) -> str:
+        return json.dumps(self.fields()) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> HistoryEntry:
+        try:
+            raw = json.loads(text)
+            change = installed = None
+            if "service" in raw:
+                change = ServiceChange(str(raw["service"]), _definition(raw["before"]),
+                                       _definition(raw["after"]), raw.get("group"),
+                                       str(raw["change"]))
+            elif "patch" in raw:
+                installed = Installed(str(raw["to"]), str(raw["patch"]), raw.get("signed_by"))
+            return cls(str(raw["op"]), str(raw["result"]), change, installed, str(raw["at"]),
+                       str(raw["user"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a history entry: {exc!r}") from None
+
+
+def _plain(definition: Definition | None) -> dict[str, object] | None:
+    return None if definition is None else definition.plain()
+
+
+def _definition(raw: Mapping[str, object] | None) -> Definition | None:
+    return None if raw is None else Definition(dict(raw))
+
+
+def stamp(bundle: Bundle, entries: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Append the entries to the bundle's history, with the time and the user; return them as
+    written. Entries of a change that changed nothing are returned, not kept."""
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    stamped = [{"at": at, "user": _user(), "op": op, **entry, "result": result} for entry in entries]
-    if result != "unchanged":
+    stamped = [dataclasses.replace(e, at=at, user=_user()) for e in entries]
+    kept = [e for e in stamped if e.result != "unchanged"]
+    if kept:
         # the definitions recorded hold the services' environments: private, like bundle.toml
         fd = os.open(bundle.history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
         mode = os.fstat(fd).st_mode & 0o777
         if mode & ~PRIVATE:
             os.fchmod(fd, mode & PRIVATE)
         with open(fd, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(e) + "\n" for e in stamped)
+            f.writelines(e.text() for e in kept)
     return stamped
 
 
@@ -37,7 +132,7 @@ def _user() -> str:
         return "?"
 
 
-def history(bundle: Bundle) -> list[dict[str, Any]]:
+def history(bundle: Bundle) -> list[HistoryEntry]:
     try:
         lines = bundle.history.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -45,7 +140,7 @@ def history(bundle: Bundle) -> list[dict[str, Any]]:
     entries = []
     for line in lines:
         try:
-            entries.append(json.loads(line))
+            entries.append(HistoryEntry.parse(line))
         except ValueError:
             continue  # a line cut short
     return entries
@@ -55,26 +150,10 @@ def history(bundle: Bundle) -> list[dict[str, Any]]:
 CHANGES = ("switch", "set", "rollback", "add-service", "remove-service", "apply")
 
 
-def entry(service: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
-          group: str | None = None) -> dict[str, Any]:
-    """What a change did to `service`: its definition before and after (None: absent)."""
-    found: dict[str, Any] = {"service": service}
-    if before is not None and "code" in before:
-        found["from"] = before["code"]
-    if after is not None and "code" in after:
-        found["to"] = after["code"]
-    found["change"] = describe_change(before, after)
-    found.update(before=before, after=after)
-    if group:
-        found["group"] = group
-    return found
-
-
-def last_change(bundle: Bundle, service: str) -> dict[str, Any]:
+def last_change(bundle: Bundle, service: str) -> ServiceChange:
     """The last change of `service` that took effect."""
     for found in reversed(history(bundle)):
-        if found.get("service") == service and found.get("op") in CHANGES \
-                and found.get("result") in ("ok", "config only") \
-                and ("before" in found or "from" in found):
-            return dict(found)
+        if found.change is not None and found.change.service == service \
+                and found.op in CHANGES and found.result in ("ok", "config only"):
+            return found.change
     raise BundlerError(f"no change of {service} in this bundle's history: nothing to roll back to")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle.records import SiteDefaults
-from bundler.bundle.safetree import Plan, Refused
+from bundler.bundle.safetree import Overlay, Refused
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file, write_atomic
@@ -32,11 +32,11 @@ class SiteChange:
                 "same": f"{path}: unchanged"}[self.action]
 
 
-def plan(bundle: Bundle, shipped: Mapping[str, str]) -> list[SiteChange]:
+def changes(bundle: Bundle, shipped: Mapping[str, str]) -> list[SiteChange]:
     """What installing the defaults `shipped` (path -> SHA-256) would do; refuses paths that
     would be written through a link or over a folder."""
     site = bundle.layout.site_config
-    checks = Plan(bundle.root, lambda rel: None if rel.startswith(site + "/") else
+    checks = Overlay(bundle.root, lambda rel: None if rel.startswith(site + "/") else
                   "is outside the site configuration")
     recorded = SiteDefaults.read(bundle.site_defaults).files
     changes = []
@@ -64,7 +64,7 @@ def plan(bundle: Bundle, shipped: Mapping[str, str]) -> list[SiteChange]:
 
 def install(bundle: Bundle, changes: list[SiteChange], staged: Path,
             shipped: Mapping[str, str]) -> None:
-    """Carry out `changes` (from plan()) with the files staged in `staged`."""
+    """Carry out `changes` (from changes()) with the files staged in `staged`."""
     for change in changes:
         if change.action == "same":
             continue

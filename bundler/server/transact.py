@@ -18,28 +18,26 @@ import os
 import shutil
 import time
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import tomlkit
 from supervisor.xmlrpc import Faults
-from tomlkit.exceptions import TOMLKitError
-from tomlkit.toml_document import TOMLDocument
 
 from bundler import progress
 from bundler.bundle import integrity
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR
+from bundler.bundle.record import Record
 from bundler.bundle.records import Manifest
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
-from bundler.server import filemoves
-from bundler.server.history import stamp
+from bundler.server import filemoves, history
+from bundler.server.history import HistoryEntry, ServiceChange
 from bundler.server.monitor import probes
 from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect, waiting_for
-from bundler.spec.checker import toml_error
+from bundler.spec.live import LiveManifest
 from bundler.spec.model import Service
 
 _ACTIVE = ("RUNNING", "STARTING", "BACKOFF")
@@ -84,38 +82,60 @@ class Outcome:
     failed: list[Failure]      # not empty: the change was rolled back
 
 
-Change = Callable[[TOMLDocument], list[dict[str, Any]]]  # edits the manifest, returns history
+Change = Callable[[LiveManifest], "list[ServiceChange]"]  # edits the manifest: what it did
 
 
-def transact(bundle: Bundle, op: str, change: Change, timeout: float) -> tuple[Outcome,
-                                                                                list[dict[str, Any]]]:
-    """Apply `change` to the manifest and to what runs; undo it all if a process fails."""
-    with bundle.locked():
-        recover(bundle)
-        old = Manifest.read(bundle.manifest)
-        try:
-            doc = tomlkit.parse(old.text)
-        except TOMLKitError as exc:
-            raise toml_error(exc, old.text, bundle.manifest) from exc
-        entries = change(doc)
-        new = Manifest.read(bundle.manifest, tomlkit.dumps(doc))
-        for service in new.spec.services.values():
-            if old.spec.services.get(service.name) != service:
-                check_runnable(bundle, new, service)
-        files, groups = _plan_files(bundle, old, new)
-        sup = connect(bundle, timeout=max(timeout, 60.0))
-        live = sup.alive()
-        if not files:
-            return Outcome(live, []), stamp(bundle, op, entries, "unchanged")
-        _write_journal(bundle, old.text, files, groups)
-        _write_files(bundle, new.text, files)
-        failed = _update(sup, groups, timeout, _health_gate(bundle, new)) if live else []
-        if failed:
-            _restore(bundle, sup if live else None)
-        else:
-            bundle.transaction.unlink()
-        result = "rolled back" if failed else "ok" if live else "config only"
-        return Outcome(live, failed), stamp(bundle, op, entries, result)
+def transact(bundle: Bundle, op: str, change: Change, timeout: float,
+             current: tuple[LiveManifest, Manifest] | None = None,
+             also: list[HistoryEntry] | None = None) -> tuple[Outcome, list[HistoryEntry]]:
+    """Apply `change` to the manifest and to what runs; undo it all if a process fails. The
+    caller holds the lock when it passes the manifest it has read (`current`: as a document and
+    as the model), and gives the entries to stamp with this one's (`also`)."""
+    if current is None:
+        with bundle.locked():
+            recover(bundle)
+            return _transact(bundle, op, change, timeout, _read(bundle), also or [])
+    return _transact(bundle, op, change, timeout, current, also or [])
+
+
+def _read(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
+    try:
+        text = bundle.manifest.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise BundlerError(f"{bundle.manifest} is missing: this bundle has no manifest") from exc
+    live = LiveManifest.parse(text, bundle.manifest)
+    return live, Manifest.of(live, text)
+
+
+def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
+              current: tuple[LiveManifest, Manifest], also: list[HistoryEntry]
+              ) -> tuple[Outcome, list[HistoryEntry]]:
+    live, old = current
+    changes = change(live)
+    new = Manifest.of(live)
+    for service in new.spec.services.values():
+        if old.spec.services.get(service.name) != service:
+            check_runnable(bundle, new, service)
+    files, groups = _plan_files(bundle, old, new)
+    sup = connect(bundle, timeout=max(timeout, 60.0))
+    live_sup = sup.alive()
+    if not files:
+        return Outcome(live_sup, []), _stamp(bundle, op, changes, "unchanged", also)
+    TransactionJournal(old.text, _old_files(bundle, files), groups).write(bundle.transaction)
+    _write_files(bundle, new.text, files)
+    failed = _update(sup, groups, timeout, _health_gate(bundle, new)) if live_sup else []
+    if failed:
+        _restore(bundle, sup if live_sup else None)
+    else:
+        bundle.transaction.unlink()
+    result = "rolled back" if failed else "ok" if live_sup else "config only"
+    return Outcome(live_sup, failed), _stamp(bundle, op, changes, result, also)
+
+
+def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str,
+           also: list[HistoryEntry]) -> list[HistoryEntry]:
+    entries = [HistoryEntry(op, result, change=c) for c in changes]
+    return history.stamp(bundle, [*also, *entries])[len(also):]
 
 
 def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
@@ -173,17 +193,34 @@ def _plan_files(bundle: Bundle, old: Manifest, new: Manifest) -> tuple[dict[str,
     return files, sorted(groups)
 
 
-def _write_journal(bundle: Bundle, manifest: str, files: dict[str, str | None],
-                   groups: list[str]) -> None:
+@dataclass(frozen=True)
+class TransactionJournal(Record):
+    """.bundler/transaction.json: what to write back to undo a change under way: the manifest,
+    each conf.d file as it was (None: it was not there), and the groups to update then."""
+
+    manifest: str
+    files: Mapping[str, str | None]
+    groups: list[str]
+
+    def text(self) -> str:
+        return json.dumps({"manifest": self.manifest, "files": dict(self.files),
+                           "groups": self.groups}, indent=1)
+
+    @classmethod
+    def parse(cls, text: str) -> TransactionJournal:
+        raw = json.loads(text)
+        return cls(str(raw["manifest"]), dict(raw["files"]), list(raw["groups"]))
+
+
+def _old_files(bundle: Bundle, files: Mapping[str, str | None]) -> dict[str, str | None]:
     old_files = {}
     for name in files:
         path = bundle.programs / name
         old_files[name] = path.read_text(encoding="utf-8") if path.is_file() else None
-    write_atomic(bundle.transaction, json.dumps(
-        {"manifest": manifest, "files": old_files, "groups": groups}, indent=1))
+    return old_files
 
 
-def _write_files(bundle: Bundle, manifest: str, files: dict[str, str | None]) -> None:
+def _write_files(bundle: Bundle, manifest: str, files: Mapping[str, str | None]) -> None:
     like = bundle.manifest.stat()  # bin/start gave it the group supervisord runs with
     for name, text in files.items():
         path = bundle.programs / name
@@ -213,10 +250,10 @@ def recover(bundle: Bundle) -> bool:
 
 
 def _restore(bundle: Bundle, sup: Supervisor | None) -> None:
-    journal = json.loads(bundle.transaction.read_text())
-    _write_files(bundle, journal["manifest"], journal["files"])
+    journal = TransactionJournal.read(bundle.transaction)
+    _write_files(bundle, journal.manifest, journal.files)
     if sup is not None:
-        _update(sup, journal["groups"], 60.0)  # the old processes, as they were
+        _update(sup, journal.groups, 60.0)  # the old processes, as they were
     bundle.transaction.unlink()
 
 

@@ -73,7 +73,7 @@ def _signature(bundle: Bundle) -> tuple[str, str | None]:
         sig = signing.Signature.parse(bundle.signature.read_bytes())
         signing.check(sig, "bundle", bundle.checksums.read_bytes(), trusted)
     except BundlerError as exc:
-        if any(entry.get("op") == "apply" for entry in history.history(bundle)):
+        if any(entry.op == "apply" for entry in history.history(bundle)):
             return ("signature the build's no longer covers its checksums: patches were applied "
                     "since (bin/bundler history shows who signed them)"), None
         return f"signature BAD: {exc}", f"its signature is not valid ({exc})"

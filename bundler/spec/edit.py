@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,7 @@ def service_table(doc: TOMLDocument, name: str) -> dict[str, Any] | None:
     return None if table is None else dict(table.unwrap())
 
 
-def put_service(doc: TOMLDocument, name: str, table: dict[str, Any] | None,
+def put_service(doc: TOMLDocument, name: str, table: Mapping[str, object] | None,
                 group: str | None = None) -> None:
     """Make service `name` exactly `table` (None: remove it); a service that comes back joins
     `group` again."""
@@ -238,7 +238,7 @@ def put_service(doc: TOMLDocument, name: str, table: dict[str, Any] | None,
             entry[key] = _toml_value(value)
 
 
-def put_group(doc: TOMLDocument, name: str, table: dict[str, Any] | None) -> None:
+def put_group(doc: TOMLDocument, name: str, table: Mapping[str, object] | None) -> None:
     """Make group `name` exactly `table` (None: remove it)."""
     groups = _super_table(doc, "groups")
     if table is None:
@@ -250,7 +250,7 @@ def put_group(doc: TOMLDocument, name: str, table: dict[str, Any] | None) -> Non
     groups[name] = entry
 
 
-def _toml_value(value: Any) -> Any:
+def _toml_value(value: object) -> Any:
     """Tables inside a service (environment, health) stay inline, as a user writes them."""
     if isinstance(value, dict):
         inline = tomlkit.inline_table()
@@ -259,7 +259,8 @@ def _toml_value(value: Any) -> Any:
     return value
 
 
-def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+def describe_change(before: Mapping[str, object] | None, after: Mapping[str, object] | None
+                    ) -> str:
     """What changed between two definitions of a service: 'code: v1 -> v3; python: base ->
     envs/pytest', 'added', 'removed'."""
     if before is None:
@@ -267,7 +268,7 @@ def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None)
     if after is None:
         return "removed"
 
-    def value(table: dict[str, Any], key: str) -> Any:
+    def value(table: Mapping[str, object], key: str) -> object:
         return table.get(key, SHOWN_DEFAULTS.get(key))
 
     keys = sorted(k for k in {*before, *after} if value(before, k) != value(after, k))
@@ -278,7 +279,7 @@ def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None)
 SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the key has
 
 
-def show_value(value: Any) -> str:
+def show_value(value: object) -> str:
     return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 

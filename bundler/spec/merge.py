@@ -10,13 +10,12 @@ is a conflict, which `prefer` ("release" or "server") settles.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bundler.spec.edit import describe_change, show_value
-from bundler.spec.model import normalize_python
+from bundler.spec.live import Definition, Definitions
 
-Table = dict[str, Any]
 KINDS = ("services", "groups")
 
 
@@ -24,9 +23,9 @@ KINDS = ("services", "groups")
 class Merged:
     kind: str                 # "services" or "groups"
     name: str
-    server: Table | None      # what the server has now
-    release: Table | None     # what the release says
-    result: Table | None      # what it will have (None: removed)
+    server: Definition | None   # what the server has now
+    release: Definition | None  # what the release says
+    result: Definition | None   # what it will have (None: removed)
     conflicts: tuple[str, ...] = ()  # keys changed on both sides to different values
     kept: bool = False        # the server's own change, kept
 
@@ -49,36 +48,19 @@ class Merged:
         return f"{what}: keeps this server's change" if self.kept else f"{what}: unchanged"
 
 
-def definitions(document: Any) -> dict[str, dict[str, Table]]:
-    """The services and groups of a bundle.toml (a parsed document, or None) as plain data.
-    Raises ValueError when they are not tables of tables."""
-    found: dict[str, dict[str, Table]] = {kind: {} for kind in KINDS}
-    for kind in KINDS:
-        tables = (document or {}).get(kind, {})
-        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
-            raise ValueError(f"[{kind}] is not a table of tables")
-        for name, table in tables.items():
-            plain = dict(table.unwrap() if hasattr(table, "unwrap") else table)
-            if kind == "services":  # "pyocr", "envs/pyocr/", absent: the same for a merge
-                env = normalize_python(str(plain.get("python", "base")))
-                plain["python"] = env if env == "base" else f"envs/{env}"
-            found[kind][str(name)] = plain
-    return found
-
-
-def merge(base: dict[str, dict[str, Table]], server: dict[str, dict[str, Table]],
-          release: dict[str, dict[str, Table]], prefer: str | None = None) -> list[Merged]:
+def merge(base: Definitions, server: Definitions, release: Definitions,
+          prefer: str | None = None) -> list[Merged]:
     """Every service and group the three sides name, merged."""
     merged = []
     for kind in KINDS:
-        b, s, r = base[kind], server[kind], release[kind]
+        b, s, r = base.of(kind), server.of(kind), release.of(kind)
         for name in sorted({*b, *s, *r}):
             merged.append(_one(kind, name, b.get(name), s.get(name), r.get(name), prefer))
     return merged
 
 
-def _one(kind: str, name: str, base: Table | None, server: Table | None, release: Table | None,
-         prefer: str | None) -> Merged:
+def _one(kind: str, name: str, base: Definition | None, server: Definition | None,
+         release: Definition | None, prefer: str | None) -> Merged:
     if server == release:
         return Merged(kind, name, server, release, server)
     if release == base:
@@ -88,8 +70,9 @@ def _one(kind: str, name: str, base: Table | None, server: Table | None, release
     if server is None or release is None:  # removed on one side, changed on the other
         chosen = {"release": release, "server": server}.get(prefer or "", server)
         return Merged(kind, name, server, release, chosen, () if prefer else ("(removed)",))
-    result, conflicts = {}, []
-    old = base or {}
+    result: dict[str, object] = {}
+    conflicts = []
+    old: Mapping[str, object] = base or {}
     for key in sorted({*old, *server, *release}):
         here, there = server.get(key), release.get(key)
         if here == there or there == old.get(key):
@@ -101,4 +84,5 @@ def _one(kind: str, name: str, base: Table | None, server: Table | None, release
             value = there if prefer == "release" else here
         if value is not None:
             result[key] = value
-    return Merged(kind, name, server, release, result, () if prefer else tuple(conflicts))
+    return Merged(kind, name, server, release, Definition(result),
+                  () if prefer else tuple(conflicts))

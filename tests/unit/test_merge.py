@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import pytest
-import tomlkit
 
-from bundler.spec.merge import Merged, definitions, merge
+from bundler.spec.live import Definitions, LiveManifest
+from bundler.spec.merge import Merged, merge
 
 BASE = """
 [services.a]
@@ -24,8 +24,8 @@ programs = ["a", "b"]
 """
 
 
-def _defs(text: str) -> dict[str, dict[str, dict[str, Any]]]:
-    return definitions(tomlkit.parse(text))
+def _defs(text: str) -> Definitions:
+    return LiveManifest.parse(text, Path("bundle.toml")).definitions()
 
 
 def _by_name(found: list[Merged]) -> dict[str, Merged]:

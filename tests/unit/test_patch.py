@@ -20,6 +20,7 @@ from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.server import apply as patch
 from bundler.server import filemoves
+from bundler.spec.live import LiveManifest
 from tests.unit.tiny import MANIFEST
 from tests.unit.tiny import files_of as _tree
 
@@ -109,12 +110,18 @@ def test_safe_relative_paths(rel: str, ok: bool) -> None:
     assert (check_name(rel) is None) is ok
 
 
+def _take_release(server: str, release: str) -> str:
+    live = LiveManifest.parse(server, Path("bundle.toml"))
+    live.take_release(LiveManifest.parse(release, Path("release.toml")))
+    return live.text()
+
+
 def test_merge_manifest_takes_code_and_envs_and_leaves_services_to_converge() -> None:
     server = MANIFEST.replace('code = "v1"', 'code = "v1"\n# a comment kept')
     new = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
         .replace('code = "v1"\n', 'code = "v2"\n').replace('version = "1"', 'version = "2"') \
         + '[services.api]\ncommand = "python -m api"\ncode = "v2"\n'
-    merged = patch.merge_manifest(server, new)
+    merged = _take_release(server, new)
     doc = tomlkit.parse(merged)
     assert doc["services"]["web"]["code"] == "v1" and "api" not in doc["services"]
     assert "v2" in doc["code"] and doc["bundle"]["version"] == "2"
@@ -137,7 +144,7 @@ def test_old_checksums_from_an_archive_a_tree_or_a_file(tiny: Bundle, tmp_path: 
 def test_merge_takes_the_default_base_of_a_spec_without_one() -> None:
     server = MANIFEST.replace('[base]\npython = "current"\n', '[base]\npython = "/opt/py"\n')
     new = MANIFEST.replace('[base]\npython = "current"\n', "").replace('version = "1"', 'version = "2"')
-    merged = patch.merge_manifest(server, new)
+    merged = _take_release(server, new)
     doc = tomlkit.parse(merged)
     assert "base" not in doc and doc["bundle"]["version"] == "2"
     assert doc["build"]["code"]["v1"]["folder"] == "app_v1"
@@ -200,7 +207,7 @@ def test_apply_merges_the_release_with_the_servers_own_changes(tiny: Bundle, tmp
     source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2)
     before = _tree(tiny.root)
     dry = patch.apply(tiny, source, dry_run=True)
-    assert [m.describe() for m in dry.plan if m.changes] == \
+    assert [m.describe() for m in dry.merged if m.changes] == \
         ["service api: added", "service web: code: v1 -> v2"]
     assert _tree(tiny.root) == before
     done = patch.apply(tiny, source)
@@ -210,10 +217,11 @@ def test_apply_merges_the_release_with_the_servers_own_changes(tiny: Bundle, tmp
                 "environment": {"MODE": "site"}},
         "api": {"command": "python -m api", "code": "v2", "python": "base"}}
     assert tiny.release_record.read_text() == RELEASE_2
-    assert [(e["service"], e["change"]) for e in done.entries] == \
+    assert [(e.change.service, e.change.change) for e in done.entries if e.change] == \
         [("api", "added"), ("web", "code: v1 -> v2")]
     rolled = services.rollback(tiny, "web", 5)[1]
-    assert rolled[0]["change"] == "code: v2 -> v1" and _services(tiny)["web"]["code"] == "v1"
+    assert rolled[0].change is not None and rolled[0].change.change == "code: v2 -> v1"
+    assert _services(tiny)["web"]["code"] == "v1"
 
 
 def test_a_conflict_refuses_the_patch_unless_a_side_is_preferred(tiny: Bundle,

@@ -1,0 +1,186 @@
+"""The server's typed records of its manifest and its changes: the live manifest (spec/live.py),
+the history's entries, the journals of apply and of a transaction; and that an apply reads each
+manifest once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from bundler.bundle.tree import Bundle
+from bundler.errors import UsageError
+from bundler.server import apply, history, services
+from bundler.server.filemoves import Move, MoveJournal
+from bundler.server.history import HistoryEntry, Installed, ServiceChange
+from bundler.server.transact import TransactionJournal
+from bundler.spec import merge
+from bundler.spec.live import Definition, LiveManifest
+from tests.unit.test_patch import RELEASE_2, _patch
+from tests.unit.tiny import MANIFEST
+
+SPEC = '''# the operator's notes
+[bundle]
+name = "x"
+version = "1"
+[code.v1]
+path = "a"
+[code.v2]
+path = "b"
+[envs.pyocr]
+virtualenv = "base"
+[services.web]  # the public one
+command = "python -m web"
+code = "v1"
+python = "envs/pyocr/"
+environment = { MODE = "prod" }
+[services.job]
+command = "python -m job"
+code = "v1"
+[groups.all]
+programs = ["web", "job"]
+[build.interpreters.base]
+folder = "."
+'''
+
+
+def _live(text: str = SPEC) -> LiveManifest:
+    return LiveManifest.parse(text, Path("bundle.toml"))
+
+
+def test_a_live_manifest_reads_services_as_definitions_and_edits_keep_comments() -> None:
+    live = _live()
+    assert live.version == "1" and live.code_versions() == ["v1", "v2"]
+    assert live.interpreters() == ["base", "pyocr"]
+    web = live.service("web")
+    assert isinstance(web, Definition) and web["code"] == "v1"
+    assert web == {"command": "python -m web", "code": "v1", "python": "envs/pyocr/",
+                   "environment": {"MODE": "prod"}}
+    assert live.definitions().services["web"]["python"] == "envs/pyocr"  # as the merge sees it
+    assert live.definitions().services["job"]["python"] == "base"
+    assert live.group_of("job") == "all" and live.group_members("all") == ["web", "job"]
+    live.switch("web", "v2", "base")
+    live.set_keys("job", {"environment.LEVEL": "debug", "startsecs": 3}, [])
+    text = live.text()
+    assert "# the operator's notes" in text and "# the public one" in text
+    again = tomlkit.parse(text).unwrap()["services"]
+    assert again["web"]["code"] == "v2" and again["web"]["python"] == "base"
+    assert again["job"]["environment"] == {"LEVEL": "debug"} and again["job"]["startsecs"] == 3
+    with pytest.raises(UsageError, match="no code version 'v9' in this bundle"):
+        live.switch("web", "v9", None)
+    with pytest.raises(UsageError, match="no interpreter 'nope'"):
+        live.switch("web", None, "nope")
+
+
+def test_a_service_put_back_and_removed_through_its_definition() -> None:
+    live = _live()
+    web = live.service("web")
+    live.remove_service("web")
+    assert live.service("web") is None and live.group_members("all") == ["job"]
+    live.put_service("web", web, "all")
+    assert live.service("web") == web and live.group_of("web") == "all"
+    live.put_group("all", Definition({"programs": ["job"]}))
+    assert live.group_of("web") is None
+
+
+def test_a_release_is_taken_without_its_services_and_a_broken_one_is_a_value_error() -> None:
+    live = _live()
+    release = _live(SPEC.replace('version = "1"', 'version = "2"').replace(
+        '[code.v2]', '[code.v3]\npath = "c"\n[code.v2]').replace('code = "v1"', 'code = "v3"'))
+    live.take_release(release)
+    assert live.version == "2" and "v3" in live.code_versions()
+    assert live.service("web") is not None and live.service("web")["code"] == "v1"  # type: ignore[index]
+    assert live.differing(release, ("supervisor", "metrics")) == []
+    assert live.differing(_live(SPEC + "[metrics]\nport = 9\n"), ("supervisor", "metrics")) \
+        == ["metrics"]
+    with pytest.raises(ValueError):
+        live.take_release(_live("[bundle]\nversion = '3'\n"))  # no [build]
+
+
+SWITCH_LINE = ('{"at": "2026-12-03T10:00:00Z", "user": "ops", "op": "switch", "service": "web", '
+               '"from": "v1", "to": "v2", "change": "code: v1 -> v2", '
+               '"before": {"code": "v1"}, "after": {"code": "v2"}, "group": "all", '
+               '"result": "ok"}\n')
+APPLY_LINE = ('{"at": "2026-12-03T10:00:00Z", "user": "ops", "op": "apply", "to": "2", '
+              '"patch": "x-2.patch.tar.gz", "signed_by": "SHA256:abc", "result": "ok"}\n')
+
+
+def test_history_entries_are_written_as_format_1_and_read_back() -> None:
+    change = ServiceChange.of("web", Definition({"code": "v1"}), Definition({"code": "v2"}),
+                              "all")
+    switched = HistoryEntry("switch", "ok", change=change, at="2026-12-03T10:00:00Z",
+                            user="ops")
+    assert switched.text() == SWITCH_LINE and HistoryEntry.parse(SWITCH_LINE) == switched
+    installed = HistoryEntry("apply", "ok", installed=Installed("2", "x-2.patch.tar.gz",
+                                                                 "SHA256:abc"),
+                             at="2026-12-03T10:00:00Z", user="ops")
+    assert installed.text() == APPLY_LINE and HistoryEntry.parse(APPLY_LINE) == installed
+    added = ServiceChange.of("new", None, Definition({"command": "x"}), None)
+    assert added.change == "added" and '"from"' not in HistoryEntry("add-service", "ok",
+                                                                     change=added).text()
+    for damaged in ('{"at": "x"}', "[1, 2]", '{"op": "switch", "service": "web"'):
+        with pytest.raises(ValueError):
+            HistoryEntry.parse(damaged)
+
+
+def test_the_history_skips_a_line_cut_short_and_keeps_no_unchanged_entry(tiny: Bundle) -> None:
+    tiny.history.write_text(SWITCH_LINE + SWITCH_LINE[:40] + "\n" + APPLY_LINE)
+    assert [e.op for e in history.history(tiny)] == ["switch", "apply"]
+    change = ServiceChange.of("web", None, None, None)
+    written = history.stamp(tiny, [HistoryEntry("set", "unchanged", change=change)])
+    assert written[0].at and len(history.history(tiny)) == 2
+    assert history.last_change(tiny, "web").after == {"code": "v2"}
+
+
+def test_the_journals_are_records_in_their_format_1() -> None:
+    moves = MoveJournal([Move("a/b.py", "file", True), Move("a/l", "link", False, "b.py"),
+                         Move("gone.py", None, True)], ["a"])
+    text = moves.text()
+    assert json.loads(text) == {"ops": [
+        {"rel": "a/b.py", "put": "file", "existed": True},
+        {"rel": "a/l", "put": "link", "target": "b.py", "existed": False},
+        {"rel": "gone.py", "put": None, "existed": True}], "created": ["a"]}
+    assert MoveJournal.parse(text) == moves
+    journal = TransactionJournal("[bundle]\n", {"web.ini": "[program:web]\n", "new.ini": None},
+                                 ["web"])
+    assert TransactionJournal.parse(journal.text()) == journal
+    assert json.loads(journal.text())["files"] == {"web.ini": "[program:web]\n", "new.ini": None}
+
+
+def test_an_apply_reads_each_manifest_once_merges_once_and_stamps_once(
+        tiny: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()  # what check_runnable looks for
+    base = MANIFEST.replace('version = "1"', 'version = "1" # as built')
+    tiny.release_record.write_text(base)
+    source = _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2)
+    parsed: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    real_parse, real_merge, real_stamp = tomlkit.parse, merge.merge, history.stamp
+
+    def parse(text: str) -> tomlkit.TOMLDocument:
+        parsed[text] += 1
+        return real_parse(text)
+
+    def counted(name: str, real):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(tomlkit, "parse", parse)
+    monkeypatch.setattr(merge, "merge", counted("merge", real_merge))
+    monkeypatch.setattr(history, "stamp", counted("stamp", real_stamp))
+    done = apply.apply(tiny, source)
+    assert done.outcome is not None and [e.change.service for e in done.entries if e.change] \
+        == ["api", "web"]
+    assert parsed == {MANIFEST: 1, RELEASE_2: 1, base: 1}  # the bundle's, the release's, the base
+    assert calls == {"merge": 1, "stamp": 1}
+    ops = [e.op for e in history.history(tiny)]
+    assert ops == ["apply", "apply", "apply"]  # the release, then each service it moved
+    rolled = services.rollback(tiny, "web", 5)[1]
+    assert rolled[0].change is not None and rolled[0].change.change == "code: v2 -> v1"
+
