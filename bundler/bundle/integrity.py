@@ -91,8 +91,8 @@ def load(root: Path) -> dict[str, Entry]:
     try:
         return Checksums.read(root / CHECKSUMS_RECORD).files
     except FileNotFoundError as exc:
-        raise BundlerError(f"{root} has no checksums ({CHECKSUMS_RECORD}): it was built by an "
-                           "older bundler") from exc
+        raise BundlerError(f"{root} has no checksums ({CHECKSUMS_RECORD}): it is not a bundle "
+                           "bundler built, or its records were removed") from exc
 
 
 def refresh(bundle: Bundle, rels: Iterable[str]) -> None:

@@ -266,11 +266,10 @@ def _update(sup: Supervisor, groups: list[str], timeout: float,
     with `gate`, did not pass their service's health probe). Inside a group that stays, the
     processes change one at a time, each gated before the next: a numprocs service always has
     one running."""
-    rolling = "bundler.replace" in sup.proxy.system.listMethods()  # older supervisord: per group
     for group in groups:
         before = {p.name: p for p in sup.processes() if p.group == group}
         diff = sup.proxy.bundler.diff(group)
-        whole = not before or not rolling or group == MONITOR or (  # an event listener pool
+        whole = not before or group == MONITOR or (  # an event listener pool
             not diff["changed"] and not diff["added"] and set(diff["removed"]) == set(before))
         if whole:
             failed = _update_group(sup, group, before, diff, timeout, gate)
@@ -283,7 +282,7 @@ def _update(sup: Supervisor, groups: list[str], timeout: float,
 
 def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
                   diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
-    """A group added, removed, or changed all at once (a supervisord without bundler.replace)."""
+    """A group added, removed, or changed all at once (the monitor's event listener pool)."""
     for name in diff["changed"] + diff["removed"]:
         if before[name].state in _ACTIVE:
             _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)

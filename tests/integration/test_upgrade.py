@@ -1,13 +1,14 @@
-"""A bundle deployed before bundler's package layout changed takes a patch built by today's bundler.
+"""A bundle built by this bundler takes a patch built by the next one.
 
-Its configs name bundler.launch, bundler.monitor and bundler.supervisor_rpc; its old bin/bundler
-applies the patch; its old monitor keeps running through it (and imports bundler.metrics when it
-checks memory). Everything afterwards runs on the new code: live changes, a restart, a move.
+Its own bin/bundler (this version) applies the patch, which replaces bundler itself in the
+bundle; its monitor keeps running through it; everything afterwards runs on the new code: live
+changes, a restart, a move. (Bundles of earlier formats are not upgraded: no release wrote them.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+import bundler as this
 from tests.integration.harness import EXAMPLE, REPO, Bundle, bundler
 
-FLAT_LAYOUT = "a8437cc7129edff48cdf228e936c38a0179636c0"  # the last bundler with one flat package
+NEXT = f"{this.__version__}.post1"
 
 pytestmark = pytest.mark.integration
 # The example's services and code, on the base alone (a virtualenv would only slow the builds).
@@ -28,9 +30,6 @@ SPEC = """
 name = "smartbox"
 version = "2026.11.1"
 project = "your_project"
-
-[base]  # the flat layout's apply needs the table (fixed since)
-python = "current"
 
 [code.v1]
 path = "sam_v1"
@@ -60,44 +59,45 @@ command = "true"
 
 
 @pytest.fixture(scope="module")
-def old_bundler(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bundler as it was at FLAT_LAYOUT, unpacked from this repository's history."""
-    folder = tmp_path_factory.mktemp("old-bundler")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", FLAT_LAYOUT, "bundler"],
-                             capture_output=True)
-    if archive.returncode != 0:
-        pytest.skip(f"commit {FLAT_LAYOUT[:7]} is not in this clone (shallow?)")
-    subprocess.run(["tar", "x", "-C", str(folder)], input=archive.stdout, check=True)
+def next_bundler(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This bundler as its next release: the package copied, with the next version."""
+    folder = tmp_path_factory.mktemp("next-bundler")
+    shutil.copytree(REPO / "bundler", folder / "bundler",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    init = folder / "bundler" / "__init__.py"
+    text, count = re.subn(r'__version__ = "[^"]+"', f'__version__ = "{NEXT}"', init.read_text())
+    assert count == 1
+    init.write_text(text)
     return folder
 
 
 @pytest.fixture
-def deployed(old_bundler: Path, wheelhouse: Path, tmp_path: Path) -> Iterator[tuple[Bundle, Path]]:
-    """The example with a memory-watched service, built by the old bundler and started from
-    elsewhere by its own bin/start; and a patch for it (code v4) built by today's bundler."""
+def deployed(next_bundler: Path, wheelhouse: Path, tmp_path: Path) -> Iterator[tuple[Bundle, Path]]:
+    """The example with a memory-watched service, built by this bundler and started from
+    elsewhere by its own bin/start; and a patch for it (code v4) built by the next bundler."""
     project = tmp_path / "project"
     project.mkdir()
     for version in ("v1", "v3"):
         shutil.copytree(EXAMPLE / f"sam_{version}", project / f"sam_{version}")
     (project / "bundle.toml").write_text(SPEC)
     offline = ("--no-index", "--find-links", str(wheelhouse))
-    old = subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
-                          "--format", "tar.zst", "--output", str(tmp_path / "dist"), *offline],
-                         cwd=old_bundler, env={**os.environ, "PYTHONPATH": str(old_bundler)},
-                         capture_output=True, text=True, timeout=900)
-    assert old.returncode == 0, old.stderr
-    archive = Path(old.stdout.strip())
+    archive = Path(bundler("-C", str(project), "build", "--format", "tar.zst", "--output",
+                           str(tmp_path / "dist"), *offline).stdout.strip())
     shutil.copytree(project / "sam_v3", project / "sam_v4")
     (project / "sam_v4/service/sam/__init__.py").write_text('VERSION = "v4"\n')
     bundler("-C", str(project), "add-code", "v4", "--path", "sam_v4")
-    patch = Path(bundler("-C", str(project), "build", "--output", str(tmp_path / "patches"),
-                         *offline, "--patch-from", str(archive)).stdout.strip())
+    built = subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
+                            "--output", str(tmp_path / "patches"), *offline,
+                            "--patch-from", str(archive)],
+                           cwd=next_bundler, env={**os.environ, "PYTHONPATH": str(next_bundler)},
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stderr
+    patch = Path(built.stdout.strip())
     shutil.rmtree(project)
     server = tmp_path / "srv"
     server.mkdir()
     subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(server)], check=True)
     bundle = Bundle(server / "smartbox")
-    assert next(bundle.root.glob("lib/python3*/site-packages/bundler/cli.py")).is_file()  # flat
     bundle.start()
     yield bundle, patch
     bundle.finish()
@@ -110,16 +110,19 @@ def _wait_for(path: Path, text: str, timeout: float = 30) -> None:
         time.sleep(0.3)
 
 
-def test_a_patch_from_today_updates_a_bundle_of_the_flat_layout(deployed: tuple[Bundle, Path],
-                                                               tmp_path: Path) -> None:
+def test_a_patch_of_the_next_bundler_updates_a_bundle_of_this_one(deployed: tuple[Bundle, Path],
+                                                                  tmp_path: Path) -> None:
     bundle, patch = deployed
+    assert bundle.cli("--version").stdout.split()[-1] == this.__version__
     old_monitor = bundle.states()["_monitor"][1]
-    applied = bundle.cli("apply", str(patch))  # the bundle's own, old bin/bundler
+    applied = bundle.cli("apply", str(patch))  # the bundle's own bin/bundler, of this version
     assert applied.returncode == 0, applied.stderr
-    site = next(bundle.root.glob("lib/python3*/site-packages/bundler"))
-    assert (site / "cli" / "bundle.py").is_file() and not (site / "cli.py").exists()
+    assert bundle.cli("--version").stdout.split()[-1] == NEXT
+    site = next(bundle.root.glob("lib/python3*/site-packages"))
+    assert [p.name for p in site.glob("offline_bundler-*.dist-info")] == \
+        [f"offline_bundler-{NEXT}.dist-info"]
 
-    # the old monitor keeps watching memory through the patch, with the config the new code renders
+    # the monitor keeps watching memory through the patch, with the config the new code renders
     added = bundle.cli("add-service", "tiny", "--code", "v4", "--command",
                        "python -m service.sam.run", "--set", "max_rss=1MB", "--set", "startsecs=1")
     assert added.returncode == 0, added.stderr
@@ -127,12 +130,12 @@ def test_a_patch_from_today_updates_a_bundle_of_the_flat_layout(deployed: tuple[
     assert bundle.states()["_monitor"][1] == old_monitor
     assert "Error" not in (bundle.root / "log" / "_monitor.log").read_text()
 
-    # a live switch through the running (old) supervisord's bundler.supervisor_rpc
+    # a live switch through the running supervisord's bundler.supervisor_rpc, of this version
     switched = bundle.cli("switch", "svc3", "v4")
     assert switched.returncode == 0, switched.stderr
     _wait_for(bundle.root / "log" / "svc3.log", "running code v4")
 
-    # stopped, moved and started again by the new code: the monitor runs `python -m bundler.monitor`
+    # stopped, moved and started again by the new code
     assert bundle.stop().returncode == 0
     bundle.move(tmp_path / "moved again" / "smartbox")
     bundle.start()
