@@ -84,11 +84,21 @@ def commit(bundle: Bundle, moves: list[Move], staged: Path) -> None:
                     path.symlink_to(move.target)
                 else:
                     os.replace(staged / move.rel, path)
+        _prune(root, [m.rel for m in moves if m.put is None])
     except BaseException:
         undo(bundle)
         raise
     bundle.apply_journal.unlink()
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def _prune(root: Path, removed: list[str]) -> None:
+    """Remove the folders that removing `removed` left empty (a package's dist-info folder)."""
+    for rel in removed:
+        parent = (root / rel).parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def undo(bundle: Bundle) -> bool:
@@ -104,6 +114,7 @@ def undo(bundle: Bundle) -> bool:
             if saved.is_symlink() or saved.exists():
                 if path.is_symlink() or path.is_file():
                     path.unlink()
+                path.parent.mkdir(parents=True, exist_ok=True)  # a folder _prune removed
                 os.replace(saved, path)
         elif path.is_symlink() or path.exists():
             path.unlink()

@@ -184,3 +184,21 @@ def test_an_apply_reads_each_manifest_once_merges_once_and_stamps_once(
     rolled = services.rollback(tiny, "web", 5)[1]
     assert rolled[0].change is not None and rolled[0].change.change == "code: v2 -> v1"
 
+
+def test_removing_a_folders_last_file_removes_the_folder_and_undo_brings_both_back(
+        tiny: Bundle) -> None:
+    from bundler.server import filemoves
+
+    info = tiny.root / "lib" / "pkg-1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Name: pkg\n")
+    (tiny.root / "lib" / "keep.py").write_text("")
+    gone = "lib/pkg-1.dist-info/METADATA"
+    filemoves.commit(tiny, [Move.to(tiny.root, gone, None)], tiny.root / "nothing-staged")
+    assert not info.exists() and (tiny.root / "lib" / "keep.py").exists()
+    # killed after the folder went: the next operation undoes it from the journal
+    (tiny.apply_backup / "lib" / "pkg-1.dist-info").mkdir(parents=True)
+    (tiny.apply_backup / gone).write_text("Name: pkg\n")
+    MoveJournal([Move(gone, None, True)], []).write(tiny.apply_journal)
+    assert filemoves.undo(tiny)
+    assert (info / "METADATA").read_text() == "Name: pkg\n" and not tiny.apply_journal.exists()
