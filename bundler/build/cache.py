@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from typing import IO, Any
 
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
+from bundler.runner import run
 
 ENV = "BUNDLER_CACHE_DIR"
 META = "entry.json"
@@ -285,10 +285,8 @@ def _copy_tree(source: Path, dest: Path, leave_out: tuple[str, ...] = ()) -> Non
     names = [n for n in os.listdir(source) if n not in leave_out]
     if not names:
         return
-    done = subprocess.run(["cp", "-a", "--reflink=auto", *[str(source / n) for n in names],
-                           str(dest)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BundlerError(f"copying {source} to {dest}: {done.stderr.strip()}")
+    run(["cp", "-a", "--reflink=auto", *[source / n for n in names], dest],
+        what=f"copying {source} to {dest}", merge=False)
 
 
 def _link_tree(source: str, dest: str) -> None:

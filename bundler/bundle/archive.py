@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from bundler import progress
+from bundler import progress, runner
 from bundler.bundle.pgzip import ParallelGzip
 from bundler.errors import BundlerError
 
@@ -194,8 +193,8 @@ def _gnu_tar() -> str | None:
 @functools.cache
 def _tar_says(tar: str) -> str:
     try:
-        return subprocess.run([tar, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
+        return runner.call([tar, "--version"], what="tar --version", timeout=30, merge=False).output
+    except BundlerError:
         return ""
 
 
@@ -215,14 +214,9 @@ def _write_with_gnu_tar(top: Path, names: list[str], stream: IO[bytes]) -> None:
     with tempfile.TemporaryFile() as listing:
         listing.write(b"".join(os.fsencode(n) + b"\0" for n in names))
         listing.seek(0)
-        with subprocess.Popen(cmd, stdin=listing, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**os.environ, "LC_ALL": "C"}) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            complete = _pass_members(proc.stdout, stream)
-            errors = proc.stderr.read().decode(errors="replace").strip()
-    if proc.returncode != 0:
-        raise BundlerError(f"packing {top / names[0]} with {tar} failed (exit {proc.returncode}): "
-                           f"{errors}")
+        with runner.stream(cmd, what=f"packing {top / names[0]} with {tar}", stdin=listing,
+                           env={**os.environ, "LC_ALL": "C"}) as members:
+            complete = _pass_members(members, stream)
     if not complete:
         raise BundlerError(f"{tar} ended its archive of {top / names[0]} unexpectedly")
 

@@ -4,7 +4,6 @@ logs of a service, and supervisorctl wired to the bundle's supervisord."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.records import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.runner import interactive
 from bundler.server.supervisor import Process, connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
@@ -66,8 +66,8 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list
 
 def supervisorctl(bundle: Bundle, args: list[str]) -> int:
     env = dict(os.environ, BUNDLER_SOCKET=recorded_socket(bundle))
-    return subprocess.call([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
-                            "-c", str(bundle.conf), *args], env=env)
+    return interactive([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
+                        "-c", str(bundle.conf), *args], what="supervisorctl", env=env)
 
 
 def log_files(bundle: Bundle, service: str) -> list[Path]:

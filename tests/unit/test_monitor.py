@@ -223,6 +223,8 @@ def test_probes(receiver: Receiver, tmp_path: Path) -> None:
     assert run("command", "sh -c 'echo why >&2; exit 2'") == \
         "sh -c 'echo why >&2; exit 2': exit 2: why"
     assert run("command", "sleep 5") == "sleep 5: no answer in 2 s"
+    assert run("command", "no-such-probe-here --now") == \
+        "no-such-probe-here --now: cannot run no-such-probe-here: no such program"
 
 
 def test_the_systemd_unit_names_the_bundle_and_quotes_its_path(tmp_path: Path) -> None:

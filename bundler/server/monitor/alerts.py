@@ -12,7 +12,6 @@ import os
 import queue
 import shlex
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bundler.runner import call
 from bundler.server.monitor.probes import OPENER
 from bundler.spec.model import Alerts
 
@@ -38,11 +38,11 @@ def webhook(url: str, body: bytes, timeout: float) -> None:
 def command(line: str, body: bytes, timeout: float, alert: dict[str, Any], cwd: Path) -> None:
     env = dict(os.environ, BUNDLER_ALERT_EVENT=alert["event"], BUNDLER_ALERT_PROCESS=alert["process"],
                BUNDLER_ALERT_MESSAGE=alert["message"])
-    proc = subprocess.run(shlex.split(line), input=body, env=env, cwd=cwd, capture_output=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        said = proc.stderr.decode(errors="replace").strip()
-        raise OSError(f"exit {proc.returncode}" + (f": {said[-200:]}" if said else ""))
+    done = call(shlex.split(line), what="alert command", stdin=body, env=env, cwd=cwd,
+                timeout=timeout, merge=False)
+    if done.returncode != 0:
+        said = done.errors.strip()
+        raise OSError(f"exit {done.returncode}" + (f": {said[-200:]}" if said else ""))
 
 
 class Alerter:

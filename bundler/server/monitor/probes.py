@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import shlex
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bundler.errors import BundlerError
+from bundler.runner import TimedOut, call
 from bundler.spec.model import PYTHON_WORD, Health
 
 # No proxy: a health URL names this host, and an http_proxy in the environment must not apply
@@ -54,11 +55,12 @@ def _command(command: str, timeout: float, root: Path, python: str, directory: s
     if words and PYTHON_WORD.match(words[0]):
         words[0] = str(root / python)
     try:
-        proc = subprocess.run(words, cwd=root / directory, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+        done = call(words, what=command, cwd=root / directory, timeout=timeout, merge=False)
+    except TimedOut:
         return f"{command}: no answer in {timeout:g} s"
-    if proc.returncode == 0:
+    except BundlerError as exc:  # it cannot be run: no such program, or folder
+        return str(exc)
+    if done.returncode == 0:
         return None
-    said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-    return f"{command}: exit {proc.returncode}" + (f": {said[-1]}" if said else "")
+    said = (done.errors or done.output).strip().splitlines()
+    return f"{command}: exit {done.returncode}" + (f": {said[-1]}" if said else "")
