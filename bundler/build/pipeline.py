@@ -174,8 +174,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
         search = RootSearch(root, STAGING_PREFIX, staged)
         drop_bytecode_naming(root, search)
         stuck = record(tree, capacity, search)
-    with cache.memo("digests", options.cache) as digests:
-        integrity.write(tree, digests)
+    with cache.memo("entries", options.cache) as entries:  # "digests" held another form
+        integrity.write(tree, entries)
     for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
 
@@ -194,6 +194,7 @@ def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | N
     where = f" (for {path.relative_to(tree.root)})" if path else ""
     log(f"glibc: the bundle needs {floor.text(need)} or newer{where}"
         + (f"; floor {floor.text(declared)}" if declared else "; no [bundle] glibc floor declared"))
+    tree.meta.mkdir(parents=True, exist_ok=True)  # before the render makes it
     Platform(floor.machine(), floor.text(need) if need else "0",
              floor.text(declared) if declared else "").write(tree.platform)
 
