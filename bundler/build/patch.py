@@ -24,6 +24,7 @@ from bundler.bundle.records import (
     PatchFile,
     PatchRecord,
     Platform,
+    Release,
     Relocation,
     ServerState,
     SiteDefaults,
@@ -48,9 +49,10 @@ def old_checksums(source: Path) -> OldBuild:
     state` printed on a server, or its checksums.json alone."""
     manifest = ""
     if source.is_dir():
-        release = Bundle(source, Layout.read(source / LAYOUT_RECORD)).release_record \
-            if (source / LAYOUT_RECORD).is_file() else source / MANIFEST
-        manifest = (release if release.is_file() else source / MANIFEST).read_text("utf-8")
+        release = Release.read(Bundle(source, Layout.read(source / LAYOUT_RECORD)).release_record) \
+            if (source / LAYOUT_RECORD).is_file() else None
+        manifest = release.manifest if release is not None \
+            else (source / MANIFEST).read_text("utf-8")
         source = source / CHECKSUMS_RECORD
     if source.suffix == ".json":
         data = source.read_bytes()

@@ -39,6 +39,7 @@ from bundler.bundle.records import (
     Manifest,
     Origin,
     Platform,
+    Release,
 )
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
@@ -225,7 +226,8 @@ def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch) if epoch else None)),
         spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
         interpreters=interpreters, code=code)
-    tree.manifest.write_text(Manifest.compose(text, build), encoding="utf-8")
+    manifest = Manifest.compose(text, build)
+    tree.manifest.write_text(manifest, encoding="utf-8")
     tree.manifest.chmod(PRIVATE)
-    shutil.copy(tree.manifest, tree.release_record)  # the base of the next apply's merge
+    Release(manifest).write(tree.release_record, PRIVATE)  # the base of the next apply's merge
     plan.layout.write(tree.layout_record)

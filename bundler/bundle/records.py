@@ -184,6 +184,31 @@ class Platform(Record):
         return f"{self.machine} {self.glibc} {self.floor or '-'}\n"
 
 
+# --- .bundler/release.toml ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Release(Record):
+    """The manifest of the last release installed (the build's, then each patch's): the base of
+    apply's three-way merge. Any text is one: apply says so when it is no bundle spec."""
+
+    manifest: str
+
+    @classmethod
+    def read(cls, path: Path) -> Release | None:  # type: ignore[override]
+        """The record at `path`; None when there is none (built before bundler kept it)."""
+        try:
+            return super().read(path)
+        except FileNotFoundError:
+            return None
+
+    @classmethod
+    def parse(cls, text: str) -> Release:
+        return cls(text)
+
+    def text(self) -> str:
+        return self.manifest
+
+
 # --- the manifest: bundle.toml inside a bundle, and its [build] table --------------------
 
 @dataclass(frozen=True)
