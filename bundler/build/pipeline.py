@@ -164,7 +164,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
     site.install(plan.site_files, tree)
     if plan.trusted_keys:
-        tree.trusted_keys.write_text("".join(f"{k}\n" for k in plan.trusted_keys))
+        signing.TrustedKeys(tuple(plan.trusted_keys)).write(tree.trusted_keys)
     _write_manifest(plan, tree, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
