@@ -27,13 +27,13 @@ ALLOWED = {
     "__main__": {"cli"},
     "monitor": {"server"},   # the shim deployed configs run
     "launch": set(),         # run in every service process launched through it: LIGHT only
-    "supervisor_rpc": set(), # imported by supervisord itself
+    "supervisor_rpc": set(), # imported by supervisord itself: LIGHT only
     "metrics": {"server"},   # the shim monitors of older bundles import
     "__init__": set(),
 }
 BUILD_ONLY = ("virtualenv", "conda_pack", "pathspec")
-# The records those read or write, in modules that import nothing else of bundler.
-LIGHT = {"launch": {"bundler.bundle.launchspec"}}
+# The records those two read or write, in modules that import nothing else of bundler.
+LIGHT = {"launch": {"bundler.bundle.launchspec"}, "supervisor_rpc": {"bundler.bundle.logfaults"}}
 
 
 def _part(module: str) -> str:
