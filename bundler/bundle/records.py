@@ -20,7 +20,7 @@ from typing import Any
 
 import tomlkit
 
-from bundler.bundle.record import Record
+from bundler.bundle.record import Journal, Record
 from bundler.errors import BundlerError
 from bundler.spec.load import read_toml, spec_of
 from bundler.spec.model import Alerts, Health, Listen, Spec
@@ -92,7 +92,7 @@ class Checksums(Record):
                           indent=0) + "\n"
 
 
-# --- .bundler/relocate.json ---------------------------------------------------------------
+# --- .bundler/relocate.json and relocate.journal ------------------------------------------
 
 @dataclass(frozen=True)
 class Relocation(Record):
@@ -119,6 +119,38 @@ class Relocation(Record):
         if self.binaries:
             raw["binaries"] = dict(sorted(self.binaries.items()))
         return json.dumps(raw, indent=1) + "\n"
+
+
+@dataclass(frozen=True)
+class RelocationJournal(Journal):
+    """The files a relocation under way has rewritten, and the path each holds now: a line each,
+    appended as it is done, so that an interrupted relocation (moved again since, or not)
+    finishes the job the next time."""
+
+    rewritten: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> RelocationJournal:
+        """The journal at `path`; empty when there is none (no relocation was interrupted)."""
+        try:
+            return super().read(path)
+        except FileNotFoundError:
+            return cls()
+
+    @classmethod
+    def parse(cls, text: str) -> RelocationJournal:
+        rewritten = {}
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                rewritten[str(entry["file"])] = str(entry["prefix"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by an interruption
+        return cls(rewritten)
+
+    def text(self) -> str:
+        return "".join(json.dumps({"file": rel, "prefix": prefix}) + "\n"
+                       for rel, prefix in self.rewritten.items())
 
 
 # --- .bundler/origin.json and .bundler/platform ------------------------------------------
