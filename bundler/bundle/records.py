@@ -1,7 +1,14 @@
-"""The records one side writes and the other reads, one class each with its own read and write:
-the manifest's [build] table, the relocation record, the checksums, the build machine's paths
-(origin.json), the monitor's configuration, a patch's patch.json, the site defaults' record and
-a server's state (bin/bundler state).
+"""The records one side writes and the other reads, each one class of record.Record (`parse`
+and `text`; `read` and `write` come with it): the checksums (checksums.json), the relocation
+record (relocate.json) and the journal of a relocation under way (relocate.journal), the build
+machine's paths (origin.json), the server a bundle needs (.bundler/platform), the manifest of the
+last release installed (release.toml), the monitor's configuration (_monitor.json), a patch's
+patch.json, the site defaults' record (site-defaults.json) and a server's state (bin/bundler
+state). The manifest (bundle.toml and its [build] table) is read and composed here too.
+
+Records kept beside the code that needs them light or owns their format: the layout
+(layout.py), the trusted keys (signing.py), a launched service's spec (launchspec.py), the log
+faults supervisord records (logfaults.py) and the socket bin/start chose (server/supervisor.py).
 
 Bundles already deployed hold these files: a new bundler reads them as they are and writes them
 byte for byte as before (a patch that updates bundler itself must not make every conf.d file, and
