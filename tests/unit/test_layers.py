@@ -90,6 +90,20 @@ def _build_side(modules: set[str]) -> list[str]:
                   or m.split(".")[0] in BUILD_ONLY)
 
 
+@pytest.mark.parametrize("module, record", [("bundler.launch", "bundler.bundle.launchspec"),
+                                            ("bundler.supervisor_rpc", "bundler.bundle.logfaults")])
+def test_the_launcher_and_supervisords_extension_load_their_record_alone(module: str,
+                                                                         record: str) -> None:
+    """bundler.launch runs before every service it starts, supervisor_rpc inside supervisord:
+    of bundler, each loads its record's module and record.py, and the launcher no typing,
+    dataclasses or tempfile either."""
+    _, modules = _loaded(f"import {module}")
+    assert sorted(m for m in modules if m.split(".")[0] == "bundler") == \
+        sorted({"bundler", "bundler.bundle", "bundler.bundle.record", record, module})
+    if module == "bundler.launch":
+        assert not {"typing", "dataclasses", "tempfile"} & modules
+
+
 def test_importing_the_bundle_commands_loads_no_build_machinery() -> None:
     _, modules = _loaded("import bundler.cli.bundle")
     assert "bundler.cli.bundle" in modules
