@@ -11,25 +11,27 @@ It also keeps supervisord alive when it cannot write its logs. Supervisor's Rota
 lets an OSError out of its rollover (log/ read-only, full or removed), and the exception stops
 supervisord and orphans every service (supervisor issues #136, #240, #629). Here a failed rollover
 keeps the file it had, or drops the output until the file can be opened again (retried every
-RETRY seconds), and records the fault in run/log-faults.jsonl, from which the monitor alerts.
+RETRY seconds), and records the fault in run/log-faults.jsonl (bundle/logfaults.py), from which
+the monitor alerts.
 
-Imported by supervisord (see [rpcinterface:bundler] in supervisord.conf): standard library and
-supervisor only.
+Imported by supervisord (see [rpcinterface:bundler] in supervisord.conf): standard library,
+supervisor and bundle/logfaults.py (with record.py) only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from supervisor import loggers
 from supervisor.states import STOPPED_STATES
 from supervisor.xmlrpc import Faults, RPCError
 
+from bundler.bundle.logfaults import LOG_FAULTS, LogFault, LogFaults
+
 RETRY = 10.0  # seconds between two attempts to reopen a log file that failed
-FAULTS = "log-faults.jsonl"  # in run/, beside supervisord's pid file: Bundle.log_faults
 
 
 class BundlerNamespace:
@@ -108,11 +110,11 @@ class BundlerNamespace:
 def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:
     pidfile = getattr(supervisord.options, "pidfile", None)
     if pidfile:
-        _guard_log_rotation(os.path.join(os.path.dirname(pidfile), FAULTS))
+        _guard_log_rotation(Path(pidfile).parent / LOG_FAULTS)
     return BundlerNamespace(supervisord)
 
 
-def _guard_log_rotation(faults: str) -> None:
+def _guard_log_rotation(faults: Path) -> None:
     """Make every RotatingFileHandler survive its file's write errors (see the module's text)."""
     handler_class = loggers.RotatingFileHandler
     if getattr(handler_class, "_bundler_guarded", False):
@@ -154,10 +156,9 @@ def _guard_log_rotation(faults: str) -> None:
     handler_class._bundler_guarded = True
 
 
-def _record(faults: str, path: str, state: str, what: str) -> None:
+def _record(faults: Path, path: str, state: str, what: str) -> None:
+    fault = LogFault(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), path, state, what)
     try:
-        with open(faults, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                "file": path, "state": state, "what": what}) + "\n")
+        LogFaults((fault,)).append(faults)
     except OSError:
         pass  # run/ unwritable too: nothing left to tell

@@ -23,6 +23,8 @@ from bundler.bundle.records import (
     Entry,
     PatchFile,
     PatchRecord,
+    Platform,
+    Release,
     Relocation,
     ServerState,
     SiteDefaults,
@@ -47,16 +49,17 @@ def old_checksums(source: Path) -> OldBuild:
     state` printed on a server, or its checksums.json alone."""
     manifest = ""
     if source.is_dir():
-        release = Bundle(source, Layout.read(source / LAYOUT_RECORD)).release_record \
-            if (source / LAYOUT_RECORD).is_file() else source / MANIFEST
-        manifest = (release if release.is_file() else source / MANIFEST).read_text("utf-8")
+        release = Release.read(Bundle(source, Layout.read(source / LAYOUT_RECORD)).release_record) \
+            if (source / LAYOUT_RECORD).is_file() else None
+        manifest = release.manifest if release is not None \
+            else (source / MANIFEST).read_text("utf-8")
         source = source / CHECKSUMS_RECORD
     if source.suffix == ".json":
         data = source.read_bytes()
         if ServerState.MARK.encode() in data:
             try:
-                state = ServerState.parse(data)
-            except ValueError as exc:
+                state = ServerState.parse(data.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError included
                 raise BundlerError(f"{source}: not a readable output of bin/bundler state "
                                    f"({exc})") from None
             data, manifest = state.checksums.encode(), state.release
@@ -64,9 +67,9 @@ def old_checksums(source: Path) -> OldBuild:
         found = _members(source, (CHECKSUMS_RECORD, MANIFEST))
         data, manifest = found[CHECKSUMS_RECORD], found[MANIFEST].decode("utf-8")
     try:
-        return OldBuild(dict(Checksums.parse(data).files), hashlib.sha256(data).hexdigest(),
-                        manifest)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return OldBuild(dict(Checksums.parse(data.decode("utf-8")).files),
+                        hashlib.sha256(data).hexdigest(), manifest)
+    except ValueError as exc:
         raise BundlerError(f"{source}: {CHECKSUMS_RECORD} is not readable ({exc})") from None
 
 
@@ -131,10 +134,10 @@ def make(tree: Bundle, name: str, project: str, build: OldBuild, dest: Path) -> 
         target = dest / PATCH_SITE / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tree.site_config / rel, target)
+    platform = Platform.read(tree.platform)
     record = PatchRecord(reloc.prefix, files, links, tuple(remove), base,
                          tree.manifest.read_text(encoding="utf-8"), name, build.digest,
-                         build.manifest, site,
-                         tree.platform.read_text(encoding="utf-8") if tree.platform.is_file() else "")
+                         build.manifest, site, platform.text() if platform is not None else "")
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / PATCH_FILE).write_text(record.text())
+    record.write(dest / PATCH_FILE)
     return {"files": len(files), "links": len(links), "remove": len(remove), "site": len(site)}

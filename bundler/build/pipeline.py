@@ -39,6 +39,7 @@ from bundler.bundle.records import (
     Manifest,
     Origin,
     Platform,
+    Release,
 )
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
@@ -163,7 +164,7 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
     Renderer(spec, layout, {n: p.python for n, p in plan.interpreters.items()}).write(root)
     site.install(plan.site_files, tree)
     if plan.trusted_keys:
-        tree.trusted_keys.write_text("".join(f"{k}\n" for k in plan.trusted_keys))
+        signing.TrustedKeys(tuple(plan.trusted_keys)).write(tree.trusted_keys)
     _write_manifest(plan, tree, resolved)
     make_symlinks_relative(root)
     make_scripts_relocatable(root)
@@ -174,8 +175,8 @@ def materialize(plan: Plan, root: Path, options: BuildOptions, log: Log,
         search = RootSearch(root, STAGING_PREFIX, staged)
         drop_bytecode_naming(root, search)
         stuck = record(tree, capacity, search)
-    with cache.memo("digests", options.cache) as digests:
-        integrity.write(tree, digests)
+    with cache.memo("entries", options.cache) as entries:  # "digests" held another form
+        integrity.write(tree, entries)
     for path in stuck:
         log(f"warning: {path} contains the build path and cannot be rewritten when the bundle moves")
 
@@ -194,6 +195,7 @@ def _hold_to_floor(plan: Plan, tree: Bundle, log: Log, known: dict[str, Any] | N
     where = f" (for {path.relative_to(tree.root)})" if path else ""
     log(f"glibc: the bundle needs {floor.text(need)} or newer{where}"
         + (f"; floor {floor.text(declared)}" if declared else "; no [bundle] glibc floor declared"))
+    tree.meta.mkdir(parents=True, exist_ok=True)  # before the render makes it
     Platform(floor.machine(), floor.text(need) if need else "0",
              floor.text(declared) if declared else "").write(tree.platform)
 
@@ -224,7 +226,8 @@ def _write_manifest(plan: Plan, tree: Bundle, resolved: dict[str, dict[str, str]
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch) if epoch else None)),
         spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
         interpreters=interpreters, code=code)
-    tree.manifest.write_text(Manifest.compose(text, build), encoding="utf-8")
+    manifest = Manifest.compose(text, build)
+    tree.manifest.write_text(manifest, encoding="utf-8")
     tree.manifest.chmod(PRIVATE)
-    shutil.copy(tree.manifest, tree.release_record)  # the base of the next apply's merge
+    Release(manifest).write(tree.release_record, PRIVATE)  # the base of the next apply's merge
     plan.layout.write(tree.layout_record)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +66,17 @@ def _walk(bundle: Bundle) -> list[tuple[str, str]]:
 
 def scan(bundle: Bundle, memo: MutableMapping[str, Any] | None = None) -> dict[str, Entry]:
     """Every file's entry; `memo` keeps those of shared files (fsutil.shared_file_key) that
-    the relocation does not rewrite, from build to build."""
+    the relocation does not rewrite, from build to build (each as its Entry's fields)."""
     reloc = Relocation.read(bundle.relocation)
     found = {}
     for rel, path in _walk(bundle):
         key = shared_file_key(path) if memo is not None and rel not in reloc else None
         if key is not None and memo is not None and key in memo:
-            found[rel] = Entry.from_json(memo[key])
+            found[rel] = Entry(*memo[key])
             continue
         found[rel] = entry(Path(path), rel, reloc)
         if key is not None and memo is not None:
-            memo[key] = found[rel].to_json()
+            memo[key] = astuple(found[rel])
     return found
 
 

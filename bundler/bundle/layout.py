@@ -1,13 +1,14 @@
 """Where things go inside a bundle, read from the layout files shipped in bundler/layouts/ and
-recorded in every bundle (.bundler/layout.toml)."""
+recorded in every bundle (.bundler/layout.toml, a record.Record)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
+from bundler.bundle.record import Record
 from bundler.errors import BundlerError
 
 MONITOR = "_monitor"      # bundler's event listener: etc/conf.d/_monitor.ini and .json
@@ -15,7 +16,7 @@ GROUP_PREFIX = "_group."  # etc/conf.d/_group.<name>.ini
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(Record):
     envs: str
     etc: str
     programs: str
@@ -35,13 +36,16 @@ class Layout:
         return "/".join(".." for _ in folder.split("/"))
 
     @classmethod
-    def read(cls, path: Path) -> Layout:
-        return cls(**tomlkit.parse(path.read_text()).unwrap())
+    def parse(cls, text: str) -> Layout:
+        try:
+            return cls(**tomlkit.parse(text).unwrap())
+        except (TOMLKitError, TypeError) as exc:
+            raise ValueError(f"not a layout: {exc}") from None
 
-    def write(self, path: Path) -> None:
+    def text(self) -> str:
         doc = tomlkit.document()
         doc.update(asdict(self))
-        path.write_text(tomlkit.dumps(doc))
+        return tomlkit.dumps(doc)
 
 
 def load_layout(name: str = "miniconda") -> Layout:
@@ -52,4 +56,4 @@ def load_layout(name: str = "miniconda") -> Layout:
         text = resources.files("bundler").joinpath("layouts", f"{name}.toml").read_text()
     except FileNotFoundError as exc:
         raise BundlerError(f"unknown layout {name!r}") from exc
-    return Layout(**tomlkit.loads(text).unwrap())
+    return Layout.parse(text)

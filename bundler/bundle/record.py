@@ -1,16 +1,18 @@
 """The one protocol of every record bundler keeps in a file: a class that says how its text is
 read (`parse`) and written (`text`); `read` and `write` (atomic: a reader sees the old record or
-the new one) come with it. Imports nothing heavy: the launcher and supervisord's RPC extension
-use it too."""
+the new one) come with it. A journal, which grows a line at a time, is appended to instead.
+
+Imports nothing at all when loaded (not even typing or pathlib): the launcher that starts every
+service (bundler.launch) and supervisord's RPC extension use it too."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TypeVar
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeVar
 
-from bundler.fsutil import write_atomic
-
-R = TypeVar("R", bound="Record")
+    R = TypeVar("R", bound="Record")
 
 
 class Record:
@@ -28,5 +30,17 @@ class Record:
         return cls.parse(path.read_text(encoding="utf-8"))
 
     def write(self, path: Path, mode: int | None = None) -> None:
-        """Replace `path` at once; a new file gets `mode` (default 0644), an old one keeps its."""
+        """Replace `path` at once, with `mode` when given, else the old file's (0644 if new)."""
+        from bundler.fsutil import write_atomic  # tempfile and hashlib: only for who writes
+
         write_atomic(path, self.text(), mode)
+
+
+class Journal(Record):
+    """A record whose text is whole lines, each added at the end of the file as it happens:
+    `parse` skips a line it cannot read (the last one, cut short by a crash)."""
+
+    def append(self, path: Path) -> None:
+        """Add this record's lines at the end of `path` (made if missing), in one write."""
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(self.text())

@@ -1,7 +1,14 @@
-"""The records one side writes and the other reads, one class each with its own read and write:
-the manifest's [build] table, the relocation record, the checksums, the build machine's paths
-(origin.json), the monitor's configuration, a patch's patch.json, the site defaults' record and
-a server's state (bin/bundler state).
+"""The records one side writes and the other reads, each one class of record.Record (`parse`
+and `text`; `read` and `write` come with it): the checksums (checksums.json), the relocation
+record (relocate.json) and the journal of a relocation under way (relocate.journal), the build
+machine's paths (origin.json), the server a bundle needs (.bundler/platform), the manifest of the
+last release installed (release.toml), the monitor's configuration (_monitor.json), a patch's
+patch.json, the site defaults' record (site-defaults.json) and a server's state (bin/bundler
+state). The manifest (bundle.toml and its [build] table) is read and composed here too.
+
+Records kept beside the code that needs them light or owns their format: the layout
+(layout.py), the trusted keys (signing.py), a launched service's spec (launchspec.py), the log
+faults supervisord records (logfaults.py) and the socket bin/start chose (server/supervisor.py).
 
 Bundles already deployed hold these files: a new bundler reads them as they are and writes them
 byte for byte as before (a patch that updates bundler itself must not make every conf.d file, and
@@ -20,8 +27,8 @@ from typing import Any
 
 import tomlkit
 
+from bundler.bundle.record import Journal, Record
 from bundler.errors import BundlerError
-from bundler.fsutil import write_atomic
 from bundler.spec.live import LiveManifest
 from bundler.spec.load import read_toml, spec_of
 from bundler.spec.model import Alerts, Health, Listen, Spec
@@ -31,12 +38,18 @@ PATCH_SIGNATURE = "patch.sig"  # beside patch.json: a signing.Signature of its b
 PATCH_SITE = "site"  # beside files/ in a patch: the default files of etc/app/
 
 
+def _malformed(exc: Exception) -> ValueError:
+    """A record's JSON with a key missing or a value of the wrong kind."""
+    return ValueError(f"malformed: {exc!r}")
+
+
 # --- .bundler/checksums.json --------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Entry:
     """A file as built (the SHA-256 of its bytes with the bundle's path taken out, its exec bit,
-    and for hash-based bytecode the hash of its source), or a symlink (its target)."""
+    and for hash-based bytecode the hash of its source), or a symlink (its target). Written in
+    checksums.json and patch.json by _entry_json, read back by _entry."""
 
     sha256: str | None = None
     executable: bool = False
@@ -53,47 +66,44 @@ class Entry:
         return old == self or (old is not None and self.source is not None
                                and old.source == self.source)
 
-    def to_json(self) -> dict[str, Any]:
-        if self.link is not None:
-            return {"link": self.link}
-        found: dict[str, Any] = {"sha256": self.sha256, "exec": self.executable}
-        if self.source is not None:
-            found["source"] = self.source
-        return found
 
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Entry:
-        if "link" in raw:
-            return cls(link=str(raw["link"]))
-        return cls(sha256=str(raw["sha256"]), executable=bool(raw["exec"]), source=raw.get("source"))
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    if entry.link is not None:
+        return {"link": entry.link}
+    found: dict[str, Any] = {"sha256": entry.sha256, "exec": entry.executable}
+    if entry.source is not None:
+        found["source"] = entry.source
+    return found
+
+
+def _entry(raw: Mapping[str, Any]) -> Entry:
+    if "link" in raw:
+        return Entry(link=str(raw["link"]))
+    return Entry(sha256=str(raw["sha256"]), executable=bool(raw["exec"]), source=raw.get("source"))
 
 
 @dataclass(frozen=True)
-class Checksums:
+class Checksums(Record):
     """Every file and symlink the checksums cover, by path relative to the bundle root."""
 
     files: dict[str, Entry]
 
     @classmethod
-    def parse(cls, text: str | bytes) -> Checksums:
-        return cls({rel: Entry.from_json(e) for rel, e in json.loads(text)["files"].items()})
-
-    @classmethod
-    def read(cls, path: Path) -> Checksums:
-        return cls.parse(path.read_text())
+    def parse(cls, text: str) -> Checksums:
+        try:
+            return cls({rel: _entry(e) for rel, e in json.loads(text)["files"].items()})
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _malformed(exc) from None
 
     def text(self) -> str:
-        return json.dumps({"files": {rel: e.to_json() for rel, e in sorted(self.files.items())}},
+        return json.dumps({"files": {rel: _entry_json(e) for rel, e in sorted(self.files.items())}},
                           indent=0) + "\n"
 
-    def write(self, path: Path) -> None:
-        write_atomic(path, self.text())
 
-
-# --- .bundler/relocate.json ---------------------------------------------------------------
+# --- .bundler/relocate.json and relocate.journal ------------------------------------------
 
 @dataclass(frozen=True)
-class Relocation:
+class Relocation(Record):
     """The path the relocatable files hold now (`prefix`), the text files that hold it, and the
     binaries with the longest path each can hold (conda packages' NUL-padded strings)."""
 
@@ -105,9 +115,12 @@ class Relocation:
         return rel in self.texts or rel in self.binaries
 
     @classmethod
-    def read(cls, path: Path) -> Relocation:
-        raw = json.loads(path.read_text())
-        return cls(raw["prefix"], frozenset(raw["files"]), raw.get("binaries", {}))
+    def parse(cls, text: str) -> Relocation:
+        try:
+            raw = json.loads(text)
+            return cls(str(raw["prefix"]), frozenset(raw["files"]), dict(raw.get("binaries", {})))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _malformed(exc) from None
 
     def text(self) -> str:
         raw: dict[str, object] = {"prefix": self.prefix, "files": sorted(self.texts)}
@@ -115,14 +128,43 @@ class Relocation:
             raw["binaries"] = dict(sorted(self.binaries.items()))
         return json.dumps(raw, indent=1) + "\n"
 
-    def write(self, path: Path) -> None:
-        write_atomic(path, self.text())
-
-
-# --- .bundler/origin.json -----------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Origin:
+class RelocationJournal(Journal):
+    """The files a relocation under way has rewritten, and the path each holds now: a line each,
+    appended as it is done, so that an interrupted relocation (moved again since, or not)
+    finishes the job the next time."""
+
+    rewritten: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> RelocationJournal:
+        """The journal at `path`; empty when there is none (no relocation was interrupted)."""
+        try:
+            return super().read(path)
+        except FileNotFoundError:
+            return cls()
+
+    @classmethod
+    def parse(cls, text: str) -> RelocationJournal:
+        rewritten = {}
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                rewritten[str(entry["file"])] = str(entry["prefix"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by an interruption
+        return cls(rewritten)
+
+    def text(self) -> str:
+        return "".join(json.dumps({"file": rel, "prefix": prefix}) + "\n"
+                       for rel, prefix in self.rewritten.items())
+
+
+# --- .bundler/origin.json and .bundler/platform ------------------------------------------
+
+@dataclass(frozen=True)
+class Origin(Record):
     """The build machine's paths, which `bundler verify` looks for in the bundle's files: the
     staging folder, the project folder and each copied interpreter's source prefix."""
 
@@ -131,46 +173,78 @@ class Origin:
     sources: Mapping[str, str]  # interpreter -> the prefix it was copied or packed from
 
     @classmethod
-    def read(cls, path: Path) -> Origin | None:
+    def read(cls, path: Path) -> Origin | None:  # type: ignore[override]
+        """The record at `path`; None when there is none (built before bundler recorded it)."""
         try:
-            raw = json.loads(path.read_text())
+            return super().read(path)
         except FileNotFoundError:
-            return None  # built before bundler recorded it
-        return cls(raw["staging"], raw["project"], raw["sources"])
+            return None
 
-    def write(self, path: Path) -> None:
-        write_atomic(path, json.dumps(dataclasses.asdict(self), indent=1) + "\n")
+    @classmethod
+    def parse(cls, text: str) -> Origin:
+        try:
+            raw = json.loads(text)
+            return cls(str(raw["staging"]), str(raw["project"]), dict(raw["sources"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _malformed(exc) from None
+
+    def text(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
 
 
 @dataclass(frozen=True)
-class Platform:
+class Platform(Record):
     """The server a bundle needs: its architecture, the glibc its files need (the highest
-    GLIBC_x.y symbol version of any), and the floor the spec declared ("" for none)."""
+    GLIBC_x.y symbol version of any), and the floor the spec declared ("" for none). One line,
+    "MACHINE GLIBC FLOOR" ("-" for no floor), which bin/ launchers read with the shell."""
 
     machine: str
     glibc: str
     floor: str = ""
 
     @classmethod
-    def read(cls, path: Path) -> Platform | None:
+    def read(cls, path: Path) -> Platform | None:  # type: ignore[override]
+        """The record at `path`; None when there is none or it cannot be read (built before
+        bundler recorded it)."""
         try:
-            return cls.parse(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, UnicodeDecodeError):
-            return None  # built before bundler recorded it
+            return super().read(path)
+        except (FileNotFoundError, ValueError):
+            return None
 
     @classmethod
-    def parse(cls, text: str) -> Platform | None:
+    def parse(cls, text: str) -> Platform:
         fields = text.split()
         if len(fields) < 2:
-            return None
+            raise ValueError(f"not MACHINE GLIBC [FLOOR]: {text[:40]!r}")
         return cls(fields[0], fields[1], fields[2] if len(fields) > 2 and fields[2] != "-" else "")
 
-    def line(self) -> str:
+    def text(self) -> str:
         return f"{self.machine} {self.glibc} {self.floor or '-'}\n"
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, self.line())
+
+# --- .bundler/release.toml ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Release(Record):
+    """The manifest of the last release installed (the build's, then each patch's): the base of
+    apply's three-way merge. Any text is one: apply says so when it is no bundle spec."""
+
+    manifest: str
+
+    @classmethod
+    def read(cls, path: Path) -> Release | None:  # type: ignore[override]
+        """The record at `path`; None when there is none (built before bundler kept it)."""
+        try:
+            return super().read(path)
+        except FileNotFoundError:
+            return None
+
+    @classmethod
+    def parse(cls, text: str) -> Release:
+        return cls(text)
+
+    def text(self) -> str:
+        return self.manifest
 
 
 # --- the manifest: bundle.toml inside a bundle, and its [build] table --------------------
@@ -295,7 +369,7 @@ class Watched:
 
 
 @dataclass(frozen=True)
-class MonitorConfig:
+class MonitorConfig(Record):
     """What the monitor watches (rendered with the services, re-read by the monitor whenever it
     changes); paths are relative to the bundle root."""
 
@@ -308,18 +382,22 @@ class MonitorConfig:
     metrics: Listen | None
 
     @classmethod
-    def read(cls, path: Path) -> MonitorConfig:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        services = {name: Watched(name=name, health=Health(**s["health"]) if s["health"] else None,
-                                  max_rss=s["max_rss"], python=s["python"],
-                                  directory=s["directory"])
-                    for name, s in raw["services"].items()}
-        alerts = raw["alerts"]
-        if alerts is not None:
-            alerts = Alerts(**{**alerts, "on": tuple(alerts["on"])})
-        metrics = Listen(**raw["metrics"]) if raw["metrics"] else None
-        return cls(raw["bundle"], raw["version"], services, tuple(raw["names"]),
-                   raw["supervisord_log"], alerts, metrics)
+    def parse(cls, text: str) -> MonitorConfig:
+        try:
+            raw = json.loads(text)
+            services = {name: Watched(name=name,
+                                      health=Health(**s["health"]) if s["health"] else None,
+                                      max_rss=s["max_rss"], python=s["python"],
+                                      directory=s["directory"])
+                        for name, s in raw["services"].items()}
+            alerts = raw["alerts"]
+            if alerts is not None:
+                alerts = Alerts(**{**alerts, "on": tuple(alerts["on"])})
+            metrics = Listen(**raw["metrics"]) if raw["metrics"] else None
+            return cls(raw["bundle"], raw["version"], services, tuple(raw["names"]),
+                       raw["supervisord_log"], alerts, metrics)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise _malformed(exc) from None
 
     def text(self) -> str:
         services = {name: {"health": dataclasses.asdict(w.health) if w.health else None,
@@ -336,6 +414,8 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class PatchFile:
+    """One file a patch carries (patch.json's "files"; PatchRecord writes and reads it)."""
+
     sha256: str          # of the file as the patch carries it
     relocatable: bool    # it names the build's path: apply makes it name the bundle's
     checksum: Entry      # its entry in the bundle's checksums once applied
@@ -343,7 +423,7 @@ class PatchFile:
 
 
 @dataclass(frozen=True)
-class PatchRecord:
+class PatchRecord(Record):
     """What a patch carries (files, links, removals, the new manifest) and what it expects to
     find in place of each path it touches (`base`: None where the path must not exist)."""
 
@@ -362,17 +442,17 @@ class PatchRecord:
     platform: str = ""  # the release's .bundler/platform ("": not recorded)
 
     @classmethod
-    def parse(cls, data: str | bytes) -> PatchRecord:
-        """Raises ValueError when `data` is no patch.json of this format."""
+    def parse(cls, text: str) -> PatchRecord:
+        """Raises ValueError when `text` is no patch.json of this format."""
         try:
-            raw = json.loads(data)
+            raw = json.loads(text)
             if raw.get("format") != cls.FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}")
             files = {str(rel): PatchFile(str(f["sha256"]), bool(f["relocatable"]),
-                                         Entry.from_json(f["checksum"]),
+                                         _entry(f["checksum"]),
                                          int(f["capacity"]) if "capacity" in f else None)
                      for rel, f in raw["files"].items()}
-            base = {str(rel): Entry.from_json(e) if e is not None else None
+            base = {str(rel): _entry(e) if e is not None else None
                     for rel, e in raw["base"].items()}
             return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
                        tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
@@ -381,18 +461,19 @@ class PatchRecord:
                        {str(rel): str(digest) for rel, digest in raw.get("site", {}).items()},
                        str(raw.get("platform", "")))
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed: {exc!r}") from exc
+            raise _malformed(exc) from exc
 
     def text(self) -> str:
         files = {}
         for rel, f in self.files.items():
             files[rel] = {"sha256": f.sha256, "relocatable": f.relocatable,
-                          "checksum": f.checksum.to_json()}
+                          "checksum": _entry_json(f.checksum)}
             if f.capacity is not None:
                 files[rel]["capacity"] = f.capacity
         raw = {"format": self.FORMAT, "prefix": self.prefix, "files": files,
                "links": dict(self.links), "remove": list(self.remove),
-               "base": {rel: e.to_json() if e is not None else None for rel, e in self.base.items()},
+               "base": {rel: _entry_json(e) if e is not None else None
+                        for rel, e in self.base.items()},
                "manifest": self.manifest}
         if self.bundle:
             raw.update(bundle=self.bundle, against=self.against)
@@ -408,7 +489,7 @@ class PatchRecord:
 # --- .bundler/site-defaults.json ---------------------------------------------------------
 
 @dataclass(frozen=True)
-class SiteDefaults:
+class SiteDefaults(Record):
     """The SHA-256 of each default file of etc/app/ as last shipped (build/site.py writes it,
     server/site.py updates it, build/patch.py ships the files it names)."""
 
@@ -416,19 +497,28 @@ class SiteDefaults:
 
     @classmethod
     def read(cls, path: Path) -> SiteDefaults:
+        """The record at `path`; empty when there is none (a bundle without site defaults, or
+        built before them)."""
         try:
-            return cls(dict(json.loads(path.read_text(encoding="utf-8"))))
+            return super().read(path)
         except FileNotFoundError:
-            return cls({})  # a bundle without site defaults, or built before them
+            return cls({})
 
-    def write(self, path: Path) -> None:
-        write_atomic(path, json.dumps(dict(self.files), indent=1, sort_keys=True) + "\n")
+    @classmethod
+    def parse(cls, text: str) -> SiteDefaults:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not an object of path: SHA-256")
+        return cls({str(rel): str(digest) for rel, digest in raw.items()})
+
+    def text(self) -> str:
+        return json.dumps(dict(self.files), indent=1, sort_keys=True) + "\n"
 
 
 # --- bin/bundler state: what a server runs, for the next patch ----------------------------
 
 @dataclass(frozen=True)
-class ServerState:
+class ServerState(Record):
     """What one deployed bundle holds: its live manifest, the manifest of the last release
     installed, and its checksums.json as written (so that a patch names it by its SHA-256)."""
 
@@ -441,9 +531,9 @@ class ServerState:
     checksums: str
 
     @classmethod
-    def parse(cls, data: str | bytes) -> ServerState:
-        """Raises ValueError when `data` is no state of this format."""
-        raw = json.loads(data)
+    def parse(cls, text: str) -> ServerState:
+        """Raises ValueError when `text` is no state of this format."""
+        raw = json.loads(text)
         if not isinstance(raw, dict) or raw.get("state_format") != cls.FORMAT:
             raise ValueError(f"not state_format {cls.FORMAT}")
         try:

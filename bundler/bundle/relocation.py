@@ -3,19 +3,19 @@
 The build records (build/relocatable.py) which files name the build's path; the record
 (`.bundler/relocate.json`, records.Relocation) holds the path those files contain now. Applying it
 is idempotent, atomic per file (temp file + os.replace), serialised by the bundle's lock, and
-resumable: a journal says which path each already rewritten file holds, so an interrupted run (or
-one interrupted and then moved again) finishes the job the next time.
+resumable: a journal (records.RelocationJournal) says which path each already rewritten file
+holds, so an interrupted run (or one interrupted and then moved again) finishes the job the next
+time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 from bundler.bundle.cstrings import replace_padded
-from bundler.bundle.records import Relocation
+from bundler.bundle.records import Relocation, RelocationJournal
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
@@ -31,7 +31,8 @@ def relocate(bundle: Bundle) -> bool:
         raise BundlerError(f"{root} is not a built bundle (no "
                            f"{bundle.relocation.relative_to(root)})") from exc
     new = str(root)
-    rewritten = _read_journal(bundle.relocation_journal)
+    journal = bundle.relocation_journal
+    rewritten = RelocationJournal.read(journal).rewritten
     if rec.prefix == new and not rewritten:
         return False
     too_long = {rel: cap for rel, cap in rec.binaries.items() if len(os.fsencode(new)) > cap}
@@ -41,19 +42,18 @@ def relocate(bundle: Bundle) -> bool:
                            f"{rel} (from a conda package) can hold a path of at most {cap}: "
                            "move the bundle to a shorter path")
     try:
-        with open(bundle.relocation_journal, "a", encoding="utf-8") as journal:
-            for rel in [*sorted(rec.texts), *rec.binaries]:
-                current = rewritten.get(rel, rec.prefix)
-                if current != new:
-                    _inside(root, rel)
-                    _replace_in_file(root / rel, current.encode(), new.encode(), rel in rec.binaries)
-                    journal.write(json.dumps({"file": rel, "prefix": new}) + "\n")
-                    journal.flush()
+        RelocationJournal().append(journal)  # made first: no file is rewritten unrecorded
+        for rel in [*sorted(rec.texts), *rec.binaries]:
+            current = rewritten.get(rel, rec.prefix)
+            if current != new:
+                _inside(root, rel)
+                _replace_in_file(root / rel, current.encode(), new.encode(), rel in rec.binaries)
+                RelocationJournal({rel: new}).append(journal)
     except PermissionError as exc:
         raise BundlerError(f"the bundle moved to {root} but {exc.filename} cannot be rewritten: "
                            "run bin/start once as the owner of the bundle") from exc
     dataclasses.replace(rec, prefix=new).write(bundle.relocation)
-    bundle.relocation_journal.unlink()
+    journal.unlink()
     return True
 
 
@@ -63,22 +63,6 @@ def _inside(root: Path, rel: str) -> None:
     if path.is_symlink() or not path.parent.resolve().is_relative_to(root.resolve()):
         raise BundlerError(f"refusing to rewrite {rel}: it is a link or is reached through a link "
                            "out of the bundle (run bin/bundler verify)")
-
-
-def _read_journal(path: Path) -> dict[str, str]:
-    """File -> the path it holds, for files an unfinished relocation already rewrote."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return {}
-    rewritten = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by an interruption
-        rewritten[entry["file"]] = entry["prefix"]
-    return rewritten
 
 
 def _replace_in_file(path: Path, old: bytes, new: bytes, binary: bool = False) -> None:

@@ -4,12 +4,11 @@ Supervisor reads values in two steps: the ini parser (where whitespace followed 
 starts a comment, and lines end values), then '%(name)s' expansion, then its own splitting
 (shlex for command=, a quote-stripping lexer for environment=). Values that survive all three
 unchanged are written inline; a service with any other value is started through bundler.launch,
-which reads its arguments and environment from a JSON file beside the .ini.
+which reads its arguments and environment from a JSON file beside the .ini (launchspec.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -20,6 +19,8 @@ from typing import Any
 import jinja2
 
 from bundler import __version__
+from bundler.bundle import launchspec
+from bundler.bundle.launchspec import LaunchSpec
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR, Layout
 from bundler.bundle.records import MonitorConfig, Watched
 from bundler.bundle.tree import META
@@ -49,7 +50,7 @@ class Program:
     directory: str
     environment: str
     options: list[tuple[str, str]]
-    launch: dict[str, Any] | None
+    launch: LaunchSpec | None
 
 
 def templates() -> jinja2.Environment:
@@ -140,9 +141,9 @@ class Renderer:
         env_items = {k: f'"{v}"' for k, v in own.items() if k not in user_env}
         launch = None
         if args is None or None in inline_env.values():
-            launch = {"args": words[1:], "environment": user_env}
+            launch = LaunchSpec(tuple(words[1:]), user_env)
             base_python = f'"{self.here(self.pythons["base"])}"'
-            spec_file = f'"%(here)s/{service.name}.launch.json"'
+            spec_file = f'"%(here)s/{launchspec.file_name(service.name)}"'
             command = f"{base_python} -I -m bundler.launch {spec_file} {program}"
         else:
             command = f"{program} {args}".rstrip()
@@ -191,8 +192,7 @@ class Renderer:
             p = self.program(service, root)
             files[f"{service.name}.ini"] = template.render(p=p)
             if p.launch is not None:
-                files[f"{service.name}.launch.json"] = json.dumps(p.launch, indent=2,
-                                                                  ensure_ascii=False) + "\n"
+                files[launchspec.file_name(service.name)] = p.launch.text()
         group_template = self.jinja.get_template("group.ini.j2")
         for group in self.spec.groups.values():
             files[f"{GROUP_PREFIX}{group.name}.ini"] = group_template.render(g=group)

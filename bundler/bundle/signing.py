@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle.record import Record
 from bundler.errors import BundlerError
 
 SIGNATURE_FORMAT = 1
@@ -83,24 +84,51 @@ def identity(line: str) -> str:
     return " ".join(line.split()[:2])
 
 
+@dataclass(frozen=True)
+class TrustedKeys(Record):
+    """etc/trusted_keys: the public key lines whose signatures a bundle accepts, one a line
+    (authorized_keys style: # comments and blank lines are skipped). The build writes those of
+    [bundle] trusted_keys; parse refuses a line that is no Ed25519 key, saying which."""
+
+    keys: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, path: Path) -> TrustedKeys:
+        """The record at `path`; empty (no key: unsigned patches are taken) when there is none."""
+        return super().read(path) if path.is_file() else cls()
+
+    @classmethod
+    def parse(cls, text: str) -> TrustedKeys:
+        keys = []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                _public(line)
+            except BundlerError as exc:
+                raise ValueError(f"{number}: {exc}") from None
+            keys.append(line)
+        return cls(tuple(keys))
+
+    def text(self) -> str:
+        return "".join(f"{key}\n" for key in self.keys)
+
+
 def parse_keys(text: str, where: str) -> list[str]:
-    """Public key lines of a keys file (authorized_keys style: one a line, # comments)."""
-    keys = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            _public(line)
-        except BundlerError as exc:
-            raise BundlerError(f"{where}:{number}: {exc}") from None
-        keys.append(line)
-    return keys
+    """Public key lines of a keys file (TrustedKeys' form); an error names `where` and the line."""
+    try:
+        return list(TrustedKeys.parse(text).keys)
+    except ValueError as exc:
+        raise BundlerError(f"{where}:{exc}") from None
 
 
 def trusted_keys(path: Path) -> list[str]:
     """The keys a bundle trusts (its etc/trusted_keys; none when there is no such file)."""
-    return parse_keys(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else []
+    try:
+        return list(TrustedKeys.read(path).keys)
+    except ValueError as exc:
+        raise BundlerError(f"{path}:{exc}") from None
 
 
 def load_private(path: Path) -> Any:

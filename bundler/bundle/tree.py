@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bundler import progress
 from bundler.bundle.layout import Layout
+from bundler.bundle.logfaults import LOG_FAULTS
 from bundler.errors import BundlerError, UsageError
 
 MANIFEST = "bundle.toml"
@@ -121,7 +122,7 @@ class Bundle:
     @property
     def log_faults(self) -> Path:
         """Log files supervisord could not write (bundler/supervisor_rpc.py records them)."""
-        return self.run_dir / "log-faults.jsonl"
+        return self.run_dir / LOG_FAULTS
 
     @property
     def run_token(self) -> Path:

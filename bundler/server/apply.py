@@ -37,13 +37,13 @@ from bundler.bundle.records import (
     Manifest,
     PatchRecord,
     Platform,
+    Release,
     Relocation,
 )
 from bundler.bundle.render import PRIVATE
 from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
-from bundler.fsutil import write_atomic
 from bundler.server import filemoves, history, site
 from bundler.server.filemoves import Move
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
@@ -144,7 +144,7 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
                                    f"changed: {exc}") from exc
             raise
         if not outcome.failed:
-            write_atomic(bundle.release_record, patch.manifest, PRIVATE)  # environments: private
+            Release(patch.manifest).write(bundle.release_record, PRIVATE)  # environments: private
     return dataclasses.replace(applied, outcome=outcome, entries=entries)
 
 
@@ -195,9 +195,13 @@ def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float, installed: Histor
 def _runs_here(bundle: Bundle, patch: PatchRecord, name: str) -> Platform | None:
     """Refuse a release this server cannot run (another architecture, an older glibc than its
     files need); else what .bundler/platform says once it is installed."""
-    release = Platform.parse(patch.platform)
-    if release is None:
-        return None
+    if not patch.platform:
+        return None  # the build that made the patch could not read its own
+    try:
+        release = Platform.parse(patch.platform)
+    except ValueError as exc:
+        raise BundlerError(f"refusing {name}: its platform record is damaged ({exc}); nothing "
+                           "was changed") from None
     need, have = elf.parse_version(release.glibc), elf.host_glibc()
     if release.machine != platform.machine() or (have and need > have):
         raise BundlerError(f"refusing {name}: the release needs {release.machine} with glibc "
@@ -217,8 +221,9 @@ def _release_base(bundle: Bundle, patch: PatchRecord, release: LiveManifest) -> 
     """The services and groups of the last release installed here: the bundle's record, else
     what the patch was built against; a patch that says neither changes no service."""
     path = bundle.release_record
-    if path.is_file():
-        return _definitions(_parse(path.read_text(encoding="utf-8"), path), str(path))
+    recorded = Release.read(path)
+    if recorded is not None:
+        return _definitions(_parse(recorded.manifest, path), str(path))
     if not patch.release_base:
         return _definitions(release, "the patch's base spec")
     return _definitions(_parse(patch.release_base, Path(f"{PATCH_FILE}: the release's base")),
@@ -327,7 +332,7 @@ def _unpack(bundle: Bundle, source: Path, folder: Path, name: str) -> Incoming:
         for member in tar:
             members.take(tar, member)
     try:
-        patch = PatchRecord.parse(members.raw if members.raw is not None else b"{}")
+        patch = PatchRecord.parse(members.raw.decode() if members.raw is not None else "{}")
     except ValueError as exc:
         raise BundlerError(f"refusing {source}: it is not a bundler patch (no readable "
                            f"{PATCH_FILE} of format {PatchRecord.FORMAT}); nothing was changed") from exc

@@ -27,6 +27,7 @@ from bundler.server.supervisor import (
     STARTING,
     STOPPED,
     Process,
+    SocketPath,
     Supervisor,
     choose_socket,
     connect,
@@ -224,7 +225,7 @@ def _prepare(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
     """supervisord's command line and environment; records the socket it will use."""
     socket_path = choose_socket(bundle.root, bundle.run_dir)
     bundle.run_dir.mkdir(exist_ok=True)
-    bundle.socket_record.write_text(socket_path + "\n")
+    SocketPath(socket_path).write(bundle.socket_record)
     env = supervisord_env(bundle, socket_path)
     _privileges(bundle, Manifest.read(bundle.manifest).spec.supervisor, env)
     return [str(bundle.python), "-I", "-m", "supervisor.supervisord", "-c", str(bundle.conf)], env

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from bundler.bundle.records import Manifest, ServerState
+from bundler.bundle.records import Manifest, Release, ServerState
 from bundler.bundle.tree import Bundle
 
 
 def state(bundle: Bundle) -> ServerState:
     with bundle.locked():  # not half-way through a change
         manifest = Manifest.read(bundle.manifest)
-        release = bundle.release_record
+        release = Release.read(bundle.release_record)
         return ServerState(bundle=manifest.spec.name, manifest=manifest.text,
-                           release=release.read_text(encoding="utf-8") if release.is_file()
-                           else manifest.text,
+                           release=release.manifest if release is not None else manifest.text,
                            checksums=bundle.checksums.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler.bundle.record import Record
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 
@@ -50,11 +51,28 @@ def _private_tmp() -> str | None:
     return folder if st.st_uid == os.geteuid() and (st.st_mode & 0o077) == 0 else None
 
 
+@dataclass(frozen=True)
+class SocketPath(Record):
+    """run/socket.path: the socket bin/start chose for supervisord, on one line."""
+
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> SocketPath:
+        path = text.strip()
+        if not path:
+            raise ValueError("no socket path")
+        return cls(path)
+
+    def text(self) -> str:
+        return f"{self.path}\n"
+
+
 def recorded_socket(bundle: Bundle) -> str:
     """The socket the running supervisord uses (recorded by bin/start), else the default choice."""
     try:
-        return bundle.socket_record.read_text().strip()
-    except FileNotFoundError:
+        return SocketPath.read(bundle.socket_record).path
+    except (FileNotFoundError, ValueError):
         return choose_socket(bundle.root, bundle.run_dir)
 
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from bundler.bundle import integrity, safetree, signing
-from bundler.bundle.records import Entry, PatchRecord
+from bundler.bundle.records import PatchRecord
 from bundler.bundle.tree import Bundle
 from bundler.cli import cli
 from bundler.server import filemoves
@@ -77,9 +77,9 @@ def build_patch(dest: Path, members: list[M], *, key: Any = None, sign_kind: str
         if not m.listed or m.raw:
             continue
         if m.kind == "file":
-            entry = Entry.of_bytes(m.data, executable=False).to_json()
-            record["files"][m.name] = {"sha256": hashlib.sha256(m.data).hexdigest(),
-                                       "relocatable": False, "checksum": entry}
+            entry = {"sha256": hashlib.sha256(m.data).hexdigest(), "exec": False}  # checksums.json's
+            record["files"][m.name] = {"sha256": entry["sha256"], "relocatable": False,
+                                       "checksum": entry}
             record["base"][m.name] = None
         elif m.kind == "link":
             record["links"][m.name] = m.target
@@ -201,8 +201,9 @@ CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
      "a patch for bundle 'payroll'"),
     ("a patch naming no bundle", [GOOD], {"meta": lambda r: r.pop("bundle")}, "no named bundle"),
     ("made against another build", [M("app_v1/web.py", data=b"x")],
-     {"meta": lambda r: r["base"].update({"app_v1/web.py": Entry.of_bytes(
-         b"other", executable=False).to_json()})}, "not what it was built against"),
+     {"meta": lambda r: r["base"].update({"app_v1/web.py": {
+         "sha256": hashlib.sha256(b"other").hexdigest(), "exec": False}})},
+     "not what it was built against"),
     ("a site default above etc/app", [GOOD, M("tiny-2.patch/site/../x", raw=True)],
      {"meta": lambda r: r.update(site={"../x": hashlib.sha256(GOOD.data).hexdigest()})},
      "plain relative path"),

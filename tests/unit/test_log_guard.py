@@ -44,7 +44,7 @@ def test_supervisor_alone_lets_the_error_out(tmp_path: Path, unguarded: None) ->
 def test_the_guard_keeps_writing_and_records_the_fault_once(tmp_path: Path, unguarded: None,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     faults = tmp_path / "log-faults.jsonl"
-    supervisor_rpc._guard_log_rotation(str(faults))
+    supervisor_rpc._guard_log_rotation(faults)
     handler = _blocked_handler(tmp_path)
     for n in range(50):
         handler.emit(_record(n))

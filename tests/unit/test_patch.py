@@ -14,7 +14,7 @@ import tomlkit
 
 from bundler.build import patch as make_patch
 from bundler.bundle import elf, integrity
-from bundler.bundle.records import Entry, PatchRecord, Platform
+from bundler.bundle.records import PatchRecord, Platform
 from bundler.bundle.safetree import check_name
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
@@ -38,7 +38,7 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes],
     for rel, data in files.items():
         (stage / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
         (stage / "files" / rel).write_bytes(data)
-        entry = Entry.of_bytes(data, executable=False).to_json()
+        entry = {"sha256": hashlib.sha256(data).hexdigest(), "exec": False}  # checksums.json's
         meta["files"][rel] = {"sha256": entry["sha256"], "relocatable": False, "checksum": entry}
         meta["base"][rel] = None
     for rel, data in (site or {}).items():

@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bundler.bundle import signing
+from bundler.bundle.launchspec import LaunchSpec
+from bundler.bundle.layout import Layout, load_layout
+from bundler.bundle.logfaults import LogFault, LogFaults
+from bundler.bundle.record import Record
 from bundler.bundle.records import (
     BuildRecord,
     BuiltCode,
@@ -17,10 +22,18 @@ from bundler.bundle.records import (
     Entry,
     Manifest,
     MonitorConfig,
+    Origin,
     PatchRecord,
+    Platform,
+    Release,
     Relocation,
+    RelocationJournal,
+    ServerState,
+    SiteDefaults,
 )
+from bundler.bundle.signing import TrustedKeys
 from bundler.errors import BundlerError
+from bundler.server.supervisor import SocketPath
 from bundler.spec.model import Alerts, Health, Listen
 
 CHECKSUMS = ('{\n"files": {\n"bin/python": {\n"link": "python3.11"\n},\n"bin/python3": {\n"sha256": '
@@ -188,3 +201,114 @@ def test_patch_record_round_trip_and_refusals() -> None:
                     .replace('"checksum"', '"chksum"', 1)):
         with pytest.raises(ValueError):
             PatchRecord.parse(damaged)
+
+
+def _key(seed: int, comment: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return signing.public_line(Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32), comment)
+
+
+KEYS = (_key(1, "release"), _key(2, "ci"))
+FAULT = LogFault("2024-05-01T12:00:00Z", "/b/log/api.log", "failing", "cannot rotate")
+FAULT_LINE = ('{"at": "2024-05-01T12:00:00Z", "file": "/b/log/api.log", "state": "failing", '
+              '"what": "cannot rotate"}\n')
+# Each record and its text as the code before record.Record wrote it (the same texts).
+TEXTS: list[tuple[Record, str]] = [
+    (Origin("/build/.bundler-staging-1-x/box", "/home/me/box", {"base": "/opt/python3.11"}),
+     '{\n "staging": "/build/.bundler-staging-1-x/box",\n "project": "/home/me/box",\n'
+     ' "sources": {\n  "base": "/opt/python3.11"\n }\n}\n'),
+    (Platform("x86_64", "2.28"), "x86_64 2.28 -\n"),
+    (Platform("aarch64", "2.17", "2.17"), "aarch64 2.17 2.17\n"),
+    (SiteDefaults({"b.toml": "b" * 64, "a/x.ini": "a" * 64}),
+     '{\n "a/x.ini": "' + "a" * 64 + '",\n "b.toml": "' + "b" * 64 + '"\n}\n'),
+    (ServerState("box", "M", "R", "C"), '{\n "state_format": 1,\n "bundle": "box",\n "manifest": "M",'
+     '\n "release": "R",\n "checksums": "C"\n}\n'),
+    (Release(SPEC + BUILD), SPEC + BUILD),
+    (TrustedKeys(KEYS), f"{KEYS[0]}\n{KEYS[1]}\n"),
+    (SocketPath("/run/bundler-0123456789abcdef.sock"), "/run/bundler-0123456789abcdef.sock\n"),
+    (LaunchSpec(("-m", "probe", "a ;b"), {"NL": "l1\nl2", "\u00c9": "\u00fc"}),
+     '{\n  "args": [\n    "-m",\n    "probe",\n    "a ;b"\n  ],\n  "environment": {\n'
+     '    "NL": "l1\\nl2",\n    "\u00c9": "\u00fc"\n  }\n}\n'),
+    (LogFaults((FAULT,)), FAULT_LINE),
+    (RelocationJournal({"bin/activate": "/srv/b", "envs/c/bin/greet": "/srv/b"}),
+     '{"file": "bin/activate", "prefix": "/srv/b"}\n{"file": "envs/c/bin/greet", "prefix": "/srv/b"}\n'),
+    (load_layout(), 'envs = "envs"\netc = "etc"\nprograms = "etc/conf.d"\nsite_config = "etc/app"\n'
+     'log = "log"\nrun = "run"\ncode = "{project}_{version}"\n'),
+]
+
+
+@pytest.mark.parametrize("record, text", TEXTS,
+                         ids=[f"{type(r).__name__}-{i}" for i, (r, _) in enumerate(TEXTS)])
+def test_each_record_writes_its_text_and_reads_it_back(record: Record, text: str,
+                                                       tmp_path: Path) -> None:
+    assert record.text() == text
+    assert type(record).parse(text) == record
+    record.write(tmp_path / "record")
+    assert (tmp_path / "record").read_bytes() == text.encode()
+    assert type(record).read(tmp_path / "record") == record
+
+
+# A damaged record: the text, and what parsing it gives (ValueError: refused).
+DAMAGED: list[tuple[type[Record], str, object]] = [
+    (Checksums, '{"files": {"bin/x": {"exec": true}}}', ValueError),
+    (Relocation, '{"files": []}', ValueError),
+    (Origin, '{"staging": "/b"}', ValueError),
+    (Platform, "x86_64\n", ValueError),
+    (SiteDefaults, '["a.toml"]', ValueError),
+    (ServerState, '{"state_format": 2}', ValueError),
+    (Release, "[bundle\nname =", Release("[bundle\nname =")),  # any text: apply refuses it
+    (TrustedKeys, f"# ours\n\n{KEYS[0]}\nssh-ed25519 nonsense\n", ValueError),
+    (SocketPath, "\n", ValueError),
+    (LaunchSpec, '{"args": "-m probe", "environment": {}}', ValueError),
+    (LaunchSpec, '{"args": [], "environment": {"N": 1}}', ValueError),
+    (LogFaults, FAULT_LINE + '{"x": 1}\n3\n{"at": "2024-05-01T12:00:01Z", "fi',
+     LogFaults((FAULT,))),  # lines not ours, and one cut short, skipped
+    (RelocationJournal, '{"file": "a", "prefix": "/x"}\n{"file": "a", "prefix": "/y"}\n{"file": "b", "pre',
+     RelocationJournal({"a": "/y"})),  # the last word on each file; a line cut short skipped
+    (Layout, 'envs = "envs"\n', ValueError),
+    (Layout, "envs = [", ValueError),
+]
+
+
+@pytest.mark.parametrize("cls, text, gives", DAMAGED,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(DAMAGED)])
+def test_a_damaged_record_is_refused_or_read_for_what_it_holds(cls: type[Record], text: str,
+                                                               gives: object) -> None:
+    if gives is ValueError:
+        with pytest.raises(ValueError):
+            cls.parse(text)
+    else:
+        assert cls.parse(text) == gives
+
+
+def test_records_kept_optional_read_as_none_or_empty_when_missing_or_unreadable(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    assert Origin.read(missing) is None and Platform.read(missing) is None
+    assert Release.read(missing) is None
+    assert SiteDefaults.read(missing) == SiteDefaults({})
+    assert TrustedKeys.read(missing) == TrustedKeys() and signing.trusted_keys(missing) == []
+    assert RelocationJournal.read(missing) == RelocationJournal()
+    (tmp_path / "platform").write_text("x86_64\n")
+    assert Platform.read(tmp_path / "platform") is None  # bin/ launchers skip the check too
+    (tmp_path / "platform").write_bytes(b"\xff 2.17 -\n")
+    assert Platform.read(tmp_path / "platform") is None
+    with pytest.raises(FileNotFoundError):
+        Relocation.read(missing)  # a bundle has one: relocation.py says which is missing
+
+
+def test_a_trusted_key_that_is_no_key_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
+    keys = tmp_path / "trusted_keys"
+    keys.write_text(f"# ours\n{KEYS[0]}\nssh-ed25519 nonsense\n")
+    with pytest.raises(BundlerError, match=f"^{keys}:3: 'ssh-ed25519 nonsense'"):
+        signing.trusted_keys(keys)
+
+
+def test_a_journal_grows_by_whole_records(tmp_path: Path) -> None:
+    path = tmp_path / "log-faults.jsonl"
+    recovered = LogFault("2024-05-01T12:01:00Z", "/b/log/api.log", "recovered", "can be written")
+    LogFaults((FAULT,)).append(path)
+    LogFaults((recovered,)).append(path)
+    assert path.read_text() == FAULT_LINE + LogFaults((recovered,)).text()
+    assert LogFaults.read(path) == LogFaults((FAULT, recovered))

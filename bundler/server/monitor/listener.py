@@ -11,7 +11,6 @@ a hung service never delays the listener. Restarts go through supervisord's XML-
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bundler.bundle.layout import MONITOR
+from bundler.bundle.logfaults import LogFaults
 from bundler.bundle.records import MonitorConfig, Watched
 from bundler.bundle.tree import open_bundle
 from bundler.server.monitor import probes
@@ -186,13 +186,9 @@ class Monitor:
 
     def check_logs(self) -> None:
         """Alert when supervisord cannot write a log file (supervisor_rpc records it)."""
-        for line in self.log_faults.new_lines().splitlines() if self.log_faults else ():
-            try:
-                fault = json.loads(line)
-            except ValueError:
-                continue
-            self.alert("log", "supervisord", f"log file {fault.get('file')}: {fault.get('what')}",
-                       state=fault.get("state"))
+        for fault in LogFaults.parse(self.log_faults.new_lines()).faults if self.log_faults else ():
+            self.alert("log", "supervisord", f"log file {fault.file}: {fault.what}",
+                       state=fault.state)
 
     def check(self, now: float) -> None:
         watched = self.config.services
