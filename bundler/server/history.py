@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bundler.bundle.record import Record
+from bundler.bundle.record import Journal, Record
 from bundler.bundle.render import PRIVATE
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
@@ -100,6 +100,27 @@ class HistoryEntry(Record):
             raise ValueError(f"not a history entry: {exc!r}") from None
 
 
+@dataclass(frozen=True)
+class History(Journal):
+    """.bundler/history.jsonl: an entry a line, appended; a line that cannot be read (cut short
+    by a crash) is skipped."""
+
+    entries: tuple[HistoryEntry, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> History:
+        entries = []
+        for line in text.splitlines():
+            try:
+                entries.append(HistoryEntry.parse(line))
+            except ValueError:
+                continue
+        return cls(tuple(entries))
+
+    def text(self) -> str:
+        return "".join(e.text() for e in self.entries)
+
+
 def _plain(definition: Definition | None) -> dict[str, object] | None:
     return None if definition is None else definition.plain()
 
@@ -113,15 +134,15 @@ def stamp(bundle: Bundle, entries: list[HistoryEntry]) -> list[HistoryEntry]:
     written. Entries of a change that changed nothing are returned, not kept."""
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamped = [dataclasses.replace(e, at=at, user=_user()) for e in entries]
-    kept = [e for e in stamped if e.result != "unchanged"]
-    if kept:
+    kept = History(tuple(e for e in stamped if e.result != "unchanged"))
+    if kept.entries:
         # the definitions recorded hold the services' environments: private, like bundle.toml
         fd = os.open(bundle.history, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
         mode = os.fstat(fd).st_mode & 0o777
         if mode & ~PRIVATE:
             os.fchmod(fd, mode & PRIVATE)
         with open(fd, "a", encoding="utf-8") as f:
-            f.writelines(e.text() for e in kept)
+            f.write(kept.text())
     return stamped
 
 
@@ -134,16 +155,9 @@ def _user() -> str:
 
 def history(bundle: Bundle) -> list[HistoryEntry]:
     try:
-        lines = bundle.history.read_text(encoding="utf-8").splitlines()
+        return list(History.read(bundle.history).entries)
     except FileNotFoundError:
         return []
-    entries = []
-    for line in lines:
-        try:
-            entries.append(HistoryEntry.parse(line))
-        except ValueError:
-            continue  # a line cut short
-    return entries
 
 
 # The operations that change one service's definition, each recorded with it before and after.
