@@ -1,8 +1,10 @@
 """A bundle deployed before bundler's package layout changed takes a patch built by today's bundler.
 
-Its configs name bundler.launch, bundler.monitor and bundler.supervisor_rpc; its old bin/bundler
-applies the patch; its old monitor keeps running through it (and imports bundler.metrics when it
-checks memory). Everything afterwards runs on the new code: live changes, a restart, a move.
+Its configs name bundler.launch and bundler.supervisor_rpc, which stay at those paths, and the
+monitor's old name, bundler.monitor, which is gone (as is bundler.metrics, which the old monitor
+imports to check memory): the first live change renders the monitor's config anew and
+bundler.server.monitor takes over. Its old bin/bundler applies the patch; everything afterwards
+runs on the new code: live changes, a restart, a move.
 """
 
 from __future__ import annotations
@@ -119,20 +121,23 @@ def test_a_patch_from_today_updates_a_bundle_of_the_flat_layout(deployed: tuple[
     site = next(bundle.root.glob("lib/python3*/site-packages/bundler"))
     assert (site / "cli" / "bundle.py").is_file() and not (site / "cli.py").exists()
 
-    # the old monitor keeps watching memory through the patch, with the config the new code renders
+    # the first live change renders the monitor's config anew: today's monitor watches memory
     added = bundle.cli("add-service", "tiny", "--code", "v4", "--command",
                        "python -m service.sam.run", "--set", "max_rss=1MB", "--set", "startsecs=1")
     assert added.returncode == 0, added.stderr
+    monitor_ini = (bundle.root / "etc" / "conf.d" / "_monitor.ini").read_text()
+    assert ' -I -m bundler.server.monitor "%(here)s/_monitor.json"' in monitor_ini
+    assert bundle.states()["_monitor"][1] != old_monitor
     _wait_for(bundle.root / "log" / "_monitor.log", "tiny: restarted: resident memory")
-    assert bundle.states()["_monitor"][1] == old_monitor
-    assert "Error" not in (bundle.root / "log" / "_monitor.log").read_text()
+    # (until then the old monitor's memory checks failed: bundler.metrics, which it imports, is gone)
+    assert "Error" not in (bundle.root / "log" / "_monitor.log").read_text().rsplit(" watching ", 1)[1]
 
     # a live switch through the running (old) supervisord's bundler.supervisor_rpc
     switched = bundle.cli("switch", "svc3", "v4")
     assert switched.returncode == 0, switched.stderr
     _wait_for(bundle.root / "log" / "svc3.log", "running code v4")
 
-    # stopped, moved and started again by the new code: the monitor runs `python -m bundler.monitor`
+    # stopped, moved and started again by the new code: the monitor runs `python -m bundler.server.monitor`
     assert bundle.stop().returncode == 0
     bundle.move(tmp_path / "moved again" / "smartbox")
     bundle.start()
