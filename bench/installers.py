@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bundler.build.interpreters import BASE_PACKAGES  # noqa: E402
+from bundler.build.serverside import base_packages  # noqa: E402
 
-EXAMPLE = [*BASE_PACKAGES, "pillow"]
+EXAMPLE = [*base_packages(signing=False), "pillow"]
 
 
 def venv(folder: Path) -> Path:

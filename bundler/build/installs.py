@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import bundler
-from bundler import DISTRIBUTION, runner
-from bundler.build import cache, conda, lock
+from bundler import runner
+from bundler.build import cache, conda, lock, serverside
 from bundler.build.interpreters import (
     BuildContext,
     CopiedCPython,
@@ -190,8 +189,9 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
     else:
         pip_install(ctx, python, requirements, p.interp.requirements_file, f"interpreter {name}")
     if name == "base":
-        install_self(root, p.minor)
-        _drop_cffi_backend(root / "lib" / f"python{p.minor}" / "site-packages")
+        site = root / "lib" / f"python{p.minor}" / "site-packages"
+        serverside.install_self(site)
+        _drop_cffi_backend(site)
     versions = installed_versions(python) if _has_pip(python) else {}
     if p.conda is None and _has_pip(python):  # a conda env's pip is a conda package
         dropped = drop_installers(ctx, python, requirements, p.interp.requirements_file)
@@ -250,8 +250,8 @@ def _stamp(path: Path) -> list[int] | None:
 
 @once
 def _self_digest() -> str:
-    """This bundler's own files, which the base carries (a changed file is another bundle even
-    when the version is not)."""
+    """This bundler's own files: the base carries its server side, the rest makes the bundle (a
+    changed file is another bundle even when the version is not)."""
     source = Path(bundler.__file__).parent
     h = hashlib.sha256()
     for path in sorted(source.rglob("*")):
@@ -323,17 +323,3 @@ def _drop_cffi_backend(site: Path) -> None:
         record.write_text("".join(line for line in lines if line.split(",")[0] not in gone
                                   and "/backend_cffi." not in line.split(",")[0]), encoding="utf-8")
 
-
-def install_self(root: Path, minor: str) -> None:
-    """Put this bundler (package and its data) into the base, so the bundle carries bin/bundler."""
-    site = root / "lib" / f"python{minor}" / "site-packages"
-    source = Path(bundler.__file__).parent
-    shutil.copytree(source, site / "bundler", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    info = site / f"{DISTRIBUTION.replace('-', '_')}-{bundler.__version__}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\n"
-                                   f"Version: {bundler.__version__}\n")
-    (info / "INSTALLER").write_text("bundler\n")
-    files = [p.relative_to(site) for p in (site / "bundler").rglob("*") if p.is_file()]
-    files += [Path(info.name, n) for n in ("METADATA", "INSTALLER", "RECORD")]
-    (info / "RECORD").write_text("".join(f"{f},,\n" for f in sorted(files)))

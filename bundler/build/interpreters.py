@@ -40,12 +40,6 @@ print(json.dumps({
 SYSTEM_PREFIXES = (Path("/usr"), Path("/"))
 # Stdlib folders that only CPython's own test suite uses.
 _TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
-# Packages every bundle's base carries: supervisor runs the services, the rest is bundler itself.
-# What bin/bundler needs on the server (zstandard: to read .tar.zst patches; pyelftools: verify).
-BASE_PACKAGES = ("supervisor>=4.3.0", "click>=8.0", "jinja2>=3.0", "tomlkit>=0.12", "zstandard",
-                 "pyelftools", "psutil", "prometheus-client")
-# What a bundle that trusts keys or is signed needs to check signatures offline (6 MB packed).
-SIGNING_PACKAGES = ("cryptography>=42",)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 import bundler
-from bundler.build import floor
-from bundler.build.interpreters import BASE_PACKAGES, SIGNING_PACKAGES, BuildContext, PythonInfo
+from bundler.build import floor, serverside
+from bundler.build.interpreters import BuildContext, PythonInfo
 from bundler.build.pip import canonical, pip_run
 from bundler.build.plan import Plan, PlannedInterpreter
 from bundler.errors import BundlerError
@@ -88,8 +88,7 @@ def requirements_of(plan: Plan, name: str, signs: bool) -> tuple[str, ...]:
     p = plan.interpreters[name]
     if name != "base":
         return p.interp.requirements
-    signing = SIGNING_PACKAGES if plan.trusted_keys or signs else ()
-    return (*BASE_PACKAGES, *signing, *p.interp.requirements)
+    return (*serverside.base_packages(bool(plan.trusted_keys) or signs), *p.interp.requirements)
 
 
 def path_of(plan: Plan, name: str) -> Path:

@@ -204,7 +204,7 @@ class Renderer:
         return files
 
     def monitor_config(self) -> MonitorConfig:
-        """What bundler.monitor watches; paths relative to the bundle root."""
+        """What the monitor watches; paths relative to the bundle root."""
         spec = self.spec
         services = {s.name: Watched(s.name, s.health, s.max_rss, self.pythons[s.python],
                                     self.layout.code_dir(spec.project, s.code))

@@ -4,18 +4,23 @@ project.py holds the commands of a project, bundle.py those of a built bundle, s
 three that act on either. Each command imports the core it calls only when it runs, so that
 `bundler --help` and the in-bundle `bin/bundler status` load no more than they use (a unit test
 checks that bin/bundler never loads the build machinery).
+
+A bundle's bin/bundler carries no build side (bundler/build/, project.py): it lists the bundle's
+commands only, and answers a project command's name with where to run it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import click
 
 from bundler import __version__
-from bundler.cli import bundle, project, services, shell
-from bundler.errors import BundlerError
+from bundler.cli import bundle, services, shell
+from bundler.cli.options import BUILD_COMMANDS, build_machine_only
+from bundler.errors import BundlerError, UsageError
 
 
 class _Failure(click.ClickException):
@@ -24,14 +29,27 @@ class _Failure(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 
-SECTIONS = [
-    ("Project commands (on the build machine, in a folder with bundle.toml, or -C DIR)",
-     project.COMMANDS),
-    ("Bundle commands (on a server: the bundle's bin/bundler, or --root DIR)", bundle.COMMANDS),
-    ("Project and bundle commands (edit bundle.toml in a project; change a bundle live)",
-     services.COMMANDS),
-    ("Other commands", shell.COMMANDS),
-]
+# Whether this bundler has its build side: a bundle's bin/bundler ships without it.
+BUILD_SIDE = importlib.util.find_spec("bundler.build") is not None
+
+
+def sections(build_side: bool) -> list[tuple[str, list[click.Command]]]:
+    """The commands `bundler --help` lists, by section: a bundle's bin/bundler has no project's."""
+    project: list[tuple[str, list[click.Command]]] = []
+    if build_side:
+        from bundler.cli import project as commands
+
+        project = [("Project commands (on the build machine, in a folder with bundle.toml, or -C "
+                    "DIR)", commands.COMMANDS)]
+    return [
+        *project,
+        ("Bundle commands (on a server: the bundle's bin/bundler, or --root DIR)", bundle.COMMANDS),
+        ("Project and bundle commands (edit bundle.toml in a project; change a bundle live)"
+         if build_side else "Service commands (change the bundle's services live)",
+         services.COMMANDS),
+        ("Other commands", shell.COMMANDS),
+    ]
+
 
 SHORT_HELP = {  # one line each in `bundler --help`
     "init": "Create a project: NAME/bundle.toml and an example service.",
@@ -70,12 +88,19 @@ class _Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("context_settings", {}).setdefault("max_content_width", 100)
         super().__init__(*args, **kwargs)
+        self.sections: list[tuple[str, list[click.Command]]] = []
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        for title, commands in SECTIONS:
+        for title, commands in self.sections:
             with formatter.section(title):
                 formatter.write_dl([(c.name or "", SHORT_HELP[c.name or ""])
                                     for c in commands if not c.hidden])
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args[0] in BUILD_COMMANDS and args[0] not in self.commands and not ctx.resilient_parsing:
+            raise UsageError(build_machine_only(args[0]))  # not click's "No such command"
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         from bundler import progress
@@ -91,26 +116,35 @@ class _Group(click.Group):
             raise _Failure(BundlerError(f"{exc.strerror or exc}{where}")) from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="bundler")
-@click.option("-C", "--directory", type=click.Path(file_okay=False, path_type=Path), default=".",
-              help="The project folder (the one holding bundle.toml). Default: the current one.")
-@click.option("-q", "--quiet", is_flag=True,
-              help="Print results and errors only: no step lines, no progress.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Also print the output of the programs run (pip, virtualenv, conda-pack).")
-@click.pass_context
-def cli(ctx: click.Context, directory: Path, quiet: bool, verbose: bool) -> None:
-    """Build relocatable bundles of Python services for offline servers, and run them.
+def make_cli(build_side: bool) -> click.Group:
+    """The `bundler` command: every section's commands, the project's only with the build side."""
 
-    `bundler COMMAND --help` explains a command, with examples.
-    """
-    ctx.obj = directory  # -q and -v: progress.configure, in _Group.invoke
+    @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, "-V", "--version", prog_name="bundler")
+    @click.option("-C", "--directory", type=click.Path(file_okay=False, path_type=Path),
+                  default=".", help="The project folder (the one holding bundle.toml). Default: "
+                  "the current one.")
+    @click.option("-q", "--quiet", is_flag=True,
+                  help="Print results and errors only: no step lines, no progress.")
+    @click.option("-v", "--verbose", is_flag=True,
+                  help="Also print the output of the programs run (pip, virtualenv, conda-pack).")
+    @click.pass_context
+    def cli(ctx: click.Context, directory: Path, quiet: bool, verbose: bool) -> None:
+        """Build relocatable bundles of Python services for offline servers, and run them.
+
+        `bundler COMMAND --help` explains a command, with examples.
+        """
+        ctx.obj = directory  # -q and -v: progress.configure, in _Group.invoke
+
+    assert isinstance(cli, _Group)
+    cli.sections = sections(build_side)
+    for _title, commands in cli.sections:
+        for command in commands:
+            cli.add_command(command)
+    return cli
 
 
-for _title, _commands in SECTIONS:
-    for _command in _commands:
-        cli.add_command(_command)
+cli = make_cli(BUILD_SIDE)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from bundler import DISTRIBUTION
 from bundler.errors import UsageError
 
 root_option = click.option(
@@ -52,13 +53,22 @@ def spec_path(ctx: click.Context) -> Path:
     return project_folder(ctx) / "bundle.toml"
 
 
+# The commands of a project (cli/project.py), which a bundle's bin/bundler carries no code of.
+BUILD_COMMANDS = ("init", "add-env", "add-code", "check", "lock", "build", "cache", "keygen")
+
+
+def build_machine_only(command: str) -> str:
+    """Why a bundle does not run `command`, and where to run it."""
+    return (f"`bundler {command}` is a build-machine command: run it there, in the project folder "
+            f"(the one with bundle.toml), with bundler installed by `pip install {DISTRIBUTION}`; "
+            "here, change the services with switch, set, add-service or remove-service, or "
+            "install a release with bin/bundler apply")
+
+
 def not_in_bundle(ctx: click.Context) -> None:
-    """Project commands are the build machine's: a bundle's own bin/bundler refuses them."""
+    """Project commands are the build machine's: a bundle's interpreter refuses them (its
+    bin/bundler does not even have them; this is a bundler installed into one)."""
     from bundler.bundle.tree import own_bundle
 
-    own = own_bundle()
-    if own is not None:
-        raise UsageError(f"this is a built bundle ({own.root}): `{ctx.command_path}` works in a "
-                         "project, on the build machine; here, change the services with "
-                         "switch, set, add-service or remove-service, or ship a release with "
-                         "bundler build --patch-from and bin/bundler apply")
+    if own_bundle() is not None:
+        raise UsageError(build_machine_only(ctx.info_name or ""))

@@ -12,6 +12,7 @@ import pytest
 import tomlkit
 
 from bundler.bundle import elf
+from bundler.cli.options import BUILD_COMMANDS, build_machine_only
 from tests.integration.harness import (
     INLINE_ARGS,
     INLINE_ENV,
@@ -204,3 +205,28 @@ def test_interpreters_load_libpython_from_inside_the_bundle(unpacked: Bundle) ->
         proc = run_hidden([str(exe), "-c", "import ssl, sqlite3, sys; print(sys.prefix)"])
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(exe.parent.parent)
+
+
+def test_the_bundle_carries_bundlers_server_side_only(unpacked: Bundle) -> None:
+    (site,) = unpacked.root.glob("lib/python3*/site-packages")
+    assert (site / "bundler" / "server" / "monitor" / "__main__.py").is_file()
+    assert not (site / "bundler" / "build").exists()
+    assert not (site / "bundler" / "cli" / "project.py").exists()
+    (record,) = site.glob("offline_bundler-*.dist-info/RECORD")
+    listed = sorted(line.split(",")[0] for line in record.read_text().splitlines())
+    there = sorted(p.relative_to(site).as_posix()
+                   for folder in (site / "bundler", record.parent) for p in folder.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)  # compiled after install
+    assert listed == there
+
+    help = unpacked.cli("--help")
+    assert help.returncode == 0, help.stderr
+    commands = {line.split()[0] for line in help.stdout.split("Bundle commands")[1].splitlines()
+                if line.startswith("  ") and line.strip()[0].isalpha()}
+    assert {"start", "status", "switch", "apply", "completion"} <= commands
+    assert not commands & set(BUILD_COMMANDS) and "Project commands" not in help.stdout
+    for command in BUILD_COMMANDS:
+        refused = unpacked.cli(command)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stdout == "" and refused.stderr == f"Error: {build_machine_only(command)}\n"
+    assert "pip install offline-bundler" in build_machine_only("build")

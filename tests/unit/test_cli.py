@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from bundler.build import floor
 from bundler.build.interpreters import find_python, probe
-from bundler.cli import cli
+from bundler.cli import cli, make_cli
+from bundler.cli.options import BUILD_COMMANDS, build_machine_only
 from bundler.spec.load import load_spec
 from tests.pythons import PY37
 from tests.unit.tiny import make_tiny
@@ -95,11 +96,28 @@ def test_a_bundles_own_bundler_acts_on_it_wherever_it_runs(tmp_path: Path,
     (bundle.root / "bin" / "python3").touch()
     monkeypatch.setattr(sys, "prefix", str(bundle.root))  # as if run by the bundle's python
     refused = CliRunner().invoke(cli, ["-C", str(project), "check"])
-    assert refused.exit_code == 2 and "this is a built bundle" in refused.output
+    assert refused.exit_code == 2 and refused.output == f"Error: {build_machine_only('check')}\n"
     result = CliRunner().invoke(cli, ["-C", str(project), "set", "web", "startsecs=2"])
     assert result.exit_code == 0, result.output
     assert (project / "bundle.toml").read_text() == spec_before  # the project is untouched
     assert "startsecs = 2" in bundle.manifest.read_text()
+
+
+def test_a_bundles_bin_bundler_lists_no_build_command_and_says_where_they_run() -> None:
+    in_bundle = make_cli(build_side=False)  # a bundle's: its bundler has no build/
+    help = CliRunner().invoke(in_bundle, ["--help"]).output
+    listed = {line.split()[0] for line in help.split("Bundle commands")[1].splitlines()
+              if line.startswith("  ") and line.strip()[0].isalpha()}
+    assert "Project commands" not in help.split("Bundle commands")[0]
+    assert listed == set(in_bundle.commands) == set(cli.commands) - set(BUILD_COMMANDS)
+    for command in BUILD_COMMANDS:
+        for args in ([command], [command, "--help"], ["-C", "elsewhere", command, "x"]):
+            result = CliRunner().invoke(in_bundle, args)
+            assert result.exit_code == 2, result.output
+            assert result.output == f"Error: {build_machine_only(command)}\n"
+    line = build_machine_only("build")
+    assert "build-machine command" in line and "pip install offline-bundler" in line
+    assert "No such command 'nope'" in CliRunner().invoke(in_bundle, ["nope"]).output
 
 
 def test_switch_outside_a_project_or_bundle_says_where_to_run_it(tmp_path: Path) -> None:

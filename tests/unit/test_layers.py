@@ -25,10 +25,8 @@ ALLOWED = {
     "spec": {"errors", "fsutil"},
     "errors": set(), "fsutil": {"errors"}, "runner": {"errors", "progress"}, "progress": set(),
     "__main__": {"cli"},
-    "monitor": {"server"},   # the shim deployed configs run
     "launch": set(),         # run in every service process launched through it: LIGHT only
     "supervisor_rpc": set(), # imported by supervisord itself: LIGHT only
-    "metrics": {"server"},   # the shim monitors of older bundles import
     "__init__": set(),
 }
 BUILD_ONLY = ("virtualenv", "conda_pack", "pathspec")
@@ -71,7 +69,7 @@ def test_every_import_follows_the_dependency_rule() -> None:
     assert violations == []
     # the scan sees the imports it should, so an empty list means something
     assert {("cli", "build"), ("cli", "server"), ("server", "bundle"), ("build", "bundle"),
-            ("bundle", "spec"), ("monitor", "server")} <= seen
+            ("bundle", "spec"), ("__main__", "cli")} <= seen
 
 
 def _loaded(code: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:

@@ -68,7 +68,7 @@ def test_the_monitor_listener_and_the_servers_as_supervisor_reads_them(
     assert type(monitor).__name__ == "EventListenerPoolConfig"
     assert [e.__name__ for e in monitor.pool_events] == ["ProcessStateEvent"]
     process = monitor.process_configs[0]
-    assert process.command.split()[1:4] == ["-I", "-m", "bundler.monitor"]
+    assert process.command.split()[1:4] == ["-I", "-m", "bundler.server.monitor"]
     assert process.command.endswith(f' "{root}/etc/conf.d/_monitor.json"')
     config = Config.read(root / "etc" / "conf.d" / "_monitor.json")
     assert list(config.services) == ["api"] and config.names == ("api", "plain")

@@ -6,7 +6,7 @@ event) and nothing else; it logs to stderr. State changes arrive as events; prob
 checks run in a watcher thread on their own clock, each probe in a worker with its timeout, so
 a hung service never delays the listener. Restarts go through supervisord's XML-RPC socket.
 
-    python -m bundler.monitor etc/conf.d/_monitor.json     (bundler/monitor.py runs main here)
+    python -m bundler.server.monitor etc/conf.d/_monitor.json     (__main__.py runs main here)
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def listen(stdin: IO[str], stdout: IO[str], handle: Any) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m bundler.monitor MONITOR_JSON", file=sys.stderr)
+        print("usage: python -m bundler.server.monitor MONITOR_JSON", file=sys.stderr)
         return 2
     path = Path(argv[0]).resolve()
     root = Path(os.environ.get("BUNDLE_ROOT") or path.parents[2])

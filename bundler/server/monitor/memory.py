@@ -1,8 +1,4 @@
-"""What a service's process tree uses: resident memory and CPU time, read with psutil.
-
-Imports nothing of bundler: bundler/metrics.py hands `rss` to monitors started before bundler's
-packages had this layout, which a patch may leave running beside the new code.
-"""
+"""What a service's process tree uses: resident memory and CPU time, read with psutil."""
 
 from __future__ import annotations
 
