@@ -1,6 +1,8 @@
 """What one `apply` reads and computes: how often it parses each manifest and the patch's
-patch.json, merges, stamps the history, and hashes each staged file. The floor of each is one.
-Prints figures; asserts nothing.
+patch.json, merges, stamps the history, and hashes each staged file. The floor of each is one
+per manifest read or written (each text written is parsed once, to check what will be on disk),
+one stamp per event (the release installed; the services it moved). Prints figures; asserts
+nothing.
 
     python bench/apply_reads.py [--keep DIR]
 
@@ -79,7 +81,7 @@ def count(root: Path, patch: Path) -> collections.Counter[str]:
             return "the release's manifest"
         if text == bundle_manifest:
             return "the bundle's manifest"
-        return "the bundle's manifest, merged with the release's" \
+        return "a manifest about to be written, checked" \
             if isinstance(text, str) and "[build]" in text else "other TOML (layout.toml)"
 
     def hook(frame: Any, event: str, arg: Any) -> None:

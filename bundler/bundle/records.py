@@ -332,8 +332,13 @@ class Manifest:
 
     @classmethod
     def of(cls, live: LiveManifest, text: str | None = None) -> Manifest:
-        """The manifest a live document holds (`text`: its text, when known), unparsed."""
-        return cls._validated(live.plain(), live.text() if text is None else text, live.path)
+        """The manifest a live document holds: given the text it was parsed from, without
+        parsing it again; else (it was edited) the text it will write, parsed: tomlkit can write
+        edits that read back otherwise (dotted keys, inline tables), and what is written is what
+        must be a valid manifest."""
+        if text is None:
+            return cls.read(live.path, live.text())
+        return cls._validated(live.plain(), text, live.path)
 
     @classmethod
     def _validated(cls, document: dict[str, Any], text: str, path: Path) -> Manifest:

@@ -44,6 +44,7 @@ from bundler.bundle.render import PRIVATE
 from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 from bundler.server import filemoves, history, site
 from bundler.server.filemoves import Move
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
@@ -130,19 +131,16 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
                                    "(--prefer release|server settles them, --files-only installs "
                                    "the files alone)")
             _install(bundle, incoming, plan)
-        installed = HistoryEntry("apply", "ok", installed=Installed(
-            plan.live.version, source.name, incoming.signer))
+        # stamped now: a kill while the services converge keeps who installed which release
+        history.stamp(bundle, [HistoryEntry("apply", "ok", installed=Installed(
+            plan.live.version, source.name, incoming.signer))])
         if files_only:
-            history.stamp(bundle, [installed])
             return applied
         try:
-            outcome, entries = _converge(bundle, plan, timeout, installed)
-        except BaseException as exc:
-            history.stamp(bundle, [installed])
-            if isinstance(exc, BundlerError):
-                raise BundlerError(f"{source.name}: its files are installed, but no service was "
-                                   f"changed: {exc}") from exc
-            raise
+            outcome, entries = _converge(bundle, plan, timeout)
+        except BundlerError as exc:
+            raise BundlerError(f"{source.name}: its files are installed, but no service was "
+                               f"changed: {exc}") from exc
         if not outcome.failed:
             Release(patch.manifest).write(bundle.release_record, PRIVATE)  # environments: private
     return dataclasses.replace(applied, outcome=outcome, entries=entries)
@@ -177,10 +175,10 @@ def _install(bundle: Bundle, incoming: Incoming, plan: ApplyPlan) -> None:
     site.install(bundle, plan.site, incoming.folder / PATCH_SITE, incoming.patch.site)
 
 
-def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float, installed: HistoryEntry
+def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float
               ) -> tuple[Outcome, list[HistoryEntry]]:
     """Move every service and group the merge changes, in one transaction (gated, rolled back
-    as a whole), stamped in the history with the release installed."""
+    as a whole)."""
     def change(live: LiveManifest) -> list[ServiceChange]:
         changes = [changed(live, m.name, partial(live.put_service, m.name, m.result))
                    for m in plan.merged if m.kind == "services" and m.changes]
@@ -188,8 +186,7 @@ def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float, installed: Histor
             if m.kind == "groups" and m.changes:
                 live.put_group(m.name, m.result)
         return changes
-    return transact(bundle, "apply", change, timeout, current=(plan.live, plan.manifest),
-                    also=[installed])
+    return transact(bundle, "apply", change, timeout, current=(plan.live, plan.manifest))
 
 
 def _runs_here(bundle: Bundle, patch: PatchRecord, name: str) -> Platform | None:
@@ -223,19 +220,24 @@ def _release_base(bundle: Bundle, patch: PatchRecord, release: LiveManifest) -> 
     path = bundle.release_record
     recorded = Release.read(path)
     if recorded is not None:
-        return _definitions(_parse(recorded.manifest, path), str(path))
+        return _definitions(_parse(recorded.manifest, path, str(path)), str(path))
     if not patch.release_base:
         return _definitions(release, "the patch's base spec")
-    return _definitions(_parse(patch.release_base, Path(f"{PATCH_FILE}: the release's base")),
-                        "the patch's base spec")
+    what = "the patch's base spec"
+    return _definitions(_parse(patch.release_base, Path(PATCH_FILE), what), what)
 
 
-def _parse(text: str, path: Path) -> LiveManifest:
+def _parse(text: str, path: Path, what: str) -> LiveManifest:
     try:
         return LiveManifest.parse(text, path)
     except BundlerError as exc:
-        raise BundlerError(f"refusing the patch: {path} is not a bundle spec ({exc!s:.80}); "
+        raise BundlerError(f"refusing the patch: {what} is not a bundle spec ({_cause(exc)!s:.80}); "
                            "nothing was changed") from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The TOML parser's own error, without the file and line a BundlerError puts before it."""
+    return exc.__cause__ or exc
 
 
 def _definitions(manifest: LiveManifest, what: str) -> Definitions:
@@ -421,9 +423,7 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
                                "match the file; nothing was changed")
     generated = _records(bundle, patch, manifest.text, after)
     for rel, text in generated.items():
-        staged = incoming.files / rel
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_text(text, encoding="utf-8")
+        _stage_record(incoming.files / rel, text, bundle.root / rel)
     moves = [*(Move.to(bundle.root, rel, "file") for rel in [*patch.files, *generated]),
              *(Move.to(bundle.root, rel, "link", t) for rel, t in patch.links.items()),
              *(Move.to(bundle.root, rel, None) for rel in patch.remove)]
@@ -472,6 +472,19 @@ def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation) -> None:
                            f"against ({why}): {listed}; nothing was changed")
 
 
+def _stage_record(staged: Path, text: str, replaces: Path) -> None:
+    """Stage a record with the mode and owner of the file it replaces: bundle.toml stays
+    private, in the group bin/start gave it."""
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        st: os.stat_result | None = replaces.stat()
+    except FileNotFoundError:
+        st = None
+    write_atomic(staged, text, st.st_mode & 0o7777 if st is not None else 0o644)
+    if st is not None and os.geteuid() == 0:
+        os.chown(staged, st.st_uid, st.st_gid)
+
+
 def _relocation_after(reloc: Relocation, patch: PatchRecord) -> Relocation:
     """The relocation record once the patch's files are in."""
     gone = set(patch.remove) | set(patch.files)
@@ -515,8 +528,8 @@ def _take_release(live: LiveManifest, patch: PatchRecord) -> LiveManifest:
                                      Path(f"{PATCH_FILE}: the release's bundle.toml"))
         live.take_release(release)
     except (BundlerError, ValueError) as exc:
-        raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest ({exc!s:.80}); "
-                           "nothing was changed") from None
+        raise BundlerError(f"refusing the patch: its manifest is not a bundle manifest "
+                           f"({_cause(exc)!s:.80}); nothing was changed") from None
     return release
 
 

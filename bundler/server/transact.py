@@ -86,16 +86,16 @@ Change = Callable[[LiveManifest], "list[ServiceChange]"]  # edits the manifest: 
 
 
 def transact(bundle: Bundle, op: str, change: Change, timeout: float,
-             current: tuple[LiveManifest, Manifest] | None = None,
-             also: list[HistoryEntry] | None = None) -> tuple[Outcome, list[HistoryEntry]]:
+             current: tuple[LiveManifest, Manifest] | None = None
+             ) -> tuple[Outcome, list[HistoryEntry]]:
     """Apply `change` to the manifest and to what runs; undo it all if a process fails. The
     caller holds the lock when it passes the manifest it has read (`current`: as a document and
-    as the model), and gives the entries to stamp with this one's (`also`)."""
+    as the model)."""
     if current is None:
         with bundle.locked():
             recover(bundle)
-            return _transact(bundle, op, change, timeout, _read(bundle), also or [])
-    return _transact(bundle, op, change, timeout, current, also or [])
+            return _transact(bundle, op, change, timeout, _read(bundle))
+    return _transact(bundle, op, change, timeout, current)
 
 
 def _read(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
@@ -108,8 +108,7 @@ def _read(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
 
 
 def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
-              current: tuple[LiveManifest, Manifest], also: list[HistoryEntry]
-              ) -> tuple[Outcome, list[HistoryEntry]]:
+              current: tuple[LiveManifest, Manifest]) -> tuple[Outcome, list[HistoryEntry]]:
     live, old = current
     changes = change(live)
     new = Manifest.of(live)
@@ -120,8 +119,9 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     sup = connect(bundle, timeout=max(timeout, 60.0))
     live_sup = sup.alive()
     if not files:
-        return Outcome(live_sup, []), _stamp(bundle, op, changes, "unchanged", also)
-    TransactionJournal(old.text, _old_files(bundle, files), groups).write(bundle.transaction)
+        return Outcome(live_sup, []), _stamp(bundle, op, changes, "unchanged")
+    journal = TransactionJournal(old.text, _old_files(bundle, files), groups)
+    journal.write(bundle.transaction, PRIVATE)  # the manifest holds the services' environments
     _write_files(bundle, new.text, files)
     failed = _update(sup, groups, timeout, _health_gate(bundle, new)) if live_sup else []
     if failed:
@@ -129,13 +129,12 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     else:
         bundle.transaction.unlink()
     result = "rolled back" if failed else "ok" if live_sup else "config only"
-    return Outcome(live_sup, failed), _stamp(bundle, op, changes, result, also)
+    return Outcome(live_sup, failed), _stamp(bundle, op, changes, result)
 
 
-def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str,
-           also: list[HistoryEntry]) -> list[HistoryEntry]:
-    entries = [HistoryEntry(op, result, change=c) for c in changes]
-    return history.stamp(bundle, [*also, *entries])[len(also):]
+def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str
+           ) -> list[HistoryEntry]:
+    return history.stamp(bundle, [HistoryEntry(op, result, change=c) for c in changes])
 
 
 def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:

@@ -163,7 +163,7 @@ class LiveManifest:
         try:
             _take(self._doc, release._doc)
         except (TOMLKitError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{exc!r}") from None
+            raise ValueError(str(exc)) from None
 
 
 def _take(doc: TOMLDocument, new: TOMLDocument) -> None:

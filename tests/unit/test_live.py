@@ -177,8 +177,11 @@ def test_an_apply_reads_each_manifest_once_merges_once_and_stamps_once(
     done = apply.apply(tiny, source)
     assert done.outcome is not None and [e.change.service for e in done.entries if e.change] \
         == ["api", "web"]
-    assert parsed == {MANIFEST: 1, RELEASE_2: 1, base: 1}  # the bundle's, the release's, the base
-    assert calls == {"merge": 1, "stamp": 1}
+    # read once each: the bundle's manifest, the release's, the last release's (release.toml);
+    # and each text written checked once: with the release's files, then with its services
+    assert set(parsed.values()) == {1} and {MANIFEST, RELEASE_2, base} < set(parsed)
+    assert len(parsed) == 5 and tiny.manifest.read_text() in parsed
+    assert calls == {"merge": 1, "stamp": 2}  # the release installed; the services it moved
     ops = [e.op for e in history.history(tiny)]
     assert ops == ["apply", "apply", "apply"]  # the release, then each service it moved
     rolled = services.rollback(tiny, "web", 5)[1]
@@ -202,3 +205,46 @@ def test_removing_a_folders_last_file_removes_the_folder_and_undo_brings_both_ba
     MoveJournal([Move(gone, None, True)], []).write(tiny.apply_journal)
     assert filemoves.undo(tiny)
     assert (info / "METADATA").read_text() == "Name: pkg\n" and not tiny.apply_journal.exists()
+
+
+DOTTED = MANIFEST.replace('[code.v1]\npath = "src"\n', '').replace(
+    'spec_version = 1\n', 'spec_version = 1\ncode.v1.path = "src"\n'
+    'envs = { e = { python = "3.11" } }\n')
+
+
+def test_what_a_change_would_write_is_what_is_checked(tiny: Bundle, tmp_path: Path) -> None:
+    """tomlkit writes some edits of dotted keys as TOML that reads back otherwise: the text to be
+    written is the one checked, and refused before anything changes."""
+    from bundler.bundle.records import Manifest
+    from bundler.errors import BundlerError
+    from tests.unit.tiny import files_of
+
+    tiny.manifest.write_text(DOTTED)
+    from bundler.bundle import integrity
+    integrity.write(tiny)
+    live = LiveManifest.parse(tiny.manifest.read_text(), tiny.manifest)
+    Manifest.of(live, tiny.manifest.read_text())  # valid as read
+    before = files_of(tiny.root)
+    with pytest.raises(BundlerError, match="unknown key"):
+        apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}))
+    assert files_of(tiny.root) == before
+
+
+def test_an_apply_keeps_the_manifests_mode_and_stamps_the_release_before_the_services(
+        tiny: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bundler.server import transact
+
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()
+    tiny.release_record.write_text(MANIFEST)
+    tiny.manifest.chmod(0o640)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as if stopped while the services converge
+
+    monkeypatch.setattr(transact, "connect", killed)
+    with pytest.raises(KeyboardInterrupt):
+        apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2))
+    assert (tiny.manifest.stat().st_mode & 0o777) == 0o640
+    assert [(e.op, e.installed.version if e.installed else None)
+            for e in history.history(tiny)] == [("apply", "2")]
