@@ -23,15 +23,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 
 from bundler.bundle.record import Journal, Record
 from bundler.errors import BundlerError
-from bundler.spec.live import LiveManifest
 from bundler.spec.load import read_toml, spec_of
 from bundler.spec.model import Alerts, Health, Listen, Spec
+
+if TYPE_CHECKING:
+    from bundler.spec.live import LiveManifest
 
 PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
 PATCH_SIGNATURE = "patch.sig"  # beside patch.json: a signing.Signature of its bytes
