@@ -80,14 +80,14 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
         materialize(plan, root, options, log, locks)
         tree = Bundle(root, plan.layout)
         if key is not None:
-            tree.signature.write_text(signing.sign(key, "bundle", tree.checksums.read_bytes()).text())
+            signing.sign(key, "bundle", tree.checksums.read_bytes()).write(tree.signature)
         if old is not None:
             fmt = "tar.zst" if fmt == "dir" else fmt
             patch_dir = staging / f"{spec.name}-{spec.version}.patch"
             counts = patch.make(tree, spec.name, spec.project, old, patch_dir)
             if key is not None:
-                (patch_dir / PATCH_SIGNATURE).write_text(signing.sign(
-                    key, "patch", (patch_dir / PATCH_FILE).read_bytes()).text())
+                signing.sign(key, "patch", (patch_dir / PATCH_FILE).read_bytes()).write(
+                    patch_dir / PATCH_SIGNATURE)
             log(f"patch against {options.patch_from}: {counts['files']} file(s), "
                 f"{counts['links']} link(s), {counts['remove']} removal(s), {counts['site']} site "
                 "default(s)")

@@ -27,22 +27,24 @@ PASSPHRASE_ENV = "BUNDLER_KEY_PASSPHRASE"
 
 
 @dataclass(frozen=True)
-class Signature:
+class Signature(Record):
+    """.bundler/signature.json (the build's, of checksums.json) or patch.sig (of patch.json)."""
+
     kind: str
     key: str        # the signer's public key line, "ssh-ed25519 AAAA..."
     value: bytes    # the raw 64-byte Ed25519 signature
 
     @classmethod
-    def parse(cls, data: bytes) -> Signature:
-        """Raises BundlerError when `data` is no signature record."""
+    def parse(cls, text: str) -> Signature:
+        """Raises ValueError when `text` is no signature record."""
         try:
-            raw = json.loads(data)
+            raw = json.loads(text)
             if raw["format"] != SIGNATURE_FORMAT or raw["kind"] not in KINDS:
                 raise ValueError("unknown format or kind")
             return cls(str(raw["kind"]), str(raw["key"]), base64.b64decode(raw["signature"],
                                                                             validate=True))
         except (ValueError, KeyError, TypeError) as exc:
-            raise BundlerError(f"the signature record is malformed ({exc})") from None
+            raise ValueError(f"the signature record is malformed ({exc})") from None
 
     def text(self) -> str:
         return json.dumps({"format": SIGNATURE_FORMAT, "kind": self.kind, "key": self.key,

@@ -371,9 +371,9 @@ def _check_origin(bundle: Bundle, patch: PatchRecord, raw: bytes, signature: byt
                                "nothing was changed")
         return None  # a bundle that trusts no key takes unsigned patches
     try:
-        sig = signing.Signature.parse(signature)
+        sig = signing.Signature.parse(signature.decode())
         signing.check(sig, "patch", raw, trusted)
-    except BundlerError as exc:
+    except (BundlerError, ValueError) as exc:
         raise BundlerError(f"refusing {source}: {exc}; nothing was changed") from None
     return sig.fingerprint
 

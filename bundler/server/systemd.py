@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import __version__
+from bundler.bundle.record import Record
 from bundler.bundle.render import templates
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
@@ -112,10 +113,27 @@ def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_
             for item in (folder, *(os.path.join(folder, f) for f in files)):
                 os.lchown(item, entry.pw_uid, entry.pw_gid)
     write_atomic(path, unit.text)
-    bundle.unit_record.write_text(unit.name + "\n")
+    UnitRecord(unit.name).write(bundle.unit_record)
     _systemctl("daemon-reload")
     _systemctl("enable", "--now", unit.name)
     return path
+
+
+@dataclass(frozen=True)
+class UnitRecord(Record):
+    """run/systemd-unit: the name of the unit install-systemd made for this bundle, on a line."""
+
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> UnitRecord:
+        name = text.strip()
+        if not name or "/" in name or "\n" in name:
+            raise ValueError(f"not a unit name: {text[:40]!r}")
+        return cls(name)
+
+    def text(self) -> str:
+        return f"{self.name}\n"
 
 
 def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
@@ -134,8 +152,8 @@ def uninstall(bundle: Bundle, name: str, unit_dir: Path = UNIT_DIR) -> Path:
 def managing_unit(bundle: Bundle, pid: int) -> str | None:
     """The unit recorded for this bundle, when the supervisord `pid` runs in its cgroup."""
     try:
-        name = bundle.unit_record.read_text().strip()
+        name = UnitRecord.read(bundle.unit_record).name
         cgroup = Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
+    except (OSError, ValueError):
         return None
     return name if f"/{name}" in cgroup else None

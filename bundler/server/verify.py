@@ -70,9 +70,9 @@ def _signature(bundle: Bundle) -> tuple[str, str | None]:
         return "signature none: the build is not signed", \
             "the build is not signed, though it trusts signing keys" if trusted else None
     try:
-        sig = signing.Signature.parse(bundle.signature.read_bytes())
+        sig = signing.Signature.read(bundle.signature)
         signing.check(sig, "bundle", bundle.checksums.read_bytes(), trusted)
-    except BundlerError as exc:
+    except (BundlerError, ValueError) as exc:
         if any(entry.op == "apply" for entry in history.history(bundle)):
             return ("signature the build's no longer covers its checksums: patches were applied "
                     "since (bin/bundler history shows who signed them)"), None

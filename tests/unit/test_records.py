@@ -31,9 +31,10 @@ from bundler.bundle.records import (
     ServerState,
     SiteDefaults,
 )
-from bundler.bundle.signing import TrustedKeys
+from bundler.bundle.signing import Signature, TrustedKeys
 from bundler.errors import BundlerError
 from bundler.server.supervisor import SocketPath
+from bundler.server.systemd import UnitRecord
 from bundler.spec.model import Alerts, Health, Listen
 
 CHECKSUMS = ('{\n"files": {\n"bin/python": {\n"link": "python3.11"\n},\n"bin/python3": {\n"sha256": '
@@ -227,6 +228,10 @@ TEXTS: list[tuple[Record, str]] = [
     (Release(SPEC + BUILD), SPEC + BUILD),
     (TrustedKeys(KEYS), f"{KEYS[0]}\n{KEYS[1]}\n"),
     (SocketPath("/run/bundler-0123456789abcdef.sock"), "/run/bundler-0123456789abcdef.sock\n"),
+    (UnitRecord("bundler-box.service"), "bundler-box.service\n"),
+    (Signature("patch", KEYS[0], b"\x01" * 64),
+     '{\n "format": 1,\n "kind": "patch",\n "key": "' + KEYS[0] + '",\n "signature": "'
+     + "AQEB" * 21 + 'AQ=="\n}\n'),
     (LaunchSpec(("-m", "probe", "a ;b"), {"NL": "l1\nl2", "\u00c9": "\u00fc"}),
      '{\n  "args": [\n    "-m",\n    "probe",\n    "a ;b"\n  ],\n  "environment": {\n'
      '    "NL": "l1\\nl2",\n    "\u00c9": "\u00fc"\n  }\n}\n'),
@@ -260,6 +265,9 @@ DAMAGED: list[tuple[type[Record], str, object]] = [
     (Release, "[bundle\nname =", Release("[bundle\nname =")),  # any text: apply refuses it
     (TrustedKeys, f"# ours\n\n{KEYS[0]}\nssh-ed25519 nonsense\n", ValueError),
     (SocketPath, "\n", ValueError),
+    (UnitRecord, "../etc/passwd\n", ValueError),
+    (Signature, '{"format": 1, "kind": "patch", "key": "k", "signature": "not base64!"}', ValueError),
+    (Signature, '{"format": 2, "kind": "patch", "key": "k", "signature": ""}', ValueError),
     (LaunchSpec, '{"args": "-m probe", "environment": {}}', ValueError),
     (LaunchSpec, '{"args": [], "environment": {"N": 1}}', ValueError),
     (LogFaults, FAULT_LINE + '{"x": 1}\n3\n{"at": "2024-05-01T12:00:01Z", "fi',
