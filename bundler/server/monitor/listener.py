@@ -119,7 +119,7 @@ class Monitor:
         self.alerter = Alerter(self.config.alerts, about, self.root, log) \
             if self.config.alerts else None
 
-    def alert(self, event: str, process: str, message: str, **extra: Any) -> None:
+    def alert(self, event: str, process: str, message: str, **extra: object) -> None:
         log(f"{process}: {message}")
         if self.alerter is not None:
             self.alerter.send(event, process, message, **extra)
@@ -242,7 +242,7 @@ class Monitor:
             self.restart(p, "memory", f"restarted: resident memory {used >> 20} MiB is above its "
                          f"limit of {limit >> 20} MiB", rss=used, max_rss=limit)
 
-    def restart(self, p: Process, event: str, message: str, **extra: Any) -> None:
+    def restart(self, p: Process, event: str, message: str, **extra: object) -> None:
         self.restarting.add(p.full_name)
         self.probing.pop(p.full_name, None)
         self.alert(event, p.full_name, message, pid=p.pid, **extra)
