@@ -30,17 +30,8 @@ from bundler.build.relocatable import (
     record,
 )
 from bundler.bundle import archive, integrity, signing
-from bundler.bundle.records import (
-    PATCH_FILE,
-    PATCH_SIGNATURE,
-    BuildRecord,
-    BuiltCode,
-    BuiltInterpreter,
-    Manifest,
-    Origin,
-    Platform,
-    Release,
-)
+from bundler.bundle.manifest import BuildRecord, BuiltCode, BuiltInterpreter, Manifest
+from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, Origin, Platform, Release
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError

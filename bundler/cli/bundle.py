@@ -348,7 +348,7 @@ def install_systemd_cmd(root: Path | None, user: str | None, name: str | None, s
       bin/bundler install-systemd --print      # show the unit, install nothing
       sudo bin/bundler install-systemd --user smartbox
     """
-    from bundler.bundle.records import Manifest
+    from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import open_bundle
     from bundler.server import systemd
     from bundler.server.lifecycle import running_pid
@@ -381,7 +381,7 @@ def uninstall_systemd_cmd(root: Path | None, name: str | None) -> None:
     Example:
       sudo bin/bundler uninstall-systemd
     """
-    from bundler.bundle.records import Manifest
+    from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import open_bundle
     from bundler.server import systemd
 

@@ -23,7 +23,7 @@ Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]
 def _spec(ctx: click.Context) -> Spec | None:
     """The spec the command line being completed acts on: the bundle's live manifest (its
     bin/bundler, or --root), else the project's bundle.toml (-C); None when there is neither."""
-    from bundler.bundle.records import Manifest
+    from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import acting_on
     from bundler.spec.load import load_spec
 

@@ -28,13 +28,13 @@ from pathlib import Path
 from bundler.bundle import elf, integrity, signing
 from bundler.bundle.archive import read_tar
 from bundler.bundle.cstrings import replace_padded
+from bundler.bundle.manifest import Manifest
 from bundler.bundle.records import (
     PATCH_FILE,
     PATCH_SIGNATURE,
     PATCH_SITE,
     Checksums,
     Entry,
-    Manifest,
     PatchRecord,
     Platform,
     Release,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler import progress
-from bundler.bundle.records import Manifest
+from bundler.bundle.manifest import Manifest
 from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bundler.bundle.records import Manifest, Release, ServerState
+from bundler.bundle.manifest import Manifest
+from bundler.bundle.records import Release, ServerState
 from bundler.bundle.tree import Bundle
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundler.bundle.layout import MONITOR
-from bundler.bundle.records import Manifest
+from bundler.bundle.manifest import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.runner import interactive

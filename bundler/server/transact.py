@@ -27,8 +27,8 @@ from supervisor.xmlrpc import Faults
 from bundler import progress
 from bundler.bundle import integrity
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR
+from bundler.bundle.manifest import Manifest
 from bundler.bundle.record import Record
-from bundler.bundle.records import Manifest
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import MANIFEST, Bundle
 from bundler.errors import BundlerError

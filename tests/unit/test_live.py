@@ -215,7 +215,7 @@ DOTTED = MANIFEST.replace('[code.v1]\npath = "src"\n', '').replace(
 def test_what_a_change_would_write_is_what_is_checked(tiny: Bundle, tmp_path: Path) -> None:
     """tomlkit writes some edits of dotted keys as TOML that reads back otherwise: the text to be
     written is the one checked, and refused before anything changes."""
-    from bundler.bundle.records import Manifest
+    from bundler.bundle.manifest import Manifest
     from bundler.errors import BundlerError
     from tests.unit.tiny import files_of
 

@@ -13,14 +13,11 @@ from bundler.bundle import signing
 from bundler.bundle.launchspec import LaunchSpec
 from bundler.bundle.layout import Layout, load_layout
 from bundler.bundle.logfaults import LogFault, LogFaults
+from bundler.bundle.manifest import BuildRecord, BuiltCode, BuiltInterpreter, Manifest
 from bundler.bundle.record import Record
 from bundler.bundle.records import (
-    BuildRecord,
-    BuiltCode,
-    BuiltInterpreter,
     Checksums,
     Entry,
-    Manifest,
     MonitorConfig,
     Origin,
     PatchRecord,
