@@ -112,7 +112,7 @@ def count(root: Path, patch: Path) -> collections.Counter[str]:
         elif where.endswith("bundle/integrity.py") and name == "entry_of" and \
                 frame.f_back is not None and frame.f_back.f_code.co_name != "entry":
             counts["staged file hashed"] += 1  # a relocated file, from its bytes
-        elif where.endswith("server/apply.py") and name == "_stage":
+        elif where.endswith(("server/apply.py", "server/incoming.py")) and name == "_stage":
             counts["staged file hashed"] += 1
 
     sys.setprofile(hook)

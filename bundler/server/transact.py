@@ -94,11 +94,12 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float,
     if current is None:
         with bundle.locked():
             recover(bundle)
-            return _transact(bundle, op, change, timeout, _read(bundle))
+            return _transact(bundle, op, change, timeout, read_manifest(bundle))
     return _transact(bundle, op, change, timeout, current)
 
 
-def _read(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
+def read_manifest(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
+    """The bundle's manifest, parsed once: as a document to edit, and as the model."""
     try:
         text = bundle.manifest.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
