@@ -28,16 +28,13 @@ class LogFaults(Journal):
 
     @classmethod
     def parse(cls, text: str) -> LogFaults:
-        faults = []
-        for line in text.splitlines():
-            try:
-                raw = json.loads(line)
-                faults.append(LogFault(str(raw["at"]), str(raw["file"]), str(raw["state"]),
-                                       str(raw["what"])))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short, or none of ours
-        return cls(tuple(faults))
+        return cls(tuple(cls.lines(text, _fault)))
 
     def text(self) -> str:
         return "".join(json.dumps({"at": f.at, "file": f.file, "state": f.state, "what": f.what})
                        + "\n" for f in self.faults)
+
+
+def _fault(line: str) -> LogFault:
+    raw = json.loads(line)
+    return LogFault(str(raw["at"]), str(raw["file"]), str(raw["state"]), str(raw["what"]))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import TypeVar
 
     R = TypeVar("R", bound="Record")
+    T = TypeVar("T")
 
 
 class Record:
@@ -39,6 +41,18 @@ class Record:
 class Journal(Record):
     """A record whose text is whole lines, each added at the end of the file as it happens:
     `parse` skips a line it cannot read (the last one, cut short by a crash)."""
+
+    @staticmethod
+    def lines(text: str, parse: Callable[[str], T]) -> list[T]:
+        """What `parse` reads of each line; a line it cannot (ValueError, KeyError, TypeError:
+        cut short by a crash, or none of ours) is skipped."""
+        found = []
+        for line in text.splitlines():
+            try:
+                found.append(parse(line))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
 
     def append(self, path: Path) -> None:
         """Add this record's lines at the end of `path` (made if missing), in one write."""

@@ -142,18 +142,16 @@ class RelocationJournal(Journal):
 
     @classmethod
     def parse(cls, text: str) -> RelocationJournal:
-        rewritten = {}
-        for line in text.splitlines():
-            try:
-                entry = json.loads(line)
-                rewritten[str(entry["file"])] = str(entry["prefix"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by an interruption
-        return cls(rewritten)
+        return cls(dict(cls.lines(text, _rewritten)))
 
     def text(self) -> str:
         return "".join(json.dumps({"file": rel, "prefix": prefix}) + "\n"
                        for rel, prefix in self.rewritten.items())
+
+
+def _rewritten(line: str) -> tuple[str, str]:
+    entry = json.loads(line)
+    return str(entry["file"]), str(entry["prefix"])
 
 
 # --- .bundler/origin.json and .bundler/platform ------------------------------------------

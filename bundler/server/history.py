@@ -109,13 +109,7 @@ class History(Journal):
 
     @classmethod
     def parse(cls, text: str) -> History:
-        entries = []
-        for line in text.splitlines():
-            try:
-                entries.append(HistoryEntry.parse(line))
-            except ValueError:
-                continue
-        return cls(tuple(entries))
+        return cls(tuple(cls.lines(text, HistoryEntry.parse)))
 
     def text(self) -> str:
         return "".join(e.text() for e in self.entries)
