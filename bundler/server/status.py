@@ -13,7 +13,6 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.runner import interactive
 from bundler.server.supervisor import Process, connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
@@ -65,6 +64,8 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list
 
 
 def supervisorctl(bundle: Bundle, args: list[str]) -> int:
+    from bundler.runner import interactive  # status and logs start no process: not on their path
+
     env = dict(os.environ, BUNDLER_SOCKET=recorded_socket(bundle))
     return interactive([str(bundle.python), "-I", "-m", "supervisor.supervisorctl",
                         "-c", str(bundle.conf), *args], what="supervisorctl", env=env)
