@@ -209,7 +209,7 @@ def test_status_exits_3_only_for_a_service_that_is_down(state: str, code: int, t
     bundle = make_tiny(tmp_path / "tiny")
     rows = [status.ServiceRow("web", "web", "", state, 42, 5, "base", "3.11", "v1", True),
             status.ServiceRow("idle", "idle", "", "STOPPED", 0, 0, "base", "3.11", "v1", False)]
-    monkeypatch.setattr(status, "service_rows", lambda _: rows)
+    monkeypatch.setattr(status, "service_rows", lambda *_, **__: rows)
     assert invoke("status", "--root", str(bundle.root)).exit_code == code
 
 
