@@ -127,6 +127,18 @@ def test_killed_service_is_restarted_by_supervisor(unpacked: Bundle) -> None:
     assert _svc3(unpacked)["restarts"] == 1  # counted by supervisord, whatever restarted it
 
 
+def test_the_systemd_unit_of_a_bundle_under_spaces_and_umlauts_is_valid(unpacked: Bundle,
+                                                                        tmp_path: Path) -> None:
+    unpacked.move(tmp_path / "my apps" / "smärtbox")
+    proc = unpacked.cli("install-systemd", "--print")
+    assert proc.returncode == 0, proc.stderr  # systemd-analyze verify passed, where it is
+    lines = proc.stdout.splitlines()
+    assert f'ExecStart="{unpacked.root}/bin/start" --foreground' in lines
+    assert f"WorkingDirectory={unpacked.root}" in lines
+    assert f"Documentation=file://{tmp_path}/my%%20apps/sm%%C3%%A4rtbox/etc/supervisord.conf" \
+        in lines
+
+
 def test_stop_leaves_no_process(unpacked: Bundle) -> None:
     unpacked.start()
     assert len(unpacked.processes()) >= 8  # supervisord and its services

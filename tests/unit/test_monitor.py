@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ from bundler.bundle.layout import load_layout
 from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
+from bundler.errors import BundlerError
 from bundler.server import systemd
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
@@ -293,3 +296,40 @@ def test_the_monitor_records_what_its_probes_say_for_status(tmp_path: Path) -> N
     assert set(after) == {"ok"} and after["ok"].pid == 10  # stopped: forgotten; ok: not probed yet
     restarted = Monitor(path, tmp_path, sup, Config.read(path), health_path=record)
     assert restarted.health == after  # a monitor started again goes on from its record
+
+
+@pytest.mark.parametrize("folder", ["my apps/smärtbox", "ünï cödé/box 100%$HOME", "plain"])
+def test_the_systemd_unit_carries_any_path_systemd_can_run(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / folder
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "start").write_text("#!/bin/sh\n")
+    (root / "bin" / "start").chmod(0o755)
+    spec = spec_with('[services.a]\ncommand = "python -m a"\ncode = "v1"\n', tmp_path)
+    unit = systemd.render(Bundle(root, load_layout()), spec)
+    lines = unit.text.splitlines()
+    escaped = str(root).replace("%", "%%")
+    start = f"{escaped}/bin/start"
+    assert (f'ExecStart="{start}" --foreground' if " " in folder
+            else f"ExecStart={start} --foreground") in lines
+    assert f"WorkingDirectory={escaped}" in lines  # the rest of the line: never quoted
+    documentation = next(line for line in lines if line.startswith("Documentation="))
+    assert documentation.isascii() and " " not in documentation
+    assert lines[0].endswith(f" at {root}.")  # what install() recognises its unit by
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    assert systemd.validate(unit) is None
+    quoted = unit.text.replace(f"WorkingDirectory={escaped}\n", f'WorkingDirectory="{escaped}"\n')
+    if " " in folder:  # what systemd makes of a quoted path: the check has teeth
+        assert "path is not absolute" in (systemd.validate(systemd.Unit(unit.name, quoted)) or "")
+
+
+@pytest.mark.parametrize("folder, said", [("it's/box", repr("'")), ("a\\b/box", repr("\\")),
+                                          ("new\nline/box", repr("\n")),
+                                          ("box ", "a space at its end")])
+def test_a_path_systemd_cannot_run_is_refused_with_what_is_wrong(tmp_path: Path, folder: str,
+                                                                  said: str) -> None:
+    spec = spec_with('[services.a]\ncommand = "python -m a"\ncode = "v1"\n', tmp_path)
+    with pytest.raises(BundlerError, match=re.escape(f"its path holds {said}; move the bundle")):
+        systemd.render(Bundle(tmp_path / folder, load_layout()), spec)
+    with pytest.raises(BundlerError, match="too long for systemd"):
+        systemd.render(Bundle(tmp_path / "box", load_layout()), spec, name="u" * 250)
