@@ -32,7 +32,7 @@ def process(row: ServiceRow) -> Doc:
             "code": row.code, "autostart": row.autostart,
             "health": row.health, "health_since": row.health_since or None,
             "health_reason": row.health_reason or None, "restarts": row.restarts,
-            "cpu_percent": None if row.cpu_percent is None else round(row.cpu_percent, 1),
+            "cpu_percent": None if row.cpu_percent is None else round(row.cpu_percent, 2),
             "rss": row.rss}
 
 

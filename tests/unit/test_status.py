@@ -159,7 +159,7 @@ def test_status_json_adds_keys_and_keeps_the_old_ones(tmp_path: Path) -> None:
     assert set(process) == old | {"health", "health_since", "health_reason", "restarts",
                                   "cpu_percent", "rss"}
     assert (process["health"], process["restarts"], process["cpu_percent"], process["rss"]) == \
-        ("failing", 2, 1.2, 5 << 20)
+        ("failing", 2, 1.23, 5 << 20)
     assert doc["version"] == "3" and doc["release"]["by"] == "rel"
     assert doc["release"]["at"] == "2026-03-01T09:00:00Z" and doc["release"]["as_built"] is False
     assert json.loads(json.dumps(doc)) == doc
