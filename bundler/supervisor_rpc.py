@@ -1,4 +1,5 @@
-"""An XML-RPC namespace that runs inside the bundle's supervisord: update one group in place.
+"""An XML-RPC namespace that runs inside the bundle's supervisord: update one group in place,
+count starts.
 
 Supervisor's own update (`reloadConfig`, then `removeProcessGroup` + `addProcessGroup`) rebuilds a
 whole group when any member changes, so switching one member of `[group:sam]` restarts all of them.
@@ -6,6 +7,11 @@ whole group when any member changes, so switching one member of `[group:sam]` re
 siblings running; `bundler.replace(group, process)` replaces one, so that the processes of a
 numprocs service change one at a time. The caller stops the changed processes first
 (`bundler.diff` names them).
+
+`bundler.starts()` counts each process's starts since supervisord started (`status` shows all
+but the first as restarts): supervisord itself sees every start, whoever asked for it (its
+autorestart after a crash, the monitor after failed health probes or above a memory limit, a
+switch or a restart), in bundles with a monitor or without, and across the monitor's own restarts.
 
 It also keeps supervisord alive when it cannot write its logs. Supervisor's RotatingFileHandler
 lets an OSError out of its rollover (log/ read-only, full or removed), and the exception stops
@@ -22,10 +28,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from supervisor import loggers
+from supervisor import events, loggers
 from supervisor.states import STOPPED_STATES
 from supervisor.xmlrpc import Faults, RPCError
 
@@ -37,6 +44,12 @@ RETRY = 10.0  # seconds between two attempts to reopen a log file that failed
 class BundlerNamespace:
     def __init__(self, supervisord: Any):
         self.supervisord = supervisord
+        self.counted: Counter[str] = _count_starts(supervisord)
+
+    def starts(self) -> dict[str, int]:
+        """How many times each process started since supervisord did, by full name (group:name,
+        or name alone when its group has its name)."""
+        return dict(self.counted)
 
     def _read(self, name: str) -> tuple[Any, Any, dict[str, list[str]]]:
         options = self.supervisord.options
@@ -105,6 +118,23 @@ class BundlerNamespace:
             group.processes[process_name] = fresh.make_process(group)
         group.config.process_configs = sorted(configs.values())
         return True
+
+
+def _count_starts(supervisord: Any) -> Counter[str]:
+    """The one counter of starts of this supervisord (made once: supervisord makes this
+    namespace for each of its servers, the unix socket and the web server)."""
+    counted: Counter[str] | None = getattr(supervisord, "_bundler_starts", None)
+    if counted is not None:
+        return counted
+    counted = supervisord._bundler_starts = Counter()
+
+    def started(event: Any) -> None:
+        name = event.process.config.name
+        group = event.process.group.config.name if event.process.group is not None else name
+        counted[name if group == name else f"{group}:{name}"] += 1
+
+    events.subscribe(events.ProcessStateStartingEvent, started)
+    return counted
 
 
 def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:

@@ -16,22 +16,35 @@ from bundler.spec.model import CodeVersion
 def check_code_source(code: CodeVersion, spec_folder: Path, output: Path) -> Selection | None:
     """Fail early, before anything is copied, when a code version's source is missing, is no code
     folder (/, a home, one holding `output`) or would ship secrets; what a folder leaves out."""
+    check_code_found(code, spec_folder)
     if code.path is not None:
         src = spec_folder / code.path
-        if not src.is_dir():
-            raise BundlerError(f"code {code.name}: path {src} is not a folder")
         check_location(code, src, output)
         selection = Chooser(code, src.resolve()).walk()
         refuse_secrets(code, selection)
         return selection
+    return None
+
+
+def check_code_found(code: CodeVersion, spec_folder: Path) -> None:
+    """Fail when a code version's folder is not there, or its git repository has no such ref
+    (asked of the local repository: nothing is cloned or fetched)."""
+    if code.path is not None:
+        src = spec_folder / code.path
+        if not src.is_dir():
+            raise BundlerError(f"code {code.name}: path {src} is not a folder")
+        return
     assert code.git is not None
+    if "://" in code.git or code.git.startswith("git@"):
+        raise BundlerError(f"code {code.name}: git = {code.git!r} is a remote; bundler takes "
+                           "`git archive` of a local repository: clone it beside bundle.toml and "
+                           "name that folder (a path relative to bundle.toml)")
     repo = spec_folder / code.git
     found = call(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{code.ref}^{{commit}}"],
                  what=f"code {code.name}", env=clean_env(), timeout=120)
     if found.returncode != 0:
         raise BundlerError(f"code {code.name}: {repo} has no commit {code.ref!r} "
                            "(is it a git repository, and is the tag or branch there?)")
-    return None
 
 
 def materialize_code(code: CodeVersion, spec_folder: Path, dest: Path, output: Path) -> None:

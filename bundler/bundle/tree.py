@@ -82,6 +82,11 @@ class Bundle:
     def http_password(self) -> Path:
         return self.run_dir / "http-password"
 
+    @property
+    def health_record(self) -> Path:
+        """What the monitor's health probes last said of each process (bundle/health.py)."""
+        return self.run_dir / "health.json"
+
     # --- .bundler/: bundler's own records
 
     @property

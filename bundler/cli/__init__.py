@@ -77,6 +77,8 @@ SHORT_HELP = {  # one line each in `bundler --help`
     "switch": "Move a service or group to another code version or python.",
     "set": "Change any key of a service (live in a bundle).",
     "completion": "Print the shell completion script (bash, zsh, fish).",
+    "remove-code": "Remove a code version no service runs.",
+    "remove-env": "Remove an interpreter no service or virtualenv uses.",
 }
 
 

@@ -73,8 +73,17 @@ def stop_cmd(root: Path | None) -> None:
 @root_option
 @json_option
 def status_cmd(root: Path | None, as_json: bool) -> None:
-    """One line per process: state, pid, uptime, interpreter and code version (the table
-    bin/start prints too).
+    """The release this bundle runs (version; who installed it, when), then one line per
+    process: state, pid, uptime, health, restarts, CPU, memory, interpreter and code version
+    (the table bin/start prints too).
+
+    \b
+    HEALTH    what the last health probe said: passing or failing (why, under the table);
+              none: no probe; unknown: not probed since this run started (or no monitor).
+    RESTARTS  starts after the first since supervisord started, whatever the cause: a crash,
+              the monitor (failed probes, memory), a switch or a restart.
+    CPU       % of one CPU, averaged over the process's life (as ps shows it).
+    MEM       resident memory of the process itself (K, M, G: binary units).
 
     Exits 3 when supervisord is not running or a process that should run is down (STARTING
     counts as up, as in supervisorctl), with --json too.
@@ -83,17 +92,24 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     Examples:
       bin/bundler status
       bin/bundler status --json | jq -r '.processes[] | select(.state != "RUNNING") | .name'
+      bin/bundler status --json | jq -r '.processes[] | select(.health == "failing") | .name'
     """
+    from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import open_bundle
-    from bundler.server.status import NOT_RUNNING, service_rows
+    from bundler.server.status import NOT_RUNNING, installed_release, service_rows
 
     bundle = open_bundle(root)
-    rows = service_rows(bundle)
+    manifest = Manifest.read(bundle.manifest)
+    rows = service_rows(bundle, manifest=manifest)
+    release = installed_release(bundle, manifest)
     running = bool(rows) and rows[0].state != NOT_RUNNING
     if as_json:
-        jsondocs.emit(jsondocs.status(bundle.root, running, rows))
+        jsondocs.emit(jsondocs.status(bundle.root, running, rows, release))
     else:
+        click.echo(output.release_line(release))
         click.echo(output.status_table(rows))
+        for line in output.failing_lines(rows):
+            click.echo(line)
     if not running:
         if not as_json:
             click.echo("supervisord is not running (bin/start starts it)", err=True)

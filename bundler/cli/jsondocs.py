@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from bundler.build.plan import Plan
     from bundler.server.apply import Applied
     from bundler.server.history import HistoryEntry
-    from bundler.server.status import ServiceRow
+    from bundler.server.status import InstalledRelease, ServiceRow
     from bundler.server.verify import Verdict
 
 Doc = dict[str, Any]
@@ -29,12 +29,23 @@ def process(row: ServiceRow) -> Doc:
     return {"name": row.process, "service": row.service or None, "group": row.group or None,
             "state": row.state, "pid": row.pid or None, "uptime": row.uptime,
             "python": row.python, "python_version": row.python_version or None,
-            "code": row.code, "autostart": row.autostart}
+            "code": row.code, "autostart": row.autostart,
+            "health": row.health, "health_since": row.health_since or None,
+            "health_reason": row.health_reason or None, "restarts": row.restarts,
+            "cpu_percent": None if row.cpu_percent is None else round(row.cpu_percent, 2),
+            "rss": row.rss}
 
 
-def status(root: Path, running: bool, rows: list[ServiceRow]) -> Doc:
-    return {"root": str(root), "supervisord": "running" if running else "not running",
-            "processes": [process(r) for r in rows]}
+def status(root: Path, running: bool, rows: list[ServiceRow],
+           release: InstalledRelease | None = None) -> Doc:
+    doc: Doc = {"root": str(root), "supervisord": "running" if running else "not running",
+                "processes": [process(r) for r in rows]}
+    if release is not None:
+        doc["version"] = release.version
+        doc["release"] = {"version": release.version, "as_built": release.as_built,
+                          "at": release.at or None, "by": release.by, "patch": release.patch,
+                          "signed_by": release.signed_by}
+    return doc
 
 
 def history(root: Path, entries: list[HistoryEntry]) -> Doc:

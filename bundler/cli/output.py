@@ -11,7 +11,7 @@ from bundler.errors import BundlerError
 
 if TYPE_CHECKING:
     from bundler.server.history import HistoryEntry
-    from bundler.server.status import ServiceRow
+    from bundler.server.status import InstalledRelease, ServiceRow
     from bundler.server.transact import Outcome
 
 
@@ -23,10 +23,45 @@ def columns(header: list[str], rows: list[list[str]]) -> str:
 
 def status_table(rows: list[ServiceRow]) -> str:
     """The one table of processes, which start and status both print."""
-    return columns(["PROCESS", "STATE", "PID", "UPTIME", "PYTHON", "CODE"],
-                   [[r.process, r.state, str(r.pid or "-"), uptime(r.uptime),
+    return columns(["PROCESS", "STATE", "PID", "UPTIME", "HEALTH", "RESTARTS", "CPU", "MEM",
+                    "PYTHON", "CODE"],
+                   [[r.process, r.state, str(r.pid or "-"), uptime(r.uptime), r.health,
+                     "-" if r.restarts is None else str(r.restarts),
+                     "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%",
+                     "-" if r.rss is None else memory(r.rss),
                      f"{r.python} ({r.python_version})" if r.python_version else r.python, r.code]
                     for r in rows])
+
+
+def failing_lines(rows: list[ServiceRow]) -> list[str]:
+    """Why each failing process fails, as its last probe said, under the table."""
+    return [f"{r.process}: failing since {when(r.health_since)}: {r.health_reason}"
+            for r in rows if r.health == "failing"]
+
+
+def release_line(release: InstalledRelease) -> str:
+    """What the bundle runs: its name and version, who installed it when (or: as built)."""
+    head = f"{release.name} {release.version}"
+    if release.as_built:
+        return f"{head}, as built" + (f" {when(release.at)}" if release.at else "")
+    signed = ", signed" if release.signed_by else ""
+    return f"{head}, installed {when(release.at)} by {release.by} ({release.patch}{signed})"
+
+
+def when(stamp: str) -> str:
+    """A UTC stamp of the records (2026-01-31T09:05:00Z) as people read it."""
+    return stamp.replace("T", " ").replace("Z", " UTC") if stamp else "?"
+
+
+def memory(size: int) -> str:
+    """Bytes as top shows them (binary units): 812K, 9.5M, 148M, 1.2G."""
+    if size < 1 << 20:
+        return f"{size >> 10}K"
+    if size < 10 << 20:
+        return f"{size / (1 << 20):.1f}M"
+    if size < 1 << 30:
+        return f"{size >> 20}M"
+    return f"{size / (1 << 30):.1f}G"
 
 
 def uptime(seconds: int) -> str:

@@ -1,4 +1,5 @@
-"""The commands of a project (a folder with bundle.toml): init, add-env, add-code, check, build."""
+"""The commands of a project (a folder with bundle.toml): init, add-env, add-code, check, build,
+and the rest of the build machine's (remove-code, remove-env, lock, cache, keygen)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bundler.cli.options import (
     project_folder,
     spec_path,
 )
+from bundler.cli.shell import complete
 
 
 @click.command()
@@ -80,18 +82,56 @@ def add_env(ctx: click.Context, name: str, virtualenv: str | None, python: str |
 @click.pass_context
 def add_code(ctx: click.Context, name: str, path: str | None, git: str | None, ref: str | None,
              pythonpath: tuple[str, ...], bytecode: bool) -> None:
-    """Declare code version NAME, shipped as <project>_NAME/ beside the others.
+    """Declare code version NAME, shipped as <project>_NAME/ beside the others. The folder must
+    be there, or the ref in the (local) git repository; nothing is written otherwise.
 
     \b
     Examples:
       bundler add-code v3 --path ../sam
       bundler add-code v3 --git . --ref v3 --pythonpath . --pythonpath code_django
     """
+    from bundler.build.code import check_code_found
     from bundler.spec import edit
 
     edit.edit(spec_path(ctx), lambda doc: edit.add_code(
-        doc, name, path, git, ref, list(pythonpath), bytecode))
+        doc, name, path, git, ref, list(pythonpath), bytecode),
+        check=lambda spec: check_code_found(spec.code[name], spec.folder))
     click.echo(f"added code {name} to {spec_path(ctx)}")
+
+
+@click.command("remove-code")
+@click.argument("name", shell_complete=complete("versions"))
+@click.pass_context
+def remove_code(ctx: click.Context, name: str) -> None:
+    """Remove code version NAME from bundle.toml (its folder stays where it is). Refused while
+    a service, in a group or not, runs it: the refusal names them.
+
+    \b
+    Example:
+      bundler remove-code v1
+    """
+    from bundler.spec import edit
+
+    edit.edit(spec_path(ctx), lambda doc: edit.remove_code(doc, name))
+    click.echo(f"removed code {name} from {spec_path(ctx)}")
+
+
+@click.command("remove-env")
+@click.argument("name", shell_complete=complete("envs"))
+@click.pass_context
+def remove_env(ctx: click.Context, name: str) -> None:
+    """Remove interpreter envs/NAME from bundle.toml (a lock file pylock.NAME.toml stays).
+    Refused while a service runs it or a virtualenv is made on it: the refusal names them.
+
+    \b
+    Examples:
+      bundler remove-env pyocr
+      bundler remove-env envs/py37
+    """
+    from bundler.spec import edit
+
+    edit.edit(spec_path(ctx), lambda doc: edit.remove_env(doc, name))
+    click.echo(f"removed env {name} from {spec_path(ctx)}")
 
 
 @click.command()
@@ -285,4 +325,5 @@ def keygen(path: Path, comment: str) -> None:
     click.echo(line)
 
 
-COMMANDS = [init, add_env, add_code, check, lock_cmd, build_cmd, cache_cmd, keygen]
+COMMANDS = [init, add_env, add_code, check, lock_cmd, build_cmd, cache_cmd, keygen,
+            remove_code, remove_env]

@@ -1,5 +1,8 @@
 """The bundle's history (.bundler/history.jsonl): every switch, rollback, service change and patch
-applied, one JSON line each, appended; what `bin/bundler history` shows and `rollback` reads."""
+applied, one JSON line each, appended; what `bin/bundler history` shows and `rollback` reads.
+
+`bin/bundler status` reads the last release installed from it: what writing entries and reading
+definitions need (the renderer, tomlkit's editors) is imported where they are used."""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bundler.bundle.record import Journal, Record
-from bundler.bundle.render import PRIVATE
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.spec.edit import describe_change
-from bundler.spec.live import Definition
+
+if TYPE_CHECKING:
+    from bundler.spec.live import Definition
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class ServiceChange:
     @classmethod
     def of(cls, service: str, before: Definition | None, after: Definition | None,
            group: str | None) -> ServiceChange:
+        from bundler.spec.edit import describe_change
+
         return cls(service, before, after, group, describe_change(before, after))
 
     def describe(self) -> str:
@@ -120,12 +126,16 @@ def _plain(definition: Definition | None) -> dict[str, object] | None:
 
 
 def _definition(raw: Mapping[str, object] | None) -> Definition | None:
+    from bundler.spec.live import Definition
+
     return None if raw is None else Definition(dict(raw))
 
 
 def stamp(bundle: Bundle, entries: list[HistoryEntry]) -> list[HistoryEntry]:
     """Append the entries to the bundle's history, with the time and the user; return them as
     written. Entries of a change that changed nothing are returned, not kept."""
+    from bundler.bundle.render import PRIVATE
+
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamped = [dataclasses.replace(e, at=at, user=_user()) for e in entries]
     kept = History(tuple(e for e in stamped if e.result != "unchanged"))
@@ -165,3 +175,22 @@ def last_change(bundle: Bundle, service: str) -> ServiceChange:
                 and found.op in CHANGES and found.result in ("ok", "config only"):
             return found.change
     raise BundlerError(f"no change of {service} in this bundle's history: nothing to roll back to")
+
+
+def last_release(bundle: Bundle) -> HistoryEntry | None:
+    """The history's last entry of a release installed (by apply), or None: the bundle runs the
+    release it was built as. Read from the end; only the lines of releases are parsed."""
+    try:
+        text = bundle.history.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    for line in reversed(text.splitlines()):
+        if '"patch"' not in line:
+            continue
+        try:
+            entry = HistoryEntry.parse(line)
+        except ValueError:
+            continue
+        if entry.installed is not None:
+            return entry
+    return None

@@ -1,21 +1,33 @@
-"""What a running bundle shows: one row per process (state, pid, uptime, interpreter, code), the
-logs of a service, and supervisorctl wired to the bundle's supervisord."""
+"""What a running bundle shows: the release it runs, one row per process (state, pid, uptime,
+health, restarts, CPU and memory, interpreter, code), the logs of a service, and supervisorctl
+wired to the bundle's supervisord.
+
+Everything is read where it is kept, at once: supervisord over its socket (states, and the starts
+it counted), run/health.json (what the monitor's probes last said), /proc (CPU and memory), the
+history (the last release installed). No process is started, nothing waits."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bundler.bundle.health import HealthRecord, ProbeState
 from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.server.supervisor import Process, connect, recorded_socket
+from bundler.server import procfs
+from bundler.server.history import last_release
+from bundler.server.supervisor import RUNNING, Process, Supervisor, connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
+# A process's health: what the monitor's last probe said of it, "none" without a probe, and
+# "unknown" while the monitor has not probed this run of it (or is not running itself).
+PASSING, FAILING, NO_PROBE, UNKNOWN = "passing", "failing", "none", "unknown"
 
 
 @dataclass(frozen=True)
@@ -30,13 +42,46 @@ class ServiceRow:
     python_version: str
     code: str
     autostart: bool
+    health: str = UNKNOWN
+    health_since: str = ""    # UTC: since when the probes say so (passing or failing)
+    health_reason: str = ""   # why the last probe failed
+    restarts: int | None = None       # starts after the first since supervisord started
+    cpu_percent: float | None = None  # over the process's life (procfs.py)
+    rss: int | None = None            # resident memory, bytes
 
 
-def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list[ServiceRow]:
+@dataclass(frozen=True)
+class InstalledRelease:
+    """The release a bundle runs: the last one apply installed, else the one it was built as."""
+
+    name: str
+    version: str
+    at: str                      # UTC: when it was installed (as built: when it was built)
+    by: str | None = None        # who installed it (None: as built)
+    patch: str | None = None     # the archive it came in (None: as built)
+    signed_by: str | None = None
+
+    @property
+    def as_built(self) -> bool:
+        return self.patch is None
+
+
+def installed_release(bundle: Bundle, manifest: Manifest | None = None) -> InstalledRelease:
+    manifest = manifest or Manifest.read(bundle.manifest)
+    name = manifest.spec.name
+    entry = last_release(bundle)
+    if entry is None or entry.installed is None:
+        return InstalledRelease(name, manifest.spec.version, manifest.build.built_at)
+    done = entry.installed
+    return InstalledRelease(name, done.version, entry.at, entry.user, done.patch, done.signed_by)
+
+
+def service_rows(bundle: Bundle, processes: list[Process] | None = None,
+                 manifest: Manifest | None = None) -> list[ServiceRow]:
     """One row per process of the running supervisord (or of `processes`, just read from it),
     or per service when it is not running (named as supervisord would name it: group:service in
     a group)."""
-    manifest = Manifest.read(bundle.manifest)
+    manifest = manifest or Manifest.read(bundle.manifest)
     spec, interpreters = manifest.spec, manifest.build.interpreters
 
     def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
@@ -44,23 +89,62 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list
         s = spec.services.get(service)
         if s is None:  # bundler's own monitor, or a program added by hand
             what = "bundler" if process == MONITOR else "?"
-            return ServiceRow(process, "", "", state, pid, uptime, what, "", what, autostart)
+            return ServiceRow(process, "", "", state, pid, uptime, what, "", what, autostart,
+                              health=NO_PROBE)
         interpreter = interpreters.get(s.python)
         version = interpreter.python_version if interpreter is not None else "?"
         return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
-                          s.code, autostart)
+                          s.code, autostart, health=UNKNOWN if s.health else NO_PROBE)
 
+    sup = connect(bundle)
     if processes is None:
-        sup = connect(bundle)
         if not sup.alive():
             return [row(f"{s.group}:{name}" if s.group else name, name, NOT_RUNNING)
                     for name, s in spec.services.items()]
         processes = sup.processes()
-    rows = []
-    for p in processes:
-        rows.append(row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime,
-                        p.autostart))
-    return rows
+    rows = [row(p.full_name, p.service(spec.services), p.state, p.pid, p.uptime, p.autostart)
+            for p in processes]
+    return live_rows(rows, processes, _probes(bundle, processes), _starts(sup))
+
+
+def live_rows(rows: list[ServiceRow], processes: list[Process],
+              probes: dict[str, ProbeState] | None, starts: dict[str, int] | None
+              ) -> list[ServiceRow]:
+    """The rows (of `processes`, in order) with what each process does now: its health, from
+    `probes` (the monitor's record; None when the monitor is not running), its restarts, from
+    `starts` (supervisord's count; None when it keeps none), and its CPU and memory."""
+    found = []
+    for r, p in zip(rows, processes, strict=True):
+        probe = (probes or {}).get(r.process)
+        health = r.health
+        if probe is None or probe.pid != p.pid or p.state != RUNNING or health == NO_PROBE:
+            probe = None  # not probed in this run (yet): unknown
+        else:
+            health = PASSING if probe.passing else FAILING
+        used = procfs.usage(p.pid) if p.pid else None
+        found.append(dataclasses.replace(
+            r, health=health, health_since=probe.since if probe else "",
+            health_reason=probe.reason if probe else "",
+            restarts=max(starts.get(r.process, 0) - 1, 0) if starts is not None else None,
+            cpu_percent=used.cpu_percent if used else None, rss=used.rss if used else None))
+    return found
+
+
+def _probes(bundle: Bundle, processes: list[Process]) -> dict[str, ProbeState] | None:
+    """The monitor's health record, while the monitor runs (else it may be out of date)."""
+    if not any(p.full_name == MONITOR and p.state == RUNNING for p in processes):
+        return None
+    try:
+        return dict(HealthRecord.read(bundle.health_record).processes)
+    except (OSError, ValueError):  # none yet (nothing probed), or not this user's to read
+        return {}
+
+
+def _starts(sup: Supervisor) -> dict[str, int] | None:
+    try:
+        return sup.starts()
+    except OSError:  # supervisord went away since
+        return None
 
 
 def supervisorctl(bundle: Bundle, args: list[str]) -> int:

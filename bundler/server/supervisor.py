@@ -163,6 +163,14 @@ class Supervisor:
                                   uptime=info["now"] - info["start"] if info["pid"] else 0))
         return result
 
+    def starts(self) -> dict[str, int] | None:
+        """How many times each process started since supervisord did (bundler.starts, in
+        supervisor_rpc.py); None from a supervisord started before bundler counted them."""
+        try:
+            return {str(k): int(v) for k, v in self.proxy.bundler.starts().items()}
+        except xmlrpc.client.Error:  # Fault: no such method
+            return None
+
     def tail(self, process: Process, nbytes: int = 4000) -> str:
         try:
             text, _, _ = self.proxy.supervisor.tailProcessStdoutLog(process.full_name, 0, nbytes)

@@ -1,4 +1,14 @@
-"""A systemd unit for a bundle's supervisord: rendered, validated, installed and removed."""
+"""A systemd unit for a bundle's supervisord: rendered, validated, installed and removed.
+
+The bundle's path enters the unit as systemd reads each directive (systemd.syntax(7) "Quoting",
+systemd.service(5) "Command lines", systemd.unit(5) "Specifiers"): every '%' is doubled, as it
+starts a specifier everywhere; the program of ExecStart= is one word, in double quotes when it
+holds a space (it is never expanded, so '$' stays); WorkingDirectory= takes the rest of its line
+as the path, unquoted (a quoted path is "not absolute"); Documentation= wants an ASCII URL, so
+the path is percent-encoded there. UTF-8 letters need no escape. What no directive can carry (a
+control character, a path that is not UTF-8) and what systemd refuses in a program's path (a
+quote, a backslash), or a trailing space, which it would strip, is refused with where to move
+the bundle. `systemd-escape` is for unit names; the unit's name comes from the bundle's name."""
 
 from __future__ import annotations
 
@@ -30,10 +40,38 @@ class Unit:
     text: str
 
 
-def _quote(path: Path) -> str:
-    """A path as one word of a systemd command line."""
+UNIT_NAME_MAX = 255  # systemd's UNIT_NAME_MAX (256) counts the terminating NUL
+
+
+def unit_path(path: Path) -> str:
+    """The path checked for what a unit file can carry, '%' doubled (it starts a specifier)."""
     text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BundlerError(f"{path!r} is not valid UTF-8, which a systemd unit must be: move "
+                           "the bundle to a path spelt in UTF-8") from None
+    bad = sorted({c for c in text if ord(c) < 32 or ord(c) == 127 or c in "\"'\\"})
+    if bad or text != text.rstrip():
+        what = " ".join(repr(c) for c in bad) if bad else "a space at its end"
+        raise BundlerError(f"systemd cannot run a bundle at {text!r}: its path holds {what}; move "
+                           "the bundle to a path without it (spaces and letters of any language "
+                           "are fine)")
+    return text.replace("%", "%%")
+
+
+def exec_word(path: Path) -> str:
+    """A path as the program of an ExecStart= line: one word, quoted when it holds a space."""
+    text = unit_path(path)
     return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def file_url(path: Path) -> str:
+    """A path as a file:// URL for Documentation= (ASCII: percent-encoded, then '%' doubled)."""
+    from urllib.parse import quote
+
+    unit_path(path)
+    return "file://" + quote(str(path), safe="/").replace("%", "%%")
 
 
 def unit_name(spec: Spec, name: str | None) -> str:
@@ -41,6 +79,10 @@ def unit_name(spec: Spec, name: str | None) -> str:
     name = name.removesuffix(".service")
     if not NAME_RE.match(name):
         raise BundlerError(f"unit name {name!r} is invalid: use letters, digits, '_', '.', '-'")
+    if len(name) + len(".service") > UNIT_NAME_MAX:
+        raise BundlerError(f"unit name {name!r} is too long for systemd (at most "
+                           f"{UNIT_NAME_MAX - len('.service')} characters before .service): "
+                           "choose a shorter --name")
     return f"{name}.service"
 
 
@@ -60,10 +102,13 @@ def render(bundle: Bundle, spec: Spec, name: str | None = None, user: str | None
                                "supervisord to start as root; leave out --user")
     waits = [int(s.options.get("stopwaitsecs", 10)) for s in spec.services.values()]
     root = bundle.root
+    directory = unit_path(root)
     unit = unit_name(spec, name)
     text = templates().get_template("systemd.service.j2").render(
         bundler_version=__version__, name=spec.name, version=spec.version, root=root,
-        root_quoted=_quote(root), start=_quote(root / "bin" / "start"), unit=unit,
+        description=f"bundle {spec.name} {spec.version} (supervisord) at {root}".replace("%", "%%"),
+        documentation=file_url(root / bundle.layout.etc / "supervisord.conf"),
+        start=exec_word(root / "bin" / "start"), directory=directory, unit=unit,
         user=user, stop_timeout=max(waits, default=10) + STOP_MARGIN, nofile=NOFILE,
         protect_home=not any(str(root).startswith(h + "/") for h in HOMES))
     return Unit(unit, text)

@@ -9,6 +9,7 @@ from typing import Any
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
@@ -327,6 +328,76 @@ def remove_service(doc: TOMLDocument, name: str) -> None:
             programs.remove(name)
             if not programs:
                 del groups[group]
+
+
+def remove_code(doc: TOMLDocument, name: str) -> None:
+    """Remove code version `name`, refused while a service runs it."""
+    versions = doc.get("code", {})
+    if name not in versions:
+        raise UsageError(f"no code version {name!r} in bundle.toml{did_you_mean(name, versions)}")
+    users = _services_where(doc, lambda table: str(table.get("code", "")) == name)
+    if users:
+        raise BundlerError(f"code {name} is in use by {users}: switch them to another version "
+                           "(bundler switch SERVICE VERSION) or remove them first")
+    _drop_table(doc, versions, name)
+
+
+def remove_env(doc: TOMLDocument, name: str) -> None:
+    """Remove interpreter envs/`name`, refused while a service runs it or a virtualenv sits on
+    it."""
+    name = normalize_python(name)
+    if name == "base":
+        raise UsageError("the base interpreter ([base]) runs bundler itself: it cannot be removed")
+    envs = doc.get("envs", {})
+    if name not in envs:
+        raise UsageError(f"no env {name!r} in bundle.toml{did_you_mean(name, envs)}")
+    users = _services_where(
+        doc, lambda table: normalize_python(str(table.get("python", "base"))) == name)
+    over = [str(e) for e, table in envs.items()
+            if normalize_python(str(table.get("virtualenv", ""))) == name]
+    if users or over:
+        what = [f"services {users}" if users else "",
+                f"virtualenvs {', '.join(f'envs/{e}' for e in over)} (made on it)" if over else ""]
+        how = ["switch the services to another interpreter (bundler switch SERVICE --python ENV) "
+               "or remove them" if users else "",
+               "remove those virtualenvs or make them on another interpreter" if over else ""]
+        raise BundlerError(f"env {name} is in use by {' and '.join(filter(None, what))}: "
+                           + "; ".join(filter(None, how)) + " first")
+    _drop_table(doc, envs, name)
+
+
+def _services_where(doc: TOMLDocument, uses: Callable[[Any], bool]) -> str:
+    """The services whose table `uses` says yes to, named with their group: 'svc1 (group sam),
+    svc3' ('' for none)."""
+    return ", ".join(f"{name} (group {group})" if (group := group_of(doc, str(name))) else str(name)
+                     for name, table in doc.get("services", {}).items() if uses(table))
+
+
+def _drop_table(doc: TOMLDocument, parent: Any, name: str) -> None:
+    """Delete table `name` of `parent` with its own lines: its header, keys, and the comments
+    among them; the comments after it that follow a blank line introduce what comes next, and
+    stay (tomlkit holds them in the table's body: they move to the table before it)."""
+    table = parent[name]
+    body = table.value.body
+    last_key = max((i for i, (key, _) in enumerate(body) if key is not None), default=-1)
+    after = [item for _, item in body[last_key + 1:]]
+    blank = next((i for i, item in enumerate(after) if isinstance(item, Whitespace)), len(after))
+    kept = after[blank:]
+    tables = _tables(doc)
+    before = [t for t in tables[:next(i for i, t in enumerate(tables) if t is table)]
+              if not t.is_super_table()]
+    del parent[name]
+    if before and any(not isinstance(item, Whitespace) for item in kept):
+        before[-1].value.body.extend((None, item) for item in kept)
+
+
+def _tables(container: Any) -> list[Table]:
+    """Every table of the document, in the order of its text."""
+    found = []
+    for _, item in container.body:
+        if isinstance(item, Table):
+            found += [item, *_tables(item.value)]
+    return found
 
 
 def parse_assignment(text: str, what: str) -> tuple[str, str]:

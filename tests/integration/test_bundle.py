@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -99,9 +100,17 @@ def test_git_code_version_ships_the_tagged_commit(unpacked: Bundle) -> None:
     assert not (code / ".git").exists()
 
 
+def _svc3(bundle: Bundle) -> dict:
+    doc = json.loads(bundle.cli("status", "--json").stdout)
+    return next(p for p in doc["processes"] if p["name"] == "svc3")
+
+
 def test_killed_service_is_restarted_by_supervisor(unpacked: Bundle) -> None:
     unpacked.start()
     _, old_pid = unpacked.states()["svc3"]
+    before = _svc3(unpacked)
+    assert before["restarts"] == 0 and before["health"] == "none"
+    assert before["cpu_percent"] > 0 and before["rss"] > 1 << 20  # of a running python
     os.kill(old_pid, signal.SIGKILL)
 
     def restarted():
@@ -114,6 +123,20 @@ def test_killed_service_is_restarted_by_supervisor(unpacked: Bundle) -> None:
                             capture_output=True, text=True, check=True).stdout
     row = next(line.split() for line in status.splitlines() if line.startswith("svc3 "))
     assert row[1:3] == ["RUNNING", str(new_pid)]
+    assert row[status.splitlines()[1].split().index("RESTARTS")] == "1"
+    assert _svc3(unpacked)["restarts"] == 1  # counted by supervisord, whatever restarted it
+
+
+def test_the_systemd_unit_of_a_bundle_under_spaces_and_umlauts_is_valid(unpacked: Bundle,
+                                                                        tmp_path: Path) -> None:
+    unpacked.move(tmp_path / "my apps" / "smärtbox")
+    proc = unpacked.cli("install-systemd", "--print")
+    assert proc.returncode == 0, proc.stderr  # systemd-analyze verify passed, where it is
+    lines = proc.stdout.splitlines()
+    assert f'ExecStart="{unpacked.root}/bin/start" --foreground' in lines
+    assert f"WorkingDirectory={unpacked.root}" in lines
+    assert f"Documentation=file://{tmp_path}/my%%20apps/sm%%C3%%A4rtbox/etc/supervisord.conf" \
+        in lines
 
 
 def test_stop_leaves_no_process(unpacked: Bundle) -> None:
@@ -168,7 +191,7 @@ def test_failed_service_is_reported_and_the_others_keep_running(unpacked: Bundle
     # bin/start printed the table status prints, with supervisor's names and states
     table = proc.stdout[proc.stdout.index("PROCESS "):]
     status = unpacked.cli("status")
-    assert status.returncode == 3 and table.splitlines()[0] == status.stdout.splitlines()[0]
+    assert status.returncode == 3 and table.splitlines()[0] == status.stdout.splitlines()[1]
     shown = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert shown == {name: state for name, (state, _) in states.items()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import io
 import json
@@ -52,6 +53,12 @@ def test_code_only_patch_applies_and_is_switched_to(unpacked: Bundle, artifacts:
     assert proc.returncode == 0, proc.stderr
     assert (unpacked.root / "your_project_v4" / "service" / "sam" / "run.py").is_file()
     assert '"signed_by": "SHA256:' in (unpacked.root / ".bundler" / "history.jsonl").read_text()
+    release = json.loads(unpacked.cli("status", "--json").stdout)["release"]
+    assert (release["version"], release["patch"], release["by"], release["as_built"]) == \
+        (planned["version"], artifacts.patch.name, getpass.getuser(), False)
+    assert release["signed_by"].startswith("SHA256:")
+    assert f"installed {release['at'].replace('T', ' ').replace('Z', ' UTC')} by " \
+        in unpacked.cli("status").stdout.splitlines()[0]
     assert {name: pid for name, (_, pid) in unpacked.states().items()} == before  # nothing restarted
     (unpacked.root / "log" / "svc3.json").unlink()
     proc = unpacked.cli("switch", "svc3", "v4")

@@ -117,6 +117,51 @@ def test_a_service_failing_its_health_check_is_restarted(running: Bundle, hooks:
     assert _pid(running, "web") == new
 
 
+def _status(bundle: Bundle) -> dict[str, dict]:
+    proc = bundle.cli("status", "--json")
+    assert proc.returncode in (0, 3), proc.stderr
+    return {p["name"]: p for p in json.loads(proc.stdout)["processes"]}
+
+
+def _status_until(bundle: Bundle, name: str, health: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = _status(bundle)[name]
+        if row["health"] == health:
+            return row
+        time.sleep(0.3)
+    record = bundle.root / "run" / "health.json"
+    raise AssertionError(f"{name} is not {health}: {row}; "
+                         + (record.read_text() if record.exists() else "no health record"))
+
+
+def test_status_shows_what_the_health_probes_say(running: Bundle, ports: Ports) -> None:
+    passing = _status_until(running, "web", "passing")
+    assert passing["health_since"] and passing["health_reason"] is None
+    rows = _status(running)
+    assert rows["chatty"]["health"] == "none" and rows["_monitor"]["health"] == "none"
+    assert rows["chatty"]["cpu_percent"] > 0 and rows["chatty"]["rss"] > 1 << 20
+    # a probe that fails stays failing for a while (50 in a row restart it): status says so
+    probe = f'http = "http://127.0.0.1:{ports.web}/health", every = 1, timeout = 1'
+    proc = running.cli("set", "web", f"health={{ {probe}, failures = 50 }}")
+    assert proc.returncode == 0, proc.stderr
+    _ask(running, "web", "unhealthy", _pid(running, "web"))
+    try:
+        failing = _status_until(running, "web", "failing")
+        assert "HTTP 500" in failing["health_reason"] and failing["health_since"]
+        text = running.cli("status").stdout.splitlines()
+        assert text[0].startswith("smartbox ") and ", as built " in text[0]
+        header = text[1].split()
+        web = next(line.split() for line in text if line.startswith("web "))
+        assert web[header.index("HEALTH")] == "failing"
+        assert any(line.startswith("web: failing since ") and "HTTP 500" in line for line in text)
+    finally:
+        (running.root / "etc" / "app" / "web.unhealthy").unlink()
+    _status_until(running, "web", "passing")
+    proc = running.cli("rollback", "web")  # failures = 2 again, for the other tests
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_a_service_above_its_memory_limit_is_restarted(running: Bundle, hooks: Hooks) -> None:
     old = _pid(running, "hog")
     _ask(running, "hog", "grow", old)

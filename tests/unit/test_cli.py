@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,6 +64,29 @@ def test_a_new_project_round_trip(tmp_path: Path) -> None:
     assert invoke("-C", project, "remove-service", "two").exit_code == 0
     text = (tmp_path / "box" / "bundle.toml").read_text()
     assert "[services.two]" not in text and "[groups.g]" not in text  # an empty group goes too
+
+
+def test_add_code_checks_its_folder_or_ref_and_remove_code_what_no_service_runs(
+        tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = tmp_path / "box"
+    spec = project / "bundle.toml"
+    before = spec.read_text()
+    for args, said in [(["--path", "nope"], f"code v2: path {project}/nope is not a folder"),
+                       (["--git", ".", "--ref", "v9"], f"code v2: {project} has no commit 'v9'"),
+                       (["--git", "https://example.invalid/r.git"], "is a remote")]:
+        result = CliRunner().invoke(cli, ["-C", str(project), "add-code", "v2", *args])
+        assert result.exit_code == 1 and said in result.output, result.output
+        assert len(result.output.splitlines()) == 1 and spec.read_text() == before
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"], ["tag", "v9"]):
+        subprocess.run([*git, *command], check=True, capture_output=True)
+    assert invoke("-C", str(project), "add-code", "v2", "--git", ".", "--ref", "v9").exit_code == 0
+    refused = CliRunner().invoke(cli, ["-C", str(project), "remove-code", "v1"])
+    assert refused.exit_code == 1 and "code v1 is in use by hello" in refused.output
+    assert invoke("-C", str(project), "switch", "hello", "v2").exit_code == 0
+    assert invoke("-C", str(project), "remove-code", "v1").output == f"removed code v1 from {spec}\n"
+    assert list(load_spec(spec).code) == ["v2"]
 
 
 def test_set_and_switch_python_in_a_project(tmp_path: Path) -> None:
@@ -193,7 +217,9 @@ def test_a_base_older_than_3_9_is_refused(tmp_path: Path) -> None:
 def test_a_refused_switch_leaves_the_spec_as_it_was(tmp_path: Path) -> None:
     invoke("-C", str(tmp_path), "init", "box")
     project = tmp_path / "box"
+    (project / "gone").mkdir()
     assert invoke("-C", str(project), "add-code", "v2", "--path", "gone", "--bytecode").exit_code == 0
+    (project / "gone").rmdir()
     before = (project / "bundle.toml").read_text()
     result = CliRunner().invoke(cli, ["-C", str(project), "switch", "hello", "v2"])
     assert result.exit_code == 1 and "gone is not a folder" in result.output
@@ -209,7 +235,7 @@ def test_status_exits_3_only_for_a_service_that_is_down(state: str, code: int, t
     bundle = make_tiny(tmp_path / "tiny")
     rows = [status.ServiceRow("web", "web", "", state, 42, 5, "base", "3.11", "v1", True),
             status.ServiceRow("idle", "idle", "", "STOPPED", 0, 0, "base", "3.11", "v1", False)]
-    monkeypatch.setattr(status, "service_rows", lambda _: rows)
+    monkeypatch.setattr(status, "service_rows", lambda *_, **__: rows)
     assert invoke("status", "--root", str(bundle.root)).exit_code == code
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
 import socket
 import threading
 import time
@@ -16,15 +18,17 @@ from typing import Any
 import pytest
 from supervisor.options import ServerOptions
 
+from bundler.bundle.health import HealthRecord, ProbeState
 from bundler.bundle.layout import load_layout
 from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
+from bundler.errors import BundlerError
 from bundler.server import systemd
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
 from bundler.server.monitor.listener import Monitor, listen
-from bundler.server.supervisor import Supervisor
+from bundler.server.supervisor import Process, Supervisor
 from bundler.spec.model import Alerts, Health
 from tests.unit.test_render import PYTHONS, spec_with
 
@@ -242,3 +246,90 @@ def test_the_systemd_unit_names_the_bundle_and_quotes_its_path(tmp_path: Path) -
         systemd.render(Bundle(root, load_layout()), spec, user="no-such-user-here")
     with pytest.raises(Exception, match="unit name 'a b' is invalid"):
         systemd.render(Bundle(root, load_layout()), spec, name="a b")
+
+
+class _Processes(Supervisor):
+    """supervisord as the watcher sees it: the processes a test says."""
+
+    def __init__(self, processes: list[Process]):
+        super().__init__("/nonexistent.sock")
+        self.running = processes
+
+    def processes(self) -> list[Process]:
+        return self.running
+
+
+def test_the_monitor_records_what_its_probes_say_for_status(tmp_path: Path) -> None:
+    probe = {"probe": "command", "every": 1.0, "timeout": 5.0, "failures": 9}
+    path = tmp_path / "_monitor.json"
+    path.write_text(json.dumps({
+        "bundle": "b", "version": "1", "names": ["ok", "sick"], "supervisord_log": "s.log",
+        "alerts": None, "metrics": None, "services": {
+            name: {"health": {**probe, "target": target}, "max_rss": None,
+                   "python": "bin/python3", "directory": "."}
+            for name, target in [("ok", "true"), ("sick", "sh -c 'echo down >&2; exit 4'")]}}))
+    sup = _Processes([Process("ok", "ok", "RUNNING", 10, "", True, True),
+                      Process("sick", "sick", "RUNNING", 11, "", True, True)])
+    record = tmp_path / "run" / "health.json"
+    record.parent.mkdir()
+    monitor = Monitor(path, tmp_path, sup, Config.read(path), health_path=record)
+
+    def settle(now: float) -> dict[str, ProbeState]:
+        monitor.check(now)  # start the probes that are due
+        for state in monitor.probing.values():
+            if state.running is not None:
+                state.running.result(timeout=10)
+        monitor.check(now)  # take their results
+        return dict(HealthRecord.read(record).processes) if record.exists() else {}
+
+    assert settle(0.0) == {}  # a new run has one period to come up
+    seen = settle(1.0)
+    assert seen["ok"].passing and (seen["ok"].pid, seen["ok"].failures) == (10, 0)
+    sick = seen["sick"]
+    assert not sick.passing and (sick.pid, sick.failures) == (11, 1)
+    assert sick.reason == "sh -c 'echo down >&2; exit 4': exit 4: down"
+    again = settle(2.0)
+    assert again["sick"].failures == 2 and again["sick"].since == sick.since  # failing since
+    sup.running = [Process("ok", "ok", "RUNNING", 12, "", True, True),  # restarted: new pid
+                   Process("sick", "sick", "STOPPED", 0, "", True, True)]
+    after = settle(3.0)
+    assert set(after) == {"ok"} and after["ok"].pid == 10  # stopped: forgotten; ok: not probed yet
+    restarted = Monitor(path, tmp_path, sup, Config.read(path), health_path=record)
+    assert restarted.health == after  # a monitor started again goes on from its record
+
+
+@pytest.mark.parametrize("folder", ["my apps/smärtbox", "ünï cödé/box 100%$HOME", "plain"])
+def test_the_systemd_unit_carries_any_path_systemd_can_run(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / folder
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "start").write_text("#!/bin/sh\n")
+    (root / "bin" / "start").chmod(0o755)
+    spec = spec_with('[services.a]\ncommand = "python -m a"\ncode = "v1"\n', tmp_path)
+    unit = systemd.render(Bundle(root, load_layout()), spec)
+    lines = unit.text.splitlines()
+    escaped = str(root).replace("%", "%%")
+    start = f"{escaped}/bin/start"
+    assert (f'ExecStart="{start}" --foreground' if " " in folder
+            else f"ExecStart={start} --foreground") in lines
+    assert f"WorkingDirectory={escaped}" in lines  # the rest of the line: never quoted
+    documentation = next(line for line in lines if line.startswith("Documentation="))
+    assert documentation.isascii() and " " not in documentation
+    assert lines[0].endswith(f" at {root}.")  # what install() recognises its unit by
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    assert systemd.validate(unit) is None
+    quoted = unit.text.replace(f"WorkingDirectory={escaped}\n", f'WorkingDirectory="{escaped}"\n')
+    if " " in folder:  # what systemd makes of a quoted path: the check has teeth
+        assert "path is not absolute" in (systemd.validate(systemd.Unit(unit.name, quoted)) or "")
+
+
+@pytest.mark.parametrize("folder, said", [("it's/box", repr("'")), ("a\\b/box", repr("\\")),
+                                          ("new\nline/box", repr("\n")),
+                                          ("box ", "a space at its end")])
+def test_a_path_systemd_cannot_run_is_refused_with_what_is_wrong(tmp_path: Path, folder: str,
+                                                                  said: str) -> None:
+    spec = spec_with('[services.a]\ncommand = "python -m a"\ncode = "v1"\n', tmp_path)
+    with pytest.raises(BundlerError, match=re.escape(f"its path holds {said}; move the bundle")):
+        systemd.render(Bundle(tmp_path / folder, load_layout()), spec)
+    with pytest.raises(BundlerError, match="too long for systemd"):
+        systemd.render(Bundle(tmp_path / "box", load_layout()), spec, name="u" * 250)

@@ -103,3 +103,87 @@ def test_a_built_bundles_manifest_is_not_edited(spec_path: Path) -> None:
     with pytest.raises(BundlerError, match="manifest of a built bundle"):
         spec_edit.edit(spec_path, lambda d: spec_edit.switch(d, "a", "v2"))
     assert spec_path.read_text() == manifest
+
+
+USED = '''\
+[bundle]
+name = "box"
+version = "1"
+
+[code.v1]
+path = "src"
+
+# v2: the next release
+[code.v2]
+path = "src2"   # its folder
+# last of v2
+
+# the envs: keep me
+[envs.py312]
+python = "3.12"
+
+[envs.ocr]
+virtualenv = "py312"
+
+[services.a]
+command = "python -m a"
+code = "v1"
+python = "envs/py312"
+
+[services.b]
+command = "python -m b"
+code = "v2"
+
+[services.c]
+command = "python -m c"
+code = "v2"
+python = "ocr"
+
+[groups.sam]
+programs = ["b"]
+'''
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda d: spec_edit.remove_code(d, "v2"), BundlerError,
+     r"code v2 is in use by b \(group sam\), c: switch them"),
+    (lambda d: spec_edit.remove_code(d, "v3"), UsageError, "no code version 'v3'"),
+    (lambda d: spec_edit.remove_env(d, "py312"), BundlerError,
+     r"env py312 is in use by services a and virtualenvs envs/ocr \(made on it\)"),
+    (lambda d: spec_edit.remove_env(d, "envs/ocr"), BundlerError, "env ocr is in use by services c"),
+    (lambda d: spec_edit.remove_env(d, "base"), UsageError, "cannot be removed"),
+    (lambda d: spec_edit.remove_env(d, "ocrr"), UsageError, "did you mean 'ocr'"),
+])
+def test_what_a_service_or_virtualenv_uses_is_not_removed(tmp_path: Path, change, error,
+                                                          message) -> None:
+    path = tmp_path / "bundle.toml"
+    path.write_text(USED)
+    with pytest.raises(error, match=message):
+        spec_edit.edit(path, change)
+    assert path.read_text() == USED
+
+
+def test_removing_code_and_envs_keeps_the_comments_of_what_follows(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.toml"
+    path.write_text(USED)
+
+    def unused(doc) -> None:
+        for name in ("b", "c"):
+            spec_edit.remove_service(doc, name)
+        spec_edit.remove_code(doc, "v2")
+        spec_edit.remove_env(doc, "ocr")
+
+    spec = spec_edit.edit(path, unused)
+    assert set(spec.code) == {"v1"} and set(spec.interpreters) == {"base", "py312"}
+    text = path.read_text()
+    assert "# the envs: keep me\n[envs.py312]" in text  # held in v2's table by tomlkit
+    assert "src2" not in text and "# its folder" not in text and "# last of v2" not in text
+    assert "[envs.ocr]" not in text and "[groups" not in text
+    assert "# v2: the next release" in text  # above v2's header: the table before holds it
+
+    def last_env(doc) -> None:
+        spec_edit.switch(doc, "a", None, "base")
+        spec_edit.remove_env(doc, "envs/py312")
+
+    spec_edit.edit(path, last_env)
+    assert set(load_spec(path).interpreters) == {"base"} and "[envs" not in path.read_text()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bundler.bundle.health import HealthRecord, ProbeState
 from bundler.bundle.layout import MONITOR
 from bundler.bundle.logfaults import LogFaults
 from bundler.bundle.records import MonitorConfig, Watched
@@ -97,6 +98,8 @@ class Monitor:
     config: MonitorConfig
     alerter: Alerter | None = None
     faults: Path | None = None  # run/log-faults.jsonl: logs supervisord cannot write
+    health_path: Path | None = None  # run/health.json: what the probes said, for status
+    health: dict[str, ProbeState] = field(default_factory=dict)
     restarts: Counter[str] = field(default_factory=Counter)
     started: set[str] = field(default_factory=set)
     exits: ExitLog = field(init=False)
@@ -111,6 +114,11 @@ class Monitor:
         self.mtime = self.path.stat().st_mtime
         self.exits = ExitLog(self.root / self.config.supervisord_log)
         self.log_faults = Tail(self.faults) if self.faults is not None else None
+        if self.health_path is not None:  # a restarted monitor goes on from what it wrote
+            try:
+                self.health = dict(HealthRecord.read(self.health_path).processes)
+            except (OSError, ValueError):
+                self.health = {}
         self._alerter()
 
     def _alerter(self) -> None:
@@ -193,6 +201,7 @@ class Monitor:
     def check(self, now: float) -> None:
         watched = self.config.services
         if not any(w.health or w.max_rss for w in watched.values()):
+            self._forget(set())
             return
         memory_due = now >= self.next_memory
         if memory_due:
@@ -209,6 +218,32 @@ class Monitor:
                 self._memory(p, w.max_rss)
         for name in set(self.probing) - seen:
             del self.probing[name]  # stopped, restarting or no longer watched
+        self._forget(set(self.probing))
+
+    def _forget(self, probed: set[str]) -> None:
+        """Drop from the health record the processes no longer probed."""
+        if set(self.health) - probed:
+            self.health = {name: h for name, h in self.health.items() if name in probed}
+            self._save_health()
+
+    def _noted(self, p: Process, reason: str | None, failures: int) -> None:
+        """Record what a probe said of `p`, when it changes what status shows."""
+        old = self.health.get(p.full_name)
+        passing = reason is None
+        since = old.since if old is not None and (old.pid, old.passing) == (p.pid, passing) \
+            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        new = ProbeState(p.pid, passing, since, failures, reason or "")
+        if new != old:
+            self.health[p.full_name] = new
+            self._save_health()
+
+    def _save_health(self) -> None:
+        if self.health_path is None:
+            return
+        try:  # readable by the bundle's group, as the logs are: a reason may quote a URL
+            HealthRecord(dict(self.health)).write(self.health_path, 0o640)
+        except OSError as exc:
+            log(f"cannot write {self.health_path}: {exc}")
 
     def _probe(self, p: Process, w: Watched, health: Health, now: float) -> None:
         state = self.probing.get(p.full_name)
@@ -220,10 +255,9 @@ class Monitor:
                 return
             reason = state.running.result()
             state.running = None
-            if reason is None:
-                state.failures = 0
-            else:
-                state.failures += 1
+            state.failures = 0 if reason is None else state.failures + 1
+            self._noted(p, reason, state.failures)
+            if reason is not None:
                 log(f"{p.full_name}: health probe {state.failures}/{health.failures} failed: "
                     f"{reason}")
                 if state.failures >= health.failures:
@@ -289,8 +323,9 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0]).resolve()
     root = Path(os.environ.get("BUNDLE_ROOT") or path.parents[2])
     sup = Supervisor(os.environ["BUNDLER_SOCKET"], timeout=30.0)
-    monitor = Monitor(path, root, sup, MonitorConfig.read(path),
-                      faults=open_bundle(root).log_faults)
+    bundle = open_bundle(root)
+    monitor = Monitor(path, root, sup, MonitorConfig.read(path), faults=bundle.log_faults,
+                      health_path=bundle.health_record)
     config = monitor.config
     log(f"watching {len(config.services)} service(s); alerts "
         f"{'on' if config.alerts else 'off'}; metrics "
