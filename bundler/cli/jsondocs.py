@@ -29,7 +29,7 @@ def process(row: ServiceRow) -> Doc:
     return {"name": row.process, "service": row.service or None, "group": row.group or None,
             "state": row.state, "pid": row.pid or None, "uptime": row.uptime,
             "python": row.python, "python_version": row.python_version or None,
-            "code": row.code, "autostart": row.autostart}
+            "code": row.code, "autostart": row.autostart, "stale": row.stale or None}
 
 
 def status(root: Path, running: bool, rows: list[ServiceRow]) -> Doc:
@@ -89,6 +89,7 @@ def applied(patch: Path, done: Applied, site: str) -> Doc:
                      "conflicts": list(m.conflicts), "describe": m.describe()}
                     for m in done.merged],
         "conflicts": sum(1 for m in done.merged if m.conflicts),
+        "restarts": [{"service": name, "why": why} for name, why in done.restarts.items()],
     }
 
 

@@ -13,6 +13,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.server import stale
 from bundler.server.supervisor import Process, connect, recorded_socket
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
@@ -30,6 +31,7 @@ class ServiceRow:
     python_version: str
     code: str
     autostart: bool
+    stale: str = ""  # why it runs files that are no longer on disk ("" when it does not)
 
 
 def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list[ServiceRow]:
@@ -38,6 +40,8 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list
     a group)."""
     manifest = Manifest.read(bundle.manifest)
     spec, interpreters = manifest.spec, manifest.build.interpreters
+    changed = stale.FilesChanged.load(bundle)
+    now = time.time()
 
     def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
             autostart: bool = True) -> ServiceRow:
@@ -47,8 +51,9 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None) -> list
             return ServiceRow(process, "", "", state, pid, uptime, what, "", what, autostart)
         interpreter = interpreters.get(s.python)
         version = interpreter.python_version if interpreter is not None else "?"
+        old = stale.stale(changed, s.code, s.python, now - uptime) if pid else ""
         return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
-                          s.code, autostart)
+                          s.code, autostart, old)
 
     if processes is None:
         sup = connect(bundle)
