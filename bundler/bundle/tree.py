@@ -166,6 +166,11 @@ class Bundle:
         return self.meta / "transaction.json"
 
     @property
+    def files_changed(self) -> Path:
+        """When the files of each code version and interpreter were last changed by a release."""
+        return self.meta / "files-changed.json"
+
+    @property
     def apply_journal(self) -> Path:
         """The journal of files being moved in by a patch."""
         return self.meta / "apply.json"

@@ -223,12 +223,14 @@ def _what(entry: HistoryEntry) -> str:
 @click.option("--prefer", type=click.Choice(["release", "server"]),
               help="Settle conflicts (a service key changed here and by the release) this way.")
 @click.option("--files-only", is_flag=True, help="Install the files only; leave every service "
-              "as it is.")
+              "as it is (status then marks the processes that run files no longer on disk).")
+@click.option("--allow-downgrade", is_flag=True, help="Install a release older than the one "
+              "installed, or one of the same version with other content.")
 @root_option
 @timeout_option
 @json_option
 def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: bool,
-              root: Path | None, timeout: float, as_json: bool) -> None:
+              allow_downgrade: bool, root: Path | None, timeout: float, as_json: bool) -> None:
     """Apply a release made by `bundler build --patch-from`: install its files, then move the
     services to what it says.
 
@@ -241,9 +243,12 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     Services (a three-way merge of the last release, this server, the new release): a service
     or group changed only by the release is changed (code, interpreter, settings, added,
     removed); one changed only here keeps the change; a key changed on both sides to different
-    values is a conflict, and the patch is refused unless --prefer settles it. The changes are
-    one transaction, gated like switch: one failure rolls every service back (the files stay, so
-    a retry is cheap). --dry-run prints all this and changes nothing; it exits 1 when apply
+    values is a conflict, and the patch is refused unless --prefer settles it. A service whose
+    code version or interpreter has files the release changes is restarted even where its
+    definition stays. The changes are one transaction, gated like switch: one failure rolls
+    every service back and takes the files out again. Releases move forward: one older than the
+    installed release, or of its version with other content, is refused (signed or not) unless
+    --allow-downgrade. --dry-run prints all this and changes nothing; it exits 1 when apply
     would refuse the patch.
 
     \b
@@ -258,7 +263,7 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
     if as_json and not dry_run:
         raise UsageError("--json goes with --dry-run (an apply itself prints what it does)")
     bundle = open_bundle(root)
-    done = apply(bundle, patch_file, dry_run, prefer, files_only, timeout)
+    done = apply(bundle, patch_file, dry_run, prefer, files_only, timeout, allow_downgrade)
     if as_json:
         doc = jsondocs.applied(patch_file, done, bundle.layout.site_config)
         jsondocs.emit(doc)
@@ -276,14 +281,17 @@ def apply_cmd(patch_file: Path, dry_run: bool, prefer: str | None, files_only: b
         if merged.kept or merged.conflicts or merged.changes and (
                 merged.kind == "groups" or not converged):
             click.echo(f"  {merged.describe()}")
+    for service, why in done.restarts.items():
+        verb = "restarted" if done.outcome is not None and not done.outcome.failed else "restart"
+        click.echo(f"  {verb} {service}: {why}")
     conflicts = sum(1 for m in done.merged if m.conflicts)
     if dry_run and conflicts:
         raise BundlerError(f"{conflicts} conflict(s): apply refuses this patch unless --prefer "
                            "release|server settles them")
-    if done.outcome is None or not any(m.changes for m in done.merged):
+    if done.outcome is None or not any(m.changes for m in done.merged) and not done.restarts:
         return
     output.report(done.outcome, done.entries, lambda e: f"  {output.changed(e)}",
-                  "every service runs as before the apply (its files stay installed)")
+                  "every service runs as before the apply, on its files as they were")
 
 
 @click.command("state")

@@ -33,7 +33,7 @@ def process(row: ServiceRow) -> Doc:
             "health": row.health, "health_since": row.health_since or None,
             "health_reason": row.health_reason or None, "restarts": row.restarts,
             "cpu_percent": None if row.cpu_percent is None else round(row.cpu_percent, 2),
-            "rss": row.rss}
+            "rss": row.rss, "stale": row.stale or None}
 
 
 def status(root: Path, running: bool, rows: list[ServiceRow],
@@ -100,6 +100,7 @@ def applied(patch: Path, done: Applied, site: str) -> Doc:
                      "conflicts": list(m.conflicts), "describe": m.describe()}
                     for m in done.merged],
         "conflicts": sum(1 for m in done.merged if m.conflicts),
+        "restarts": [{"service": name, "why": why} for name, why in done.restarts.items()],
     }
 
 

@@ -22,15 +22,20 @@ def columns(header: list[str], rows: list[list[str]]) -> str:
 
 
 def status_table(rows: list[ServiceRow]) -> str:
-    """The one table of processes, which start and status both print."""
-    return columns(["PROCESS", "STATE", "PID", "UPTIME", "HEALTH", "RESTARTS", "CPU", "MEM",
-                    "PYTHON", "CODE"],
-                   [[r.process, r.state, str(r.pid or "-"), uptime(r.uptime), r.health,
-                     "-" if r.restarts is None else str(r.restarts),
-                     "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%",
-                     "-" if r.rss is None else memory(r.rss),
-                     f"{r.python} ({r.python_version})" if r.python_version else r.python, r.code]
-                    for r in rows])
+    """The one table of processes, which start and status both print; a process that runs
+    files no longer on disk is marked *, and said why under the table."""
+    table = columns(["PROCESS", "STATE", "PID", "UPTIME", "HEALTH", "RESTARTS", "CPU", "MEM",
+                     "PYTHON", "CODE"],
+                    [[r.process, r.state + ("*" if r.stale else ""), str(r.pid or "-"),
+                      uptime(r.uptime), r.health,
+                      "-" if r.restarts is None else str(r.restarts),
+                      "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%",
+                      "-" if r.rss is None else memory(r.rss),
+                      f"{r.python} ({r.python_version})" if r.python_version else r.python, r.code]
+                     for r in rows])
+    notes = [f"* {r.process}: {r.stale}: bin/bundler restart {r.service}"
+             for r in rows if r.stale]
+    return "\n".join([table, *notes])
 
 
 def failing_lines(rows: list[ServiceRow]) -> list[str]:

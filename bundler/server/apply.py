@@ -19,13 +19,14 @@ import hashlib
 import os
 import platform
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bundler.bundle import elf, integrity
+from bundler.bundle import elf, integrity, versions
 from bundler.bundle.cstrings import replace_padded
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.records import (
@@ -43,13 +44,14 @@ from bundler.bundle.safetree import Overlay, Refused
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
-from bundler.server import filemoves, history, site
+from bundler.server import filemoves, history, site, stale
 from bundler.server.filemoves import Move
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
 from bundler.server.incoming import Incoming, unpack
 from bundler.server.services import changed
 from bundler.server.site import SiteChange
-from bundler.server.transact import Outcome, read_manifest, recover, transact
+from bundler.server.supervisor import Process
+from bundler.server.transact import NewFiles, Outcome, read_manifest, recover, transact
 from bundler.spec import merge
 from bundler.spec.live import Definitions, LiveManifest
 
@@ -62,6 +64,7 @@ class Applied:
     merged: list[merge.Merged]      # each service and group, merged
     site: list[SiteChange]          # each default file of etc/app/
     notes: list[str]                # what the release changes that a patch cannot
+    restarts: dict[str, str] = dataclasses.field(default_factory=dict)  # for their files: why
     outcome: Outcome | None = None  # the services' change (None: none was made)
     entries: list[HistoryEntry] = dataclasses.field(default_factory=list)
 
@@ -76,7 +79,8 @@ class ApplyPlan:
     notes: list[str]
     live: LiveManifest               # the bundle's manifest once the files are in
     manifest: Manifest               # it, checked
-    platform: Platform | None        # .bundler/platform once the files are in (None: as is)
+    before: str                      # the manifest before the patch (a rollback's)
+    touched: stale.Touched           # whose files the patch changes
 
     @property
     def conflicts(self) -> list[str]:
@@ -84,41 +88,65 @@ class ApplyPlan:
 
 
 def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | None = None,
-          files_only: bool = False, timeout: float = 90.0) -> Applied:
-    """Install the patch's files, then converge the services to the release (merge.py), as one
-    operation under the bundle's lock; with `dry_run` only say what would be done. Conflicts
-    refuse the whole patch unless `prefer` settles them."""
+          files_only: bool = False, timeout: float = 90.0, allow_downgrade: bool = False
+          ) -> Applied:
+    """Install the patch's files, then converge the services to the release (merge.py) and
+    restart those whose files it changed, as one operation under the bundle's lock: a failure
+    undoes it all, files included. With `dry_run` only say what would be done. Conflicts refuse
+    the whole patch unless `prefer` settles them; a release older than the installed one, or
+    of its version with other content, unless `allow_downgrade`."""
     with bundle.locked():
         recover(bundle)
         live, here = read_manifest(bundle)
         with _incoming_folder(bundle) as folder:
             incoming = unpack(bundle, source, folder, here.spec.name)
-            plan = _plan(bundle, incoming, live, here, prefer)
+            plan = _plan(bundle, incoming, live, here, prefer, allow_downgrade)
             patch = incoming.patch
             applied = Applied(len(patch.files) + len(patch.links), len(patch.remove),
                               plan.live.version, plan.merged, plan.site, plan.notes)
             if dry_run:
-                return applied
+                return applied if files_only else \
+                    dataclasses.replace(applied, restarts=_restarts(plan))
             if plan.conflicts and not files_only:
                 raise BundlerError(f"refusing {source.name}: {len(plan.conflicts)} conflict(s) "
                                    "between this server's changes and the release: "
                                    + "; ".join(plan.conflicts) + "; nothing was changed "
                                    "(--prefer release|server settles them, --files-only installs "
                                    "the files alone)")
+            since = float(int(time.time()))  # supervisor tells a process's start in seconds
             _install(bundle, incoming, plan)
-        # stamped now: a kill while the services converge keeps who installed which release
-        history.stamp(bundle, [HistoryEntry("apply", "ok", installed=Installed(
-            plan.live.version, source.name, incoming.signer))])
+        installed = Installed(plan.live.version, source.name, incoming.signer)
         if files_only:
+            filemoves.finish(bundle)
+            stale.record(bundle, plan.touched, since)
+            history.stamp(bundle, [HistoryEntry("apply", "files only", installed=installed)])
             return applied
+        restarts: dict[str, str] = {}
         try:
-            outcome, entries = _converge(bundle, plan, timeout)
+            outcome, entries = _converge(bundle, plan, timeout, restarts)
         except BundlerError as exc:
-            raise BundlerError(f"{source.name}: its files are installed, but no service was "
-                               f"changed: {exc}") from exc
-        if not outcome.failed:
+            _undo(bundle)
+            raise BundlerError(f"{source.name}: nothing was changed (its files were taken out "
+                               f"again): {exc}") from exc
+        if outcome.failed:
+            history.stamp(bundle, [HistoryEntry("apply", "rolled back", installed=installed)])
+        else:
+            filemoves.finish(bundle)
+            stale.record(bundle, plan.touched, since)
             Release(patch.manifest).write(bundle.release_record, PRIVATE)  # environments: private
-    return dataclasses.replace(applied, outcome=outcome, entries=entries)
+            history.stamp(bundle, [HistoryEntry("apply", "ok", installed=installed)])
+    moved = {e.change.service for e in entries if e.change is not None}
+    return dataclasses.replace(applied, outcome=outcome, entries=entries, restarts={
+        name: why for name, why in restarts.items() if name not in moved})
+
+
+def _undo(bundle: Bundle) -> None:
+    """Take an apply back whose services could not be changed (transact may have undone it)."""
+    try:
+        recover(bundle)
+    except BundlerError as exc:
+        raise BundlerError(f"the apply could not be undone ({exc}); the next bin/bundler "
+                           "command or bin/start undoes it") from exc
 
 
 @contextmanager
@@ -134,25 +162,44 @@ def _incoming_folder(bundle: Bundle) -> Iterator[Path]:
 
 
 def _install(bundle: Bundle, incoming: Incoming, plan: ApplyPlan) -> None:
-    """The files, all or nothing (filemoves.py); then the platform record and etc/app/."""
-    filemoves.commit(bundle, plan.moves, incoming.files)
-    if plan.platform is not None:
-        plan.platform.write(bundle.platform)
-    site.install(bundle, plan.site, incoming.folder / PATCH_SITE, incoming.patch.site)
+    """The files, etc/app/'s defaults and the records that go with them, all or nothing
+    (filemoves.py: kept to be undone until the services run the release)."""
+    filemoves.commit(bundle, plan.moves, incoming.files, keep=True)
 
 
-def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float
+def _merge(plan: ApplyPlan, live: LiveManifest) -> list[ServiceChange]:
+    """Edit `live` to the merge's services and groups; what it did to each service."""
+    changes = [changed(live, m.name, partial(live.put_service, m.name, m.result))
+               for m in plan.merged if m.kind == "services" and m.changes]
+    for m in plan.merged:
+        if m.kind == "groups" and m.changes:
+            live.put_group(m.name, m.result)
+    return changes
+
+
+def _restarts(plan: ApplyPlan) -> dict[str, str]:
+    """The services (and the monitor) the release restarts for their files alone: each one's
+    definition stays, the files of its code or interpreter change."""
+    if not plan.touched:
+        return {}
+    merged = LiveManifest.parse(plan.live.text(), plan.live.path)
+    moved = {c.service for c in _merge(plan, merged) if c.before != c.after}
+    return {name: why for name, why in stale.reasons(Manifest.of(merged), plan.touched).items()
+            if name not in moved}
+
+
+def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float, restarts: dict[str, str]
               ) -> tuple[Outcome, list[HistoryEntry]]:
-    """Move every service and group the merge changes, in one transaction (gated, rolled back
-    as a whole)."""
-    def change(live: LiveManifest) -> list[ServiceChange]:
-        changes = [changed(live, m.name, partial(live.put_service, m.name, m.result))
-                   for m in plan.merged if m.kind == "services" and m.changes]
-        for m in plan.merged:
-            if m.kind == "groups" and m.changes:
-                live.put_group(m.name, m.result)
-        return changes
-    return transact(bundle, "apply", change, timeout, current=(plan.live, plan.manifest))
+    """Move every service and group the merge changes, and restart those whose files changed
+    (`restarts` gets them, with why), in one transaction (gated, rolled back as a whole, the
+    files with it)."""
+    def restart(new: Manifest, processes: list[Process]) -> dict[str, str]:
+        restarts.update(stale.reasons(new, plan.touched))
+        restarts.update(stale.running_stale(bundle, new, processes))  # after --files-only
+        return restarts
+    release = NewFiles(restart, plan.before)
+    return transact(bundle, "apply", partial(_merge, plan), timeout,
+                    current=(plan.live, plan.manifest), release=release)
 
 
 def _runs_here(bundle: Bundle, patch: PatchRecord, name: str) -> Platform | None:
@@ -215,14 +262,14 @@ def _definitions(manifest: LiveManifest, what: str) -> Definitions:
 
 
 def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest,
-          prefer: str | None) -> ApplyPlan:
+          prefer: str | None, allow_downgrade: bool) -> ApplyPlan:
     """Everything the patch will do, checked against the bundle; raises before anything changes.
     The staged files are made to name this bundle's path, and the records that change with them
     (the manifest, checksums.json, relocate.json) are staged beside them."""
     patch = incoming.patch
     runs = _runs_here(bundle, patch, incoming.source.name)
     reloc = Relocation.read(bundle.relocation)
-    _check_paths(bundle, patch, reloc)
+    differ, conflicts = _check_paths(bundle, patch, reloc)
     after = _relocation_after(reloc, patch)
     entries = _relocate(incoming, reloc.prefix, after)
     release = _take_release(live, patch)
@@ -231,27 +278,69 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
         Manifest.of(release, patch.manifest)
     except BundlerError as exc:
         raise BundlerError(f"refusing the patch: {exc}; nothing was changed") from None
+    if not allow_downgrade:
+        _moves_forward(bundle, incoming, here.spec.version, release.version, differ)
+    _refuse_conflicts(bundle, patch, conflicts)
     for rel, meta in patch.files.items():  # what checksums.json will say of it, checked now
         if entries[rel] != meta.checksum:
             raise BundlerError(f"refusing the patch: the checksum it records for {rel!r} does not "
                                "match the file; nothing was changed")
     generated = _records(bundle, patch, manifest.text, after)
+    if runs is not None:
+        generated[str(bundle.platform.relative_to(bundle.root))] = runs.text()
     for rel, text in generated.items():
         _stage_record(incoming.files / rel, text, bundle.root / rel)
-    moves = [*(Move.to(bundle.root, rel, "file") for rel in [*patch.files, *generated]),
+    defaults = site.changes(bundle, patch.site)
+    staged_site = site.stage(bundle, defaults, incoming.folder / PATCH_SITE, incoming.files,
+                             patch.site)
+    moves = [*(Move.to(bundle.root, rel, "file")
+               for rel in [*patch.files, *generated, *staged_site]),
              *(Move.to(bundle.root, rel, "link", t) for rel, t in patch.links.items()),
              *(Move.to(bundle.root, rel, None) for rel in patch.remove)]
     merged = merge.merge(_release_base(bundle, patch, release), live.definitions(),
                          _definitions(release, "the patch's spec"), prefer)
     notes = [f"the release changes [{key}], which a patch does not: ship a full archive for it"
              for key in live.differing(release, NOT_PATCHED)]
-    return ApplyPlan(moves, merged, site.changes(bundle, patch.site), notes, live, manifest,
-                     runs)
+    touched = stale.touched(bundle, manifest, differ)  # what the server has otherwise
+    return ApplyPlan(moves, merged, defaults, notes, live, manifest,
+                     here.text, touched)
 
 
-def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation) -> None:
-    """Every path the patch touches may be written (safetree.Overlay) and is what the patch was
-    built against (or already what it brings)."""
+def _moves_forward(bundle: Bundle, incoming: Incoming, installed: str, version: str,
+                   differ: list[str]) -> None:
+    """Refuse a release older than the one installed, or of its version with other content (a
+    replay, or two builds given one name)."""
+    name = incoming.source.name
+    order = versions.compare(version, installed)
+    way = "; nothing was changed (--allow-downgrade installs it all the same)"
+    if order is None:
+        raise BundlerError(f"refusing {name}: release {version} and the installed {installed} "
+                           f"cannot be ordered (write versions as numbers: 2026.12.1, 1.4.0){way}")
+    if order < 0:
+        raise BundlerError(f"refusing {name}: it is release {version}, older than the "
+                           f"installed {installed}{way}")
+    if order > 0:
+        return
+    recorded = Release.read(bundle.release_record)
+    other = recorded is not None and recorded.manifest != incoming.patch.manifest \
+        and _version_of(recorded.manifest) == version  # (not a release installed files-only)
+    if differ or other:
+        raise BundlerError(f"refusing {name}: it is release {version}, as installed, but with "
+                           f"other content ({len(differ)} file(s) differ): a new release needs a "
+                           f"new version (bundler version --bump patch){way}")
+
+
+def _version_of(manifest: str) -> str | None:
+    try:
+        return LiveManifest.parse(manifest, Path("release.toml")).version
+    except BundlerError:
+        return None
+
+
+def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation
+                 ) -> tuple[list[str], list[str]]:
+    """Every path the patch touches may be written (safetree.Overlay); the paths it changes,
+    and those that are neither what it was built against nor already what it brings."""
     root = bundle.root
     tree = Overlay(root, lambda rel: None if bundle.patchable(rel) else
                    "is a path a patch may not touch (the manifest, etc/, log/, run/, records)")
@@ -265,7 +354,7 @@ def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation) -> None:
         tree.finish()
     except Refused as exc:
         raise BundlerError(f"refusing the patch: {exc}; nothing was changed") from None
-    conflicts = []
+    conflicts, differ = [], []
     for rel in [*patch.files, *patch.links, *patch.remove]:
         path = root / rel
         current = integrity.entry(path, rel, reloc) \
@@ -277,6 +366,12 @@ def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation) -> None:
         if not any(current == want or (want is not None and want.same_build(current))
                    for want in (patch.base.get(rel), new)):
             conflicts.append(rel)
+        if current != new and not (new is not None and new.same_build(current)):
+            differ.append(rel)
+    return differ, conflicts
+
+
+def _refuse_conflicts(bundle: Bundle, patch: PatchRecord, conflicts: list[str]) -> None:
     if conflicts:
         listed = ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else "")
         built = hashlib.sha256(bundle.checksums.read_bytes()).hexdigest()

@@ -58,8 +58,9 @@ class MoveJournal(Record):
         return cls(moves, [str(rel) for rel in raw["created"]])
 
 
-def commit(bundle: Bundle, moves: list[Move], staged: Path) -> None:
-    """Carry out `moves` in the bundle (a file put is taken from staged/rel). All or nothing."""
+def commit(bundle: Bundle, moves: list[Move], staged: Path, keep: bool = False) -> None:
+    """Carry out `moves` in the bundle (a file put is taken from staged/rel). All or nothing;
+    with `keep`, the journal and the old files stay, to be undone until finish()."""
     root, backup = bundle.root, bundle.apply_backup
     shutil.rmtree(backup, ignore_errors=True)
     created: list[str] = []
@@ -88,8 +89,14 @@ def commit(bundle: Bundle, moves: list[Move], staged: Path) -> None:
     except BaseException:
         undo(bundle)
         raise
-    bundle.apply_journal.unlink()
-    shutil.rmtree(backup, ignore_errors=True)
+    if not keep:
+        finish(bundle)
+
+
+def finish(bundle: Bundle) -> None:
+    """Keep the moves made: drop their journal, then the old files."""
+    bundle.apply_journal.unlink(missing_ok=True)
+    shutil.rmtree(bundle.apply_backup, ignore_errors=True)
 
 
 def _prune(root: Path, removed: list[str]) -> None:

@@ -178,8 +178,9 @@ def last_change(bundle: Bundle, service: str) -> ServiceChange:
 
 
 def last_release(bundle: Bundle) -> HistoryEntry | None:
-    """The history's last entry of a release installed (by apply), or None: the bundle runs the
-    release it was built as. Read from the end; only the lines of releases are parsed."""
+    """The history's last entry of a release installed (by apply; not one it rolled back), or
+    None: the bundle runs the release it was built as. Read from the end; only the lines of
+    releases are parsed."""
     try:
         text = bundle.history.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -191,6 +192,6 @@ def last_release(bundle: Bundle) -> HistoryEntry | None:
             entry = HistoryEntry.parse(line)
         except ValueError:
             continue
-        if entry.installed is not None:
+        if entry.installed is not None and entry.result != "rolled back":
             return entry
     return None

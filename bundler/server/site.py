@@ -62,18 +62,31 @@ def changes(bundle: Bundle, shipped: Mapping[str, str]) -> list[SiteChange]:
     return changes
 
 
-def install(bundle: Bundle, changes: list[SiteChange], staged: Path,
-            shipped: Mapping[str, str]) -> None:
-    """Carry out `changes` (from changes()) with the files staged in `staged`."""
+def stage(bundle: Bundle, changes: list[SiteChange], staged: Path, files: Path,
+          shipped: Mapping[str, str]) -> list[str]:
+    """Ready `changes` (from changes()) as files to move in with the release's (apply.py: one
+    journal, undone with them): each default staged in `staged` is moved under `files` at its
+    path in the bundle, with the record of what was shipped; those paths."""
+    site = bundle.layout.site_config
+    owner = bundle.site_config.stat() if bundle.site_config.is_dir() else None
+    rels = []
     for change in changes:
         if change.action == "same":
             continue
-        target = bundle.site_config / (change.rel + (NEW if change.action == "keep" else ""))
+        rel = f"{site}/{change.rel}{NEW if change.action == 'keep' else ''}"
+        target = files / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        new = not target.exists()
-        write_atomic(target, (staged / change.rel).read_bytes())
-        if new and os.geteuid() == 0:  # the site's files stay its owner's to edit
-            folder = bundle.site_config.stat()
-            os.chown(target, folder.st_uid, folder.st_gid)
+        os.replace(staged / change.rel, target)
+        existing = bundle.root / rel
+        os.chmod(target, existing.stat().st_mode & 0o7777 if existing.exists() else 0o644)
+        like = existing.stat() if existing.exists() else owner
+        if like is not None and os.geteuid() == 0:  # the site's files stay its owner's to edit
+            os.chown(target, like.st_uid, like.st_gid)
+        rels.append(rel)
+    if not shipped:
+        return rels
     recorded = SiteDefaults.read(bundle.site_defaults).files
-    SiteDefaults({**recorded, **shipped}).write(bundle.site_defaults)
+    record = bundle.site_defaults.relative_to(bundle.root)
+    (files / record).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(files / record, SiteDefaults({**recorded, **shipped}).text())
+    return [*rels, str(record)]

@@ -20,7 +20,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.server import procfs
+from bundler.server import procfs, stale
 from bundler.server.history import last_release
 from bundler.server.supervisor import RUNNING, Process, Supervisor, connect, recorded_socket
 
@@ -48,6 +48,7 @@ class ServiceRow:
     restarts: int | None = None       # starts after the first since supervisord started
     cpu_percent: float | None = None  # over the process's life (procfs.py)
     rss: int | None = None            # resident memory, bytes
+    stale: str = ""  # why it runs files that are no longer on disk ("" when it does not)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None,
     a group)."""
     manifest = manifest or Manifest.read(bundle.manifest)
     spec, interpreters = manifest.spec, manifest.build.interpreters
+    changed = stale.FilesChanged.load(bundle)
+    now = time.time()
 
     def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
             autostart: bool = True) -> ServiceRow:
@@ -93,8 +96,10 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None,
                               health=NO_PROBE)
         interpreter = interpreters.get(s.python)
         version = interpreter.python_version if interpreter is not None else "?"
+        old = stale.stale(changed, s.code, s.python, now - uptime) if pid else ""
         return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
-                          s.code, autostart, health=UNKNOWN if s.health else NO_PROBE)
+                          s.code, autostart, health=UNKNOWN if s.health else NO_PROBE,
+                          stale=old)
 
     sup = connect(bundle)
     if processes is None:

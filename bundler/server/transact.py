@@ -13,6 +13,7 @@ meanwhile, so an operation that was killed half-way is undone by the next one, o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -85,17 +86,28 @@ class Outcome:
 Change = Callable[[LiveManifest], "list[ServiceChange]"]  # edits the manifest: what it did
 
 
+@dataclass(frozen=True)
+class NewFiles:
+    """What an apply adds to its transaction: the services whose files it changed, restarted
+    even where their definition stays (service, or the monitor -> why), and the manifest as it
+    was before the release's files went in (what a rollback writes back, with those files:
+    filemoves.undo)."""
+
+    restarts: Callable[[Manifest, list[Process]], Mapping[str, str]]  # new manifest, processes
+    manifest: str
+
+
 def transact(bundle: Bundle, op: str, change: Change, timeout: float,
-             current: tuple[LiveManifest, Manifest] | None = None
-             ) -> tuple[Outcome, list[HistoryEntry]]:
+             current: tuple[LiveManifest, Manifest] | None = None,
+             release: NewFiles | None = None) -> tuple[Outcome, list[HistoryEntry]]:
     """Apply `change` to the manifest and to what runs; undo it all if a process fails. The
     caller holds the lock when it passes the manifest it has read (`current`: as a document and
     as the model)."""
     if current is None:
         with bundle.locked():
             recover(bundle)
-            return _transact(bundle, op, change, timeout, read_manifest(bundle))
-    return _transact(bundle, op, change, timeout, current)
+            return _transact(bundle, op, change, timeout, read_manifest(bundle), release)
+    return _transact(bundle, op, change, timeout, current, release)
 
 
 def read_manifest(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
@@ -109,7 +121,8 @@ def read_manifest(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
 
 
 def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
-              current: tuple[LiveManifest, Manifest]) -> tuple[Outcome, list[HistoryEntry]]:
+              current: tuple[LiveManifest, Manifest], release: NewFiles | None
+              ) -> tuple[Outcome, list[HistoryEntry]]:
     live, old = current
     changes = change(live)
     new = Manifest.of(live)
@@ -119,18 +132,72 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     files, groups = _plan_files(bundle, old, new)
     sup = connect(bundle, timeout=max(timeout, 60.0))
     live_sup = sup.alive()
-    if not files:
+    restarts = sorted(release.restarts(new, sup.processes() if live_sup else [])) \
+        if release is not None else []
+    groups = sorted({*groups, *_groups_of(new, restarts)})
+    probed = _probes_changed(old, new)
+    if not files and not restarts:
         return Outcome(live_sup, []), _stamp(bundle, op, changes, "unchanged")
-    journal = TransactionJournal(old.text, _old_files(bundle, files), groups)
+    journal = TransactionJournal(old.text if release is None else release.manifest,
+                                 _old_files(bundle, files), groups, restarts)
     journal.write(bundle.transaction, PRIVATE)  # the manifest holds the services' environments
     _write_files(bundle, new.text, files)
-    failed = _update(sup, groups, timeout, _health_gate(bundle, new)) if live_sup else []
+    failed: list[Failure] = []
+    if live_sup:
+        gate = _health_gate(bundle, new)
+        failed = _update(sup, groups, timeout, gate, _forced(new, restarts)) \
+            or _gate_running(sup, new, probed, groups, timeout, gate)
     if failed:
         _restore(bundle, sup if live_sup else None)
     else:
         bundle.transaction.unlink()
     result = "rolled back" if failed else "ok" if live_sup else "config only"
     return Outcome(live_sup, failed), _stamp(bundle, op, changes, result)
+
+
+def _groups_of(manifest: Manifest, services: list[str]) -> set[str]:
+    """The supervisor groups that run `services` (the monitor is a group of its own)."""
+    specs = manifest.spec.services
+    return {MONITOR if s == MONITOR else specs[s].group or s for s in services
+            if s == MONITOR or s in specs}
+
+
+def _forced(manifest: Manifest, services: list[str], states: tuple[str, ...] = _ACTIVE
+            ) -> Callable[[Process], bool]:
+    """Whether a process runs one of `services` and is in one of `states` (restarted although
+    its definition stays)."""
+    wanted = set(services)
+    specs = manifest.spec.services
+    return lambda p: p.state in states and \
+        (MONITOR if p.group == MONITOR else p.service(specs)) in wanted
+
+
+def _probes_changed(old: Manifest, new: Manifest) -> set[str]:
+    """The services whose health probe the change sets or changes (the monitor runs it: their
+    processes are not restarted for it, so the new probe is checked on the running ones)."""
+    before, after = old.spec.services, new.spec.services
+    return {name for name, s in after.items() if s.health is not None
+            and (name not in before or before[name].health != s.health)}
+
+
+def _gate_running(sup: Supervisor, manifest: Manifest, services: set[str], updated: list[str],
+                  timeout: float, gate: Gate) -> list[Failure]:
+    """A new health probe must pass on the processes that run on (those of `updated` groups
+    were gated as they started)."""
+    if not services:
+        return []
+    specs = manifest.spec.services
+    deadline = time.monotonic() + timeout
+    failed = []
+    for process in sup.processes():
+        if process.group in updated or process.state != RUNNING \
+                or process.service(specs) not in services:
+            continue
+        why = gate(process, deadline)
+        if why is not None:
+            failed.append(Failure(process.full_name, "RUNNING but unhealthy", sup.tail(process),
+                                  f"its new health probe failed: {why}"))
+    return failed
 
 
 def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str
@@ -201,15 +268,17 @@ class TransactionJournal(Record):
     manifest: str
     files: Mapping[str, str | None]
     groups: list[str]
+    restarts: list[str] = dataclasses.field(default_factory=list)  # restarted for their files
 
     def text(self) -> str:
         return json.dumps({"manifest": self.manifest, "files": dict(self.files),
-                           "groups": self.groups}, indent=1)
+                           "groups": self.groups, "restarts": self.restarts}, indent=1)
 
     @classmethod
     def parse(cls, text: str) -> TransactionJournal:
         raw = json.loads(text)
-        return cls(str(raw["manifest"]), dict(raw["files"]), list(raw["groups"]))
+        return cls(str(raw["manifest"]), dict(raw["files"]), list(raw["groups"]),
+                   list(raw.get("restarts", [])))
 
 
 def _old_files(bundle: Bundle, files: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -250,25 +319,35 @@ def recover(bundle: Bundle) -> bool:
 
 
 def _restore(bundle: Bundle, sup: Supervisor | None) -> None:
+    """Write back the journal's files (and an apply's: filemoves), then run the old processes
+    again: those restarted for their files too, on the files they had."""
     journal = TransactionJournal.read(bundle.transaction)
+    filemoves.undo(bundle)
     _write_files(bundle, journal.manifest, journal.files)
     if sup is not None:
-        _update(sup, journal.groups, 60.0)  # the old processes, as they were
+        old = Manifest.read(bundle.manifest, journal.manifest)
+        # the processes restarted for their files, those that failed to come back too
+        _update(sup, journal.groups, 60.0,
+                forced=_forced(old, journal.restarts, (*_ACTIVE, "FATAL", "EXITED")))
     bundle.transaction.unlink()
 
 
 Gate = Callable[[Process, float], "str | None"]  # process, deadline -> why it is not healthy
 
 
-def _update(sup: Supervisor, groups: list[str], timeout: float,
-            gate: Gate | None = None) -> list[Failure]:
-    """Bring `groups` in line with the files; return processes that did not reach RUNNING (or,
+def _update(sup: Supervisor, groups: list[str], timeout: float, gate: Gate | None = None,
+            forced: Callable[[Process], bool] | None = None) -> list[Failure]:
+    """Bring `groups` in line with the files, and restart the `forced` processes that run
+    (although their files say the same); return processes that did not reach RUNNING (or,
     with `gate`, did not pass their service's health probe). Inside a group that stays, the
     processes change one at a time, each gated before the next: a numprocs service always has
     one running."""
     for group in groups:
         before = {p.name: p for p in sup.processes() if p.group == group}
-        diff = sup.proxy.bundler.diff(group)
+        diff = dict(sup.proxy.bundler.diff(group))
+        moved = {*diff["changed"], *diff["added"], *diff["removed"]}
+        diff["restart"] = [n for n, p in before.items()
+                           if n not in moved and forced is not None and forced(p)]
         whole = not before or group == MONITOR or (  # an event listener pool
             not diff["changed"] and not diff["added"] and set(diff["removed"]) == set(before))
         if whole:
@@ -283,11 +362,12 @@ def _update(sup: Supervisor, groups: list[str], timeout: float,
 def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
                   diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
     """A group added, removed, or changed all at once (the monitor's event listener pool)."""
-    for name in diff["changed"] + diff["removed"]:
+    for name in diff["changed"] + diff["removed"] + diff["restart"]:
         if before[name].state in _ACTIVE:
             _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
     sup.proxy.bundler.update(group)
-    wanted = [n for n in diff["changed"] if before[n].state != STOPPED] + diff["added"]
+    wanted = [n for n in diff["changed"] if before[n].state != STOPPED] + diff["added"] \
+        + diff["restart"]
     now = {p.name for p in sup.processes() if p.group == group}
     wanted = [n for n in wanted if n in now]
     for name in wanted:
@@ -299,11 +379,12 @@ def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
                 diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
     """Replace the group's changed processes one by one, each started and gated before the
     next is stopped."""
-    for name in diff["removed"] + diff["changed"] + diff["added"]:
+    for name in diff["removed"] + diff["changed"] + diff["added"] + diff["restart"]:
         old = before.get(name)
         if old is not None and old.state in _ACTIVE:
             _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
-        sup.proxy.bundler.replace(group, name)
+        if name not in diff["restart"]:
+            sup.proxy.bundler.replace(group, name)
         if name in diff["removed"] or (old is not None and old.state == STOPPED):
             continue
         _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)

@@ -275,7 +275,7 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
                       "python -m service.sam.run", "--set", "startsecs=1"))
         builds = [project.build(folder, state_file), project.build(later, project.original)]
         patch_b, patch_c = (project.keep(build) for build in builds)
-        shutil.rmtree(later)
+        shutil.move(str(later), str(project.away.parent / "release-4"))  # the next releases'
     proc = _apply(bundle, patch_b)
     assert "  svc1: python: base -> envs/pytest\n" in proc.stdout
     assert "service svc2: keeps this server's change" in proc.stdout
@@ -304,6 +304,66 @@ def test_the_seed_faq_through_releases_only(faq: Faq) -> None:
     # the manifest says what runs: the operator's change and every release's
     manifest = (bundle.root / "bundle.toml").read_text()
     assert 'code = "v1"' in manifest.split("[services.svc2]")[1].split("[")[0]
+
+
+def test_a_release_that_edits_code_in_use_restarts_its_services_and_releases_move_forward(
+        faq: Faq) -> None:
+    """Release 5 changes the files of code web1, which web (two processes) and api run, and
+    nothing in their definitions; a second build also called 5 changes them otherwise."""
+    bundle, project = faq.bundle, faq.project
+    release_4 = project.away.parent / "release-4"
+    if not release_4.is_dir():
+        pytest.skip("needs the releases of test_the_seed_faq_through_releases_only")
+    state = project.away.parent / "server-state-4.json"
+    state.write_text(bundle.cli("state").stdout)
+    folders = [project.away.parent / "release-5", project.away.parent / "release-5b"]
+    for folder, answer in zip(folders, ("5", "5b")):
+        shutil.copytree(release_4, folder)
+        project.edit(folder, "5")
+        (folder / "web1" / "VERSION").write_text(answer + "\n")
+    builds = [project.build(folder, state) for folder in folders]
+    patch_5, patch_5b = (Path(shutil.move(_finished(build), folder.with_suffix(".patch.tar.zst")))
+                         for build, folder in zip(builds, folders))
+    for folder in folders:
+        shutil.rmtree(folder)
+    before = _pids(bundle)
+    dry = bundle.cli("apply", "--dry-run", str(patch_5))
+    assert dry.returncode == 0, dry.stderr
+    assert "  restart web: files of code web1 changed\n" in dry.stdout
+    assert "  restart api: files of code web1 changed\n" in dry.stdout
+    doc = json.loads(bundle.cli("apply", "--dry-run", "--json", str(patch_5)).stdout)
+    assert {r["service"] for r in doc["restarts"]} == {"web", "api"}
+
+    # installed with --files-only: no restart, and status says who runs stale files
+    files_only = bundle.cli("apply", "--files-only", str(patch_5))
+    assert files_only.returncode == 0, files_only.stderr
+    assert _pids(bundle) == before and _get(faq.api, "/").split()[0] == "1"
+    status = bundle.cli("status")
+    assert "* api: files of code web1 changed since it started" in status.stdout, status.stdout
+    rows = {p["name"]: p for p in json.loads(bundle.cli("status", "--json").stdout)["processes"]}
+    assert rows["api"]["stale"] and rows["web:web_00"]["stale"] and not rows["sam:svc1"]["stale"]
+
+    # the apply itself restarts them, one at a time and gated, and the mark goes
+    proc = _apply(bundle, patch_5)
+    assert "  restarted web: files of code web1 changed since it started\n" in proc.stdout
+    after = _pids(bundle)
+    moved = {name for name in before if after[name] != before[name]}
+    assert moved == {"web:web_00", "web:web_01", "api"}
+    assert {_get(faq.port, "/").split()[0] for _ in range(10)} == {"5"}
+    assert _get(faq.api, "/").split()[0] == "5"
+    assert "*" not in bundle.cli("status").stdout
+
+    # the other build of 5, and any older release, are refused; nothing changes
+    refused = bundle.cli("apply", str(patch_5b))
+    assert refused.returncode == 1
+    assert "it is release 5, as installed, but with other content" in refused.stderr
+    forced = bundle.cli("apply", "--allow-downgrade", str(patch_5b))  # the files still guard
+    assert forced.returncode == 1 and "not what it was built against" in forced.stderr
+    older = next(project.away.parent.glob("faq-2.patch.tar.*"))
+    refused = bundle.cli("apply", str(older))
+    assert refused.returncode == 1
+    assert "it is release 2, older than the installed 5" in refused.stderr
+    assert _pids(bundle) == after
 
 
 def test_set_changes_one_key_live_and_rollback_undoes_it(faq: Faq) -> None:
@@ -335,13 +395,33 @@ def test_two_builds_of_one_project_are_identical(faq: Faq) -> None:
 
 def test_a_switch_that_fails_its_health_probe_is_rolled_back(faq: Faq) -> None:
     bundle = faq.bundle
+    answer = _get(faq.api, "/").split()[0]
     proc = bundle.cli("switch", "api", "websick")  # fails within every x failures: 3 s
     assert proc.returncode == 1
     assert "health probe failed" in proc.stderr and "HTTP 500" in proc.stderr
-    assert _get(faq.api, "/").split()[0] == "1"
+    assert _get(faq.api, "/").split()[0] == answer
     assert bundle.states()["api"][0] == "RUNNING"
     assert 'code = "web1"' in (bundle.root / "bundle.toml").read_text().split("[services.api]")[1]
     assert bundle.cli("history", "api").stdout.splitlines()[-1].split()[-2:] == ["rolled", "back"]
+
+
+def test_a_new_health_probe_that_fails_is_rolled_back(faq: Faq) -> None:
+    bundle = faq.bundle
+    pid = _pids(bundle)["api"]
+    nobody = _free_port()  # a probe of a port nothing listens on
+    proc = bundle.cli("set", "api", f'health={{ http = "http://127.0.0.1:{nobody}/health", '
+                      'every = 1, timeout = 1, failures = 2 }')
+    assert proc.returncode == 1, proc.stdout
+    assert "its new health probe failed" in proc.stderr, proc.stderr
+    section = (bundle.root / "bundle.toml").read_text().split("[services.api]")[1].split("\n[")[0]
+    assert f":{faq.api}/health" in section and str(nobody) not in section
+    assert str(nobody) not in (bundle.root / "etc" / "conf.d" / "_monitor.json").read_text()
+    assert _pids(bundle)["api"] == pid  # a probe is the monitor's: the process runs on
+    assert bundle.cli("history", "api").stdout.splitlines()[-1].split()[-2:] == ["rolled", "back"]
+    good = bundle.cli("set", "api", f'health={{ http = "http://127.0.0.1:{faq.api}/health", '
+                      'every = 2, timeout = 1, failures = 3 }')
+    assert good.returncode == 0, good.stderr
+    assert _pids(bundle)["api"] == pid
 
 
 def _get(port: int, path: str) -> str:
@@ -370,6 +450,7 @@ def test_a_numprocs_service_switches_one_process_at_a_time(faq: Faq) -> None:
                 other.append(repr(exc))
             time.sleep(0.01)
 
+    answer = _get(faq.port, "/").split()[0]
     poller = threading.Thread(target=poll)
     poller.start()
     try:
@@ -380,6 +461,6 @@ def test_a_numprocs_service_switches_one_process_at_a_time(faq: Faq) -> None:
         poller.join()
     assert proc.returncode == 0, proc.stderr
     assert refused == [], f"{len(refused)} refused connections during the switch"
-    assert seen == {"1", "2"}
+    assert seen == {answer, "2"}
     assert {_get(faq.port, "/").split()[0] for _ in range(20)} == {"2"}
     print(f"other client errors during the switch: {other}")

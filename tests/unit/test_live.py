@@ -20,7 +20,7 @@ from bundler.server.transact import TransactionJournal
 from bundler.spec import merge
 from bundler.spec.live import Definition, LiveManifest
 from tests.unit.test_patch import RELEASE_2, _patch
-from tests.unit.tiny import MANIFEST
+from tests.unit.tiny import MANIFEST, files_of
 
 SPEC = '''# the operator's notes
 [bundle]
@@ -217,7 +217,6 @@ def test_what_a_change_would_write_is_what_is_checked(tiny: Bundle, tmp_path: Pa
     written is the one checked, and refused before anything changes."""
     from bundler.bundle.manifest import Manifest
     from bundler.errors import BundlerError
-    from tests.unit.tiny import files_of
 
     tiny.manifest.write_text(DOTTED)
     from bundler.bundle import integrity
@@ -230,7 +229,7 @@ def test_what_a_change_would_write_is_what_is_checked(tiny: Bundle, tmp_path: Pa
     assert files_of(tiny.root) == before
 
 
-def test_an_apply_keeps_the_manifests_mode_and_stamps_the_release_before_the_services(
+def test_an_apply_killed_while_the_services_converge_is_undone_whole_by_the_next_command(
         tiny: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bundler.server import transact
 
@@ -238,6 +237,8 @@ def test_an_apply_keeps_the_manifests_mode_and_stamps_the_release_before_the_ser
     (tiny.root / "bin" / "python3").touch()
     tiny.release_record.write_text(MANIFEST)
     tiny.manifest.chmod(0o640)
+    before = files_of(tiny.root)
+    real_connect = transact.connect
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # as if stopped while the services converge
@@ -245,6 +246,10 @@ def test_an_apply_keeps_the_manifests_mode_and_stamps_the_release_before_the_ser
     monkeypatch.setattr(transact, "connect", killed)
     with pytest.raises(KeyboardInterrupt):
         apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2))
-    assert (tiny.manifest.stat().st_mode & 0o777) == 0o640
-    assert [(e.op, e.installed.version if e.installed else None)
-            for e in history.history(tiny)] == [("apply", "2")]
+    assert (tiny.manifest.stat().st_mode & 0o777) == 0o640  # the release's, staged like ours
+    assert (tiny.root / "app_v2" / "web.py").exists() and tiny.apply_journal.exists()
+    monkeypatch.setattr(transact, "connect", real_connect)
+    with tiny.locked():
+        assert transact.recover(tiny)
+    assert files_of(tiny.root) == before and (tiny.manifest.stat().st_mode & 0o777) == 0o640
+    assert history.history(tiny) == []  # no release was installed

@@ -32,6 +32,7 @@ def _patch(tmp_path: Path, bundle: Bundle, files: dict[str, bytes],
     for etc/app/ (`site`) and another manifest when given."""
     new_manifest = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
         + '[build.code.v2]\nfolder = "app_v2"\n'
+    new_manifest = new_manifest.replace('version = "1"', 'version = "2"')
     stage = tmp_path / "stage" / "tiny-2.patch"
     meta: dict = {"format": PatchRecord.FORMAT, "prefix": "/build/tiny", "files": {}, "links": {},
                   "remove": [], "base": {}, "manifest": new_manifest, "bundle": "tiny"}
