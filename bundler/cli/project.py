@@ -174,6 +174,42 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
 
 
+@click.command("version")
+@click.argument("new", required=False)
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]),
+              help="Count up this number of the version: major the first, minor the second, "
+              "patch the third; the numbers after it become 0.")
+@click.pass_context
+def version_cmd(ctx: click.Context, new: str | None, bump: str | None) -> None:
+    """Print [bundle] version, or set it to NEW, or count it up with --bump; bundle.toml keeps
+    its comments and layout. The version names the artifacts (dist/NAME-VERSION.tar.gz), and a
+    patch must have a newer one than the release it patches.
+
+    The numbers are counted by position, whatever they mean: 1.4.2 --bump minor gives 1.5.0,
+    and a calendar version 2026.11.1 --bump patch gives 2026.11.2. A version without that
+    number (1.4 --bump patch), or not made of numbers alone (1.5.0rc1), is refused: give the
+    next one itself. (bundler's own version: bundler --version.)
+
+    \b
+    Examples:
+      bundler version                   # 2026.11.1
+      bundler version --bump patch      # 2026.11.1 -> 2026.11.2
+      bundler version 2026.12.0
+      bundler version --bump patch && bundler build --patch-from dist/smartbox-2026.11.1.tar.gz
+    """
+    from bundler import progress
+    from bundler.spec import edit
+
+    if new is not None and bump is not None:
+        raise click.UsageError("give NEW or --bump, not both")
+    if new is None and bump is None:
+        click.echo(edit.read_version(spec_path(ctx)))
+        return
+    old, now = edit.change_version(spec_path(ctx), new, bump)
+    progress.log(f"{spec_path(ctx)}: version {old} -> {now}")
+    click.echo(now)
+
+
 @click.command("lock")
 @pip_sources
 @click.pass_context
@@ -285,4 +321,4 @@ def keygen(path: Path, comment: str) -> None:
     click.echo(line)
 
 
-COMMANDS = [init, add_env, add_code, check, lock_cmd, build_cmd, cache_cmd, keygen]
+COMMANDS = [init, add_env, add_code, check, version_cmd, lock_cmd, build_cmd, cache_cmd, keygen]

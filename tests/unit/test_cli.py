@@ -259,3 +259,16 @@ def test_logs_of_everything_a_group_or_the_monitor(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(cli, ["logs", "nope", *root])
     assert unknown.exit_code == 1 and "no log of nope" in unknown.output
     assert "services: web, pool; groups: g" in unknown.output
+
+
+def test_version_prints_sets_and_bumps_the_projects_version(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = str(tmp_path / "box")
+    assert invoke("-C", project, "version").output == "0.1.0\n"
+    assert invoke("-C", project, "-q", "version", "--bump", "patch").output == "0.1.1\n"
+    assert invoke("-C", project, "-q", "version", "2026.11.1").output == "2026.11.1\n"
+    assert load_spec(tmp_path / "box" / "bundle.toml").version == "2026.11.1"
+    assert "# the root folder inside the archive" in (tmp_path / "box" / "bundle.toml").read_text()
+    both = invoke("-C", project, "version", "1.0.0", "--bump", "minor")
+    assert both.exit_code == 2 and "give NEW or --bump, not both" in both.output
+
