@@ -138,13 +138,21 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.option("--locked", is_flag=True, help="Refuse to build an interpreter whose packages no "
               "lock pins (pylock.NAME.toml, written by `bundler lock`) or whose lock was made for "
               "other requirements.")
+@click.option("--overwrite", is_flag=True, help="Replace an artifact of the same name in the "
+              "output folder even though its content differs. Without it the build refuses, "
+              "before it starts where it can: one version, one artifact (a rebuild identical "
+              "byte for byte is fine).")
 @json_option
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
               keep_staging: bool, patch_from: Path | None, sign: Path | None,
-              no_cache: bool, locked: bool, as_json: bool) -> None:
+              no_cache: bool, locked: bool, overwrite: bool, as_json: bool) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
+
+    A patch (--patch-from) needs a [bundle] version newer than the release it patches
+    (`bundler version --bump patch`); an archive or patch already in the output folder with
+    other content is never replaced unless --overwrite says so.
 
     \b
     Examples:
@@ -155,6 +163,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
       bundler build --no-cache      # every interpreter afresh (pip resolves again)
       bundler build --locked        # only what pylock.NAME.toml pins (CI, releases)
+      bundler build --overwrite     # rebuild this version over dist/NAME-VERSION.tar.gz
       bundler build --json          # {"artifact": ..., "size": ..., "sha256": ...} on stdout
     """
     from bundler import progress
@@ -166,7 +175,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
                            pip_options=pip_options(find_links, no_index, index_url),
                            keep_staging=keep_staging, patch_from=patch_from, sign=sign,
-                           cache=not no_cache, locked=locked)
+                           cache=not no_cache, locked=locked, overwrite=overwrite)
     artifact = build(spec, options, log=progress.log)
     if as_json:
         jsondocs.emit(jsondocs.artifact(artifact, options.format or spec.format, bool(patch_from)))
