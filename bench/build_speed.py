@@ -89,6 +89,8 @@ def speeds(work: Path, name: str, runs: int, env: dict[str, str], *pip: str) -> 
 
     def patch_build(i: int) -> None:
         change(100 + i)
+        subprocess.run([sys.executable, "-m", "bundler", "-q", "-C", str(project), "version",
+                        "--bump", "patch"], check=True, capture_output=True, env=env)
         build(f"{name}-patch{i}", "--patch-from", str(previous))
 
     row(f"{name}: patch build for it", median_time(runs, patch_build), cold)
@@ -137,7 +139,7 @@ def main() -> None:
         previous = speeds(work, "smartbox", args.runs, env)
         subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build", "--format",
                         "dir", "-o", str(work / "tree")], check=True, capture_output=True, env=env)
-        tree = work / "tree" / "smartbox-2026.11.1"
+        tree = next((work / "tree").iterdir())  # smartbox-VERSION (the patches moved it on)
         out = work / "packs"
         out.mkdir()
         for fmt, floor_cmd in (("tar.zst", "zstd -T0 -3"), ("tar.gz", "pigz -6")):

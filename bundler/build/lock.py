@@ -207,7 +207,7 @@ def resolve(plan: Plan, name: str, requirements: tuple[str, ...], ctx: BuildCont
             what=f"making a scratch virtualenv for interpreter {name}", env=clean_env())
         report = Path(scratch, "report.json")
         pip_run(ctx, venv / "bin" / "python",
-                ["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+                ["install", "--dry-run", "--ignore-installed", "--report", str(report),
                  "--disable-pip-version-check", *ctx.pip_options, *requirements,
                  *(["-r", str((plan.spec.folder / file).resolve())] if file else [])],
                 f"resolving interpreter {name}")

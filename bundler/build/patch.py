@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
 from bundler.bundle import integrity
 from bundler.bundle.archive import read_tar
@@ -32,6 +36,7 @@ from bundler.bundle.records import (
 from bundler.bundle.tree import CHECKSUMS_RECORD, LAYOUT_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import sha256_file
+from bundler.spec import versions
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,43 @@ class OldBuild:
     files: dict[str, Entry]
     digest: str
     manifest: str = ""
+
+    @property
+    def version(self) -> str | None:
+        """[bundle] version of that release (None when the source does not say)."""
+        try:
+            table = tomlkit.parse(self.manifest).get("bundle", {})
+        except TOMLKitError:
+            return None
+        value = table.get("version") if isinstance(table, Mapping) else None
+        return None if value is None else str(value)
+
+
+def check_forward(version: str, build: OldBuild, source: Path) -> str | None:
+    """Refuse a patch whose [bundle] version does not come after the release it patches (a
+    server takes releases in order); a warning when `source` does not say its version."""
+    base = build.version
+    if base is None:
+        return (f"warning: {source} does not say which release it is (a checksums.json alone): "
+                f"version {version} is not checked against it")
+    order = versions.compare(version, base)
+    if order is not None and order > 0:
+        return None
+    step = versions.next_after(base)
+    how = (f"`bundler version --bump {step[0]}` (makes it {step[1]})" if step and order == 0
+           else f"`bundler version {step[1]}`" if step else "`bundler version NEW`")
+    how += " or edit [bundle] version in bundle.toml"
+    if order == 0:
+        raise BundlerError(f"[bundle] version {version} is the version of the release {source} "
+                           f"holds{f' ({base})' if base != version else ''}: a patch needs a newer "
+                           f"one; bump it with {how}")
+    if order is None:
+        raise BundlerError(f"cannot tell whether [bundle] version {version} comes after {base}, "
+                           f"the release {source} holds: a patch must move forward, so use "
+                           "versions bundler can order (numbers and dots such as 1.4.2 or "
+                           "2026.11.2, pre-releases such as 1.5.0rc1), or build a full archive")
+    raise BundlerError(f"[bundle] version {version} is older than {base}, the release {source} "
+                       f"holds: a patch must move forward; set a newer one with {how}")
 
 
 def old_checksums(source: Path) -> OldBuild:

@@ -9,11 +9,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bundler.build import floor
+from bundler.build import floor, pipfail
 from bundler.build.interpreters import BuildContext
 from bundler.bundle import elf
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
+from bundler.runner import shown as show
 
 MIN_PIP = (22, 0)  # older pips fail on a version for another Python instead of skipping it
 
@@ -88,38 +89,31 @@ def pip_install(ctx: BuildContext, python: Path, requirements: tuple[str, ...],
 def pip_run(ctx: BuildContext, python: Path, args: list[str | Path], what: str) -> None:
     """Run `python`'s pip. With a glibc floor, pip takes only wheels made for it: it asks a
     `_manylinux` module (PEP 600) put first on its path, and builds no sdist against this
-    machine's newer glibc."""
+    machine's newer glibc. When it fails, pip's own reason comes first (pipfail)."""
     if ctx.glibc is None:
-        run([python, "-I", "-m", "pip", *args], what=what, env=clean_env())
+        done = call([python, "-I", "-m", "pip", *args], what=what, env=clean_env())
+        binary_only = False
+    else:
+        binary_only = ctx.glibc < elf.host_glibc()
+        with tempfile.TemporaryDirectory(prefix="bundler-pip-") as hook:
+            Path(hook, "_manylinux.py").write_text(floor.manylinux_hook(ctx.glibc))
+            done = call([python, "-I", "-c", _PIP_WITH_HOOK, hook, *args,
+                         *(["--only-binary", ":all:"] if binary_only else [])],
+                        what=what, env=clean_env())
+    if done.returncode == 0:
         return
-    binary_only = ctx.glibc < elf.host_glibc()
-    with tempfile.TemporaryDirectory(prefix="bundler-pip-") as hook:
-        Path(hook, "_manylinux.py").write_text(floor.manylinux_hook(ctx.glibc))
-        done = call([python, "-I", "-c", _PIP_WITH_HOOK, hook, *args,
-                     *(["--only-binary", ":all:"] if binary_only else [])],
-                    what=what, env=clean_env())
-    if done.returncode != 0:
-        raise BundlerError(_no_wheel(done.output, what, ctx.glibc, binary_only)
-                           or f"{what} failed (exit {done.returncode}):\n{done.tail()}")
+    refusal = pipfail.read(done.output)
+    if refusal is None:
+        shown = f" {show(done.argv)}" if ctx.glibc is None else ""
+        raise BundlerError(f"{what} failed (exit {done.returncode}):{shown}\n{done.tail()}")
+    blame = None if ctx.glibc is None else \
+        pipfail.floor_to_blame(python, refusal, ctx.glibc, binary_only, ctx.pip_options)
+    raise BundlerError(pipfail.message(what, refusal, blame))
 
 
 # pip run with a folder first on sys.path (python -I ignores PYTHONPATH).
 _PIP_WITH_HOOK = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'pip'; "
                   "runpy.run_module('pip', run_name='__main__', alter_sys=True)")
-_NO_MATCH = re.compile(r"No matching distribution found for (\S+)")
-
-
-def _no_wheel(output: str, what: str, glibc: floor.Version, binary_only: bool) -> str | None:
-    """pip found no wheel for the floor: name the requirement and the ways out."""
-    match = _NO_MATCH.search(output)
-    if match is None:
-        return None
-    kind = "wheel" if binary_only else "distribution"
-    return (f"{what}: no {kind} of {match[1]} runs on glibc {floor.text(glibc)} "
-            f"([bundle] glibc; wheels tagged manylinux_{glibc[0]}_{glibc[1]} or older"
-            f"{', and no sdist is built against this machine' if binary_only else ''}): put a "
-            "wheel built for that glibc in a folder and build with --find-links FOLDER, ask for a "
-            "lower version of it, or raise [bundle] glibc")
 
 
 def installed_versions(python: Path) -> dict[str, str]:

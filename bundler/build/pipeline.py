@@ -35,7 +35,8 @@ from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, Origin, Platform
 from bundler.bundle.render import PRIVATE, Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.fsutil import regular_files
+from bundler.fsutil import regular_files, sha256_file
+from bundler.spec import versions
 from bundler.spec.model import Spec
 
 Log = Callable[[str], None]
@@ -52,16 +53,31 @@ class BuildOptions:
     sign: Path | None = None        # an Ed25519 private key: sign the bundle and the patch
     cache: bool = True              # take interpreters from the build cache, and put them there
     locked: bool = False            # refuse to resolve what no lock (pylock.NAME.toml) pins
+    overwrite: bool = False         # replace an artifact of the same name and other content
 
 
 def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
-    """Build the bundle and return the artifact; on any failure nothing is left in the output."""
-    plan = make_plan(spec, options.output, memo=options.cache)
+    """Build the bundle and return the artifact; on any failure nothing is left in the output.
+    What the spec alone decides is refused first: a patch that does not move the version
+    forward, an artifact name that a different earlier build holds."""
     fmt = options.format or spec.format
     old = patch.old_checksums(options.patch_from) if options.patch_from else None
+    if old is not None:
+        assert options.patch_from is not None
+        warning = patch.check_forward(spec.version, old, options.patch_from)
+        if warning:
+            log(warning)
+        fmt = "tar.zst" if fmt == "dir" else fmt
+    output = options.output.resolve()
+    basename = f"{spec.name}-{spec.version}{'.patch' if old is not None else ''}"
+    final = archive.artifact_path(output, basename, fmt)
+    if fmt != "dir" and not options.overwrite and final.exists() \
+            and not os.environ.get("SOURCE_DATE_EPOCH"):
+        raise BundlerError(_taken(final, spec.version, "and this build would differ from it (it "
+                                  "records when it is built: no SOURCE_DATE_EPOCH)"))
+    plan = make_plan(spec, options.output, memo=options.cache)
     key = _signing_key(plan, options.sign, log)
     locks = lock.for_build(plan, options.sign is not None, options.locked, log)
-    output = options.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(output)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=output))
@@ -73,8 +89,7 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
         if key is not None:
             signing.sign(key, "bundle", tree.checksums.read_bytes()).write(tree.signature)
         if old is not None:
-            fmt = "tar.zst" if fmt == "dir" else fmt
-            patch_dir = staging / f"{spec.name}-{spec.version}.patch"
+            patch_dir = staging / basename
             counts = patch.make(tree, spec.name, spec.project, old, patch_dir)
             if key is not None:
                 signing.sign(key, "patch", (patch_dir / PATCH_FILE).read_bytes()).write(
@@ -84,13 +99,14 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
                 "default(s)")
             root = patch_dir
         log(f"packing {fmt}")
-        if old is not None:
-            artifact = archive.pack(root, output, root.name, fmt)
-        else:
-            with cache.locked() if options.cache else nullcontext():
-                artifact = archive.pack(root, output, f"{spec.name}-{spec.version}", fmt,
-                                        [p.folder for p in plan.interpreters.values()],
-                                        cache.Frames() if options.cache else None)
+        if fmt == "dir":  # a folder to run in place, not a release: replaced as it was
+            artifact = archive.pack(root, output, basename, fmt)
+        else:  # packed beside the staging tree, then moved into place (if it may go there)
+            groups = [p.folder for p in plan.interpreters.values()] if old is None else []
+            frames = cache.Frames() if options.cache and old is None else None
+            with cache.locked() if frames is not None else nullcontext():
+                made = archive.pack(root, staging, basename, fmt, groups, frames)
+            artifact = _publish(made, final, spec.version, options.overwrite, log)
         log(f"built {artifact} in {time.monotonic() - started:.1f}s")
         return artifact
     finally:
@@ -98,6 +114,27 @@ def build(spec: Spec, options: BuildOptions, log: Log = print) -> Path:
             log(f"staging kept at {staging}")
         else:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(made: Path, final: Path, version: str, overwrite: bool, log: Log) -> Path:
+    """Move the packed artifact `made` to `final`, unless a file of other content is there (one
+    version, one artifact: two releases never share a name) and `overwrite` was not asked."""
+    if final.is_file() and not overwrite:
+        there, ours = sha256_file(final), sha256_file(made)
+        if there == ours:
+            log(f"{final} is there already, byte for byte this build: kept")
+            return final
+        raise BundlerError(_taken(final, version, f"with other content (sha256 {there[:12]}; "
+                                  f"this build's {ours[:12]})"))
+    os.replace(made, final)
+    return final
+
+
+def _taken(final: Path, version: str, why: str) -> str:
+    step = versions.next_after(version)
+    bump = f"`bundler version --bump {step[0]}`" if step else "`bundler version NEW`"
+    return (f"{final} exists already {why}: a new release needs a new version ({bump}), or "
+            "replace that file with `bundler build --overwrite`")
 
 
 def _signing_key(plan: Plan, path: Path | None, log: Log) -> Any:

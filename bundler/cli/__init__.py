@@ -56,6 +56,7 @@ SHORT_HELP = {  # one line each in `bundler --help`
     "add-env": "Declare an interpreter: virtualenv, CPython or conda env.",
     "add-code": "Declare a code version (a folder or a git ref).",
     "check": "Validate bundle.toml and print the build plan.",
+    "version": "Print, set or bump [bundle] version.",
     "lock": "Pin every interpreter's packages into pylock.NAME.toml.",
     "build": "Build the bundle (or a patch) into dist/.",
     "cache": "Show or prune the build cache.",

@@ -54,8 +54,8 @@ def spec_path(ctx: click.Context) -> Path:
 
 
 # The commands of a project (cli/project.py), which a bundle's bin/bundler carries no code of.
-BUILD_COMMANDS = ("init", "add-env", "add-code", "check", "lock", "build", "cache", "keygen",
-                  "remove-code", "remove-env")
+BUILD_COMMANDS = ("init", "add-env", "add-code", "check", "version", "lock", "build", "cache",
+                  "keygen", "remove-code", "remove-env")
 
 
 def build_machine_only(command: str) -> str:

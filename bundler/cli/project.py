@@ -178,13 +178,21 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.option("--locked", is_flag=True, help="Refuse to build an interpreter whose packages no "
               "lock pins (pylock.NAME.toml, written by `bundler lock`) or whose lock was made for "
               "other requirements.")
+@click.option("--overwrite", is_flag=True, help="Replace an artifact of the same name in the "
+              "output folder even though its content differs. Without it the build refuses, "
+              "before it starts where it can: one version, one artifact (a rebuild identical "
+              "byte for byte is fine).")
 @json_option
 @click.pass_context
 def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
               find_links: tuple[str, ...], no_index: bool, index_url: str | None,
               keep_staging: bool, patch_from: Path | None, sign: Path | None,
-              no_cache: bool, locked: bool, as_json: bool) -> None:
+              no_cache: bool, locked: bool, overwrite: bool, as_json: bool) -> None:
     """Build the bundle: copy interpreters, create envs, copy code, render configs, pack.
+
+    A patch (--patch-from) needs a [bundle] version newer than the release it patches
+    (`bundler version --bump patch`); an archive or patch already in the output folder with
+    other content is never replaced unless --overwrite says so.
 
     \b
     Examples:
@@ -195,6 +203,7 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
       bundler build --sign ~/.ssh/release_ed25519 --patch-from dist/smartbox-2026.11.1.tar.gz
       bundler build --no-cache      # every interpreter afresh (pip resolves again)
       bundler build --locked        # only what pylock.NAME.toml pins (CI, releases)
+      bundler build --overwrite     # rebuild this version over dist/NAME-VERSION.tar.gz
       bundler build --json          # {"artifact": ..., "size": ..., "sha256": ...} on stdout
     """
     from bundler import progress
@@ -206,12 +215,48 @@ def build_cmd(ctx: click.Context, output: Path | None, fmt: str | None,
     options = BuildOptions(output=output or spec.folder / "dist", format=fmt,
                            pip_options=pip_options(find_links, no_index, index_url),
                            keep_staging=keep_staging, patch_from=patch_from, sign=sign,
-                           cache=not no_cache, locked=locked)
+                           cache=not no_cache, locked=locked, overwrite=overwrite)
     artifact = build(spec, options, log=progress.log)
     if as_json:
         jsondocs.emit(jsondocs.artifact(artifact, options.format or spec.format, bool(patch_from)))
         return
     click.echo(artifact)  # the only line on stdout, for scripts: scp "$(bundler build)" ...
+
+
+@click.command("version")
+@click.argument("new", required=False)
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]),
+              help="Count up this number of the version: major the first, minor the second, "
+              "patch the third; the numbers after it become 0.")
+@click.pass_context
+def version_cmd(ctx: click.Context, new: str | None, bump: str | None) -> None:
+    """Print [bundle] version, or set it to NEW, or count it up with --bump; bundle.toml keeps
+    its comments and layout. The version names the artifacts (dist/NAME-VERSION.tar.gz), and a
+    patch must have a newer one than the release it patches.
+
+    The numbers are counted by position, whatever they mean: 1.4.2 --bump minor gives 1.5.0,
+    and a calendar version 2026.11.1 --bump patch gives 2026.11.2. A version without that
+    number (1.4 --bump patch), or not made of numbers alone (1.5.0rc1), is refused: give the
+    next one itself. (bundler's own version: bundler --version.)
+
+    \b
+    Examples:
+      bundler version                   # 2026.11.1
+      bundler version --bump patch      # 2026.11.1 -> 2026.11.2
+      bundler version 2026.12.0
+      bundler version --bump patch && bundler build --patch-from dist/smartbox-2026.11.1.tar.gz
+    """
+    from bundler import progress
+    from bundler.spec import edit
+
+    if new is not None and bump is not None:
+        raise click.UsageError("give NEW or --bump, not both")
+    if new is None and bump is None:
+        click.echo(edit.read_version(spec_path(ctx)))
+        return
+    old, now = edit.change_version(spec_path(ctx), new, bump)
+    progress.log(f"{spec_path(ctx)}: version {old} -> {now}")
+    click.echo(now)
 
 
 @click.command("lock")
@@ -325,5 +370,5 @@ def keygen(path: Path, comment: str) -> None:
     click.echo(line)
 
 
-COMMANDS = [init, add_env, add_code, check, lock_cmd, build_cmd, cache_cmd, keygen,
+COMMANDS = [init, add_env, add_code, check, version_cmd, lock_cmd, build_cmd, cache_cmd, keygen,
             remove_code, remove_env]

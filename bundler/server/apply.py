@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bundler.bundle import elf, integrity, versions
+from bundler.bundle import elf, integrity
 from bundler.bundle.cstrings import replace_padded
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.records import (
@@ -52,7 +52,7 @@ from bundler.server.services import changed
 from bundler.server.site import SiteChange
 from bundler.server.supervisor import Process
 from bundler.server.transact import NewFiles, Outcome, read_manifest, recover, transact
-from bundler.spec import merge
+from bundler.spec import merge, versions
 from bundler.spec.live import Definitions, LiveManifest
 
 

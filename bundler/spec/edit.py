@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ from tomlkit.toml_document import TOMLDocument
 
 from bundler.errors import BundlerError, UsageError
 from bundler.fsutil import write_atomic
+from bundler.spec import versions
 from bundler.spec.checker import did_you_mean, toml_error
-from bundler.spec.load import parse_spec
+from bundler.spec.load import load_spec, parse_spec
 from bundler.spec.model import (
     NAME_RE,
     NAME_RULE,
@@ -105,6 +106,34 @@ def edit(spec_path: Path, change: Callable[[TOMLDocument], object],
         check(spec)
     write_atomic(spec_path, new_text)
     return spec
+
+
+def read_version(spec_path: Path) -> str:
+    """[bundle] version of the project's bundle.toml (the whole spec checked)."""
+    return load_spec(spec_path).version
+
+
+def change_version(spec_path: Path, new: str | None = None, part: str | None = None
+                   ) -> tuple[str, str]:
+    """Set [bundle] version to `new`, or bump its `part` (versions.bump); keep every comment;
+    return the version before and after."""
+    seen: list[str] = []
+
+    def change(doc: TOMLDocument) -> None:
+        table = doc.get("bundle")
+        if not isinstance(table, MutableMapping) or "version" not in table:
+            raise UsageError(f"{spec_path} has no [bundle] version to change")
+        old = table["version"]
+        seen.append(str(old))
+        try:
+            value = new if new is not None else versions.bump(str(old), part or "patch")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        table["version"] = int(value) if isinstance(old, int) and value.isdigit() else value
+        seen.append(value)
+
+    edit(spec_path, change)
+    return seen[0], seen[1]
 
 
 def _super_table(doc: TOMLDocument, key: str) -> Any:

@@ -167,6 +167,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ports:
     shutil.copytree(project / "sam_v3", project / "sam_v4")
     (project / "sam_v4/service/sam/__init__.py").write_text('VERSION = "v4"\n')
     bundler(*c, "add-code", "v4", "--path", "sam_v4")
+    assert bundler(*c, "-q", "version", "--bump", "patch").stdout == "2026.11.2\n"
     result = bundler(*c, "build", "--output", str(project / "patches"), "--no-index",
                      "--find-links", str(wheelhouse), "--patch-from", str(keep / built[0].name),
                      *sign, env=cache)

@@ -81,7 +81,7 @@ def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: 
     dist.mkdir()
     (dist / "smartbox-2026.11.1.tar.gz").write_text("the previous build")
     result = bundler("-C", str(project), "build", "--no-index", "--find-links", str(wheelhouse),
-                     check=False)
+                     "--overwrite", check=False)  # it may replace the file, once it is built
     assert result.returncode == 1
     assert "pip install for interpreter base failed" in result.stderr
     assert "no-such-package-bundler-test" in result.stderr

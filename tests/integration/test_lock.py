@@ -4,15 +4,21 @@ install exactly that, and locks that no longer fit the spec (or were tampered wi
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 import tomlkit
 
+from bundler.build import floor
+from bundler.bundle import elf
 from tests.integration.harness import bundler
 from tests.integration.test_cache import SPEC, _env
+from tests.wheels import wheel
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +111,47 @@ def test_a_lock_whose_hash_was_changed_fails_the_build(
     assert "pip install for interpreter web failed" in failed.stderr
     assert "DO NOT MATCH THE HASHES" in failed.stderr
     assert not any(out.glob("cached-1*"))
+
+
+def test_pip_says_why_a_requirement_cannot_be_installed_and_blames_the_floor_only_for_a_wheel(
+        tmp_path: Path, wheelhouse: Path) -> None:
+    """With [bundle] glibc below this machine's: a misspelt project or a version that does not
+    exist is said in pip's words, without a word of glibc; a project whose only wheel needs a
+    newer glibc than the floor is blamed on the floor, naming that wheel."""
+    folder = tmp_path / "project"
+    (folder / "src").mkdir(parents=True)
+    (folder / "bundle.toml").write_text(SPEC.replace('requirements = ["tomlkit"]',
+                                                     "requirements = []"))
+    plan = json.loads(bundler("-C", str(folder), "check", "--json").stdout)
+    needs = next(i["glibc"] for i in plan["interpreters"] if i["name"] == "base")
+    here = floor.text(elf.host_glibc())
+    if elf.parse_version(needs) >= elf.host_glibc() or os.uname().machine != "x86_64":
+        pytest.skip(f"the base needs glibc {needs}, this machine's ({here}): no floor below it")
+    cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    wheel(extra, "futurelib", f"{cp}-{cp}-manylinux_2_99_x86_64")
+    sources = [*_offline(wheelhouse), "--find-links", str(extra)]
+    spec = folder / "bundle.toml"
+    floored = spec.read_text().replace('version = "1"\n', f'version = "1"\nglibc = "{needs}"\n')
+    for requirement, pip_says in (
+            ("flask-nonexistent-pkg-zz", "Could not find a version that satisfies the requirement "
+                                         "flask-nonexistent-pkg-zz (from versions: none)"),
+            ("tomlkit==99.0", "Could not find a version that satisfies the requirement "
+                              "tomlkit==99.0 (from versions: ")):
+        spec.write_text(floored.replace("requirements = []", f'requirements = ["{requirement}"]'))
+        said = bundler("-C", str(folder), "lock", *sources, check=False)
+        error = said.stderr.splitlines()[-1]  # after base's line
+        assert said.returncode == 1
+        assert error.startswith(f"Error: resolving interpreter web failed: {pip_says}"), error
+        assert f"No matching distribution found for {requirement}" in error
+        assert "glibc" not in error
+    spec.write_text(floored.replace("requirements = []", 'requirements = ["futurelib"]'))
+    said = bundler("-C", str(folder), "lock", *sources, check=False)
+    error = said.stderr.splitlines()[-1]
+    assert said.returncode == 1
+    assert error.startswith("Error: resolving interpreter web failed: Could not find a version "
+                            "that satisfies the requirement futurelib"), error
+    assert (f"the glibc floor is why: futurelib-1.0-{cp}-{cp}-manylinux_2_99_x86_64.whl needs "
+            f"glibc 2.99, above [bundle] glibc = {needs}") in error
+    assert not (folder / "pylock.web.toml").exists()

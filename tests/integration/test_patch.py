@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from bundler.bundle import signing
 from tests.integration.conftest import Artifacts
-from tests.integration.harness import Bundle
+from tests.integration.harness import EXAMPLE, Bundle, bundler
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +72,36 @@ def test_code_only_patch_applies_and_is_switched_to(unpacked: Bundle, artifacts:
     again = unpacked.cli("apply", str(artifacts.patch))  # applying twice changes nothing
     assert again.returncode == 0, again.stderr
     assert unpacked.cli("verify").returncode == 0
+
+
+def test_releases_move_forward_and_keep_their_names(artifacts: Artifacts, tmp_path: Path) -> None:
+    """The example at the archive's version: no patch of it, no second archive of that name;
+    both refused in a moment, before anything is built."""
+    assert artifacts.archive.name == "smartbox-2026.11.1.tar.gz"
+    assert artifacts.patch.name == "smartbox-2026.11.2.patch.tar.gz"  # the fixture bumped it
+    project = Path(shutil.copytree(EXAMPLE, tmp_path / "smartbox"))
+    c, out = ["-C", str(project)], tmp_path / "out"
+    unset = {"SOURCE_DATE_EPOCH": ""}
+    same = bundler(*c, "build", "-o", str(out), "--patch-from", str(artifacts.archive), check=False)
+    assert same.returncode == 1 and same.stdout == ""
+    assert same.stderr == (f"Error: [bundle] version 2026.11.1 is the version of the release "
+                           f"{artifacts.archive} holds: a patch needs a newer one; bump it with "
+                           "`bundler version --bump patch` (makes it 2026.11.2) or edit [bundle] "
+                           "version in bundle.toml\n")
+    bundler(*c, "version", "2026.10.9")
+    older = bundler(*c, "build", "-o", str(out), "--patch-from", str(artifacts.archive), check=False)
+    assert older.returncode == 1
+    assert "version 2026.10.9 is older than 2026.11.1" in older.stderr
+    assert "`bundler version 2026.11.2`" in older.stderr
+    bundler(*c, "version", "2026.11.1")
+    out.mkdir()
+    shutil.copy(artifacts.archive, out)
+    again = bundler(*c, "build", "-o", str(out), check=False, env=unset)
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"Error: {out / artifacts.archive.name} exists already and this "
+                                   "build would differ from it")
+    assert [p.name for p in out.iterdir()] == [artifacts.archive.name]
+    assert (out / artifacts.archive.name).read_bytes() == artifacts.archive.read_bytes()
 
 
 def test_verify_reports_changed_files(unpacked: Bundle) -> None:

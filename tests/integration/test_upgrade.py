@@ -86,6 +86,7 @@ def deployed(next_bundler: Path, wheelhouse: Path, tmp_path: Path) -> Iterator[t
     shutil.copytree(project / "sam_v3", project / "sam_v4")
     (project / "sam_v4/service/sam/__init__.py").write_text('VERSION = "v4"\n')
     bundler("-C", str(project), "add-code", "v4", "--path", "sam_v4")
+    bundler("-C", str(project), "version", "--bump", "patch")  # a patch moves the version on
     built = subprocess.run([sys.executable, "-m", "bundler", "-C", str(project), "build",
                             "--output", str(tmp_path / "patches"), *offline,
                             "--patch-from", str(archive)],

@@ -285,3 +285,61 @@ def test_logs_of_everything_a_group_or_the_monitor(tmp_path: Path) -> None:
     unknown = CliRunner().invoke(cli, ["logs", "nope", *root])
     assert unknown.exit_code == 1 and "no log of nope" in unknown.output
     assert "services: web, pool; groups: g" in unknown.output
+
+
+def test_version_prints_sets_and_bumps_the_projects_version(tmp_path: Path) -> None:
+    invoke("-C", str(tmp_path), "init", "box")
+    project = str(tmp_path / "box")
+    assert invoke("-C", project, "version").output == "0.1.0\n"
+    assert invoke("-C", project, "-q", "version", "--bump", "patch").output == "0.1.1\n"
+    assert invoke("-C", project, "-q", "version", "2026.11.1").output == "2026.11.1\n"
+    assert load_spec(tmp_path / "box" / "bundle.toml").version == "2026.11.1"
+    assert "# the root folder inside the archive" in (tmp_path / "box" / "bundle.toml").read_text()
+    both = invoke("-C", project, "version", "1.0.0", "--bump", "minor")
+    assert both.exit_code == 2 and "give NEW or --bump, not both" in both.output
+
+
+def _tiny_release(tmp_path: Path) -> tuple[Path, Path]:
+    """A project at version 1 and the archive of its release 1 (the tiny bundle)."""
+    import tarfile
+
+    tiny = make_tiny(tmp_path / "tiny")
+    archive = tmp_path / "tiny-1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny.root, arcname="tiny")
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "bundle.toml").write_text('[bundle]\nname = "tiny"\nversion = "1"\nproject = "app"\n'
+                                         '[code.v1]\npath = "src"\n')
+    return project, archive
+
+
+def test_a_patch_of_the_same_version_is_refused_before_building(tmp_path: Path) -> None:
+    project, archive = _tiny_release(tmp_path)
+    result = invoke("-C", str(project), "build", "--patch-from", str(archive))
+    assert result.exit_code == 1
+    assert result.output == (f"Error: [bundle] version 1 is the version of the release {archive} "
+                             "holds: a patch needs a newer one; bump it with `bundler version "
+                             "--bump major` (makes it 2) or edit [bundle] version in bundle.toml\n")
+    assert not (project / "dist").exists()
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_an_artifact_of_another_build_is_not_overwritten(tmp_path: Path, patch: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    project, archive = _tiny_release(tmp_path)
+    if patch:
+        invoke("-C", str(project), "-q", "version", "2")
+    dist = project / "dist"
+    dist.mkdir()
+    name = "tiny-2.patch.tar.zst" if patch else "tiny-1.tar.gz"
+    (dist / name).write_text("an earlier build")
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    more = ["--patch-from", str(archive), "--format", "tar.zst"] if patch else []
+    result = invoke("-C", str(project), "build", *more)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {dist / name} exists already and this build would "
+                                    "differ from it")
+    assert "`bundler version --bump major`" in result.output and "--overwrite" in result.output
+    assert [p.name for p in dist.iterdir()] == [name]  # refused before a staging folder was made
+    assert (dist / name).read_text() == "an earlier build"

@@ -3,12 +3,9 @@ floor's wheels (real pip, a real wheel), bin/ launchers refusing an older server
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from bundler.errors import BundlerError
 from bundler.server.portability import Report
 from bundler.spec.checker import SpecError
 from bundler.spec.load import parse_spec
+from tests.wheels import wheel as _wheel
 
 SPEC = '''\
 [bundle]
@@ -120,26 +118,6 @@ def test_an_unreachable_mirror_is_known_at_check_with_the_offline_ways_out(
     assert not (project / "dist").exists() or not any((project / "dist").iterdir())
 
 
-def _wheel(folder: Path, name: str, tag: str) -> Path:
-    """A real (tiny) wheel of one module, tagged for `tag`."""
-    dist = f"{name}-1.0"
-    files = {f"{name}.py": b"VALUE = 1\n",
-             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
-             f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
-                                        f"Tag: {tag}\n".encode()}
-    def digest(data: bytes) -> str:
-        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-    record = "".join(f"{n},sha256={digest(d)},{len(d)}\n" for n, d in files.items()) \
-        + f"{dist}.dist-info/RECORD,,\n"
-    path = folder / f"{dist}-{tag}.whl"
-    with zipfile.ZipFile(path, "w") as z:
-        for n, d in files.items():
-            z.writestr(n, d)
-        z.writestr(f"{dist}.dist-info/RECORD", record)
-    return path
-
-
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("venv")
@@ -153,16 +131,34 @@ def test_pip_takes_no_wheel_newer_than_the_floor(tmp_path: Path, venv: Path) -> 
     cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     _wheel(tmp_path, "newlib", f"{cp}-{cp}-manylinux_2_28_x86_64")
     _wheel(tmp_path, "oldlib", f"{cp}-{cp}-manylinux2014_x86_64")
+    _wheel(tmp_path, "futurelib", f"{cp}-{cp}-manylinux_2_99_x86_64")  # newer than any machine
     if os.uname().machine != "x86_64":
         pytest.skip("the test wheels are for x86_64")
     ctx = BuildContext(spec_folder=tmp_path, pip_options=("--no-index", "--find-links", str(tmp_path)),
                        glibc=(2, 17))
     pip_install(ctx, venv, ("oldlib",), None, "env t")
+    for name, needs in (("newlib", "2.28"), ("futurelib", "2.99")):
+        with pytest.raises(BundlerError) as info:
+            pip_install(ctx, venv, (name,), None, "env t")
+        said = str(info.value)
+        pip_says = ("pip install for env t failed: Could not find a version that satisfies the "
+                    f"requirement {name}")
+        assert said.startswith(pip_says), said  # pip's reason first, then the floor's part
+        assert f"{name}-1.0-{cp}-{cp}-manylinux_2_{needs[2:]}_x86_64.whl needs glibc {needs}" in said
+        assert f"no wheel of {name} runs on glibc 2.17" in said and "--find-links" in said \
+            and f"raise [bundle] glibc to {needs}" in said and "\n" not in said
+    (tmp_path / "srconly-1.0.tar.gz").write_bytes(b"")  # pip lists it by its name alone
     with pytest.raises(BundlerError) as info:
-        pip_install(ctx, venv, ("newlib",), None, "env t")
-    said = str(info.value)
-    assert "no wheel of newlib runs on glibc 2.17" in said and "--find-links" in said \
-        and "raise [bundle] glibc" in said and "\n" not in said
+        pip_install(ctx, venv, ("srconly",), None, "env t")
+    assert "No matching distribution found for srconly; the glibc floor is why: srconly has " \
+        "sdists only (1.0), and with [bundle] glibc = 2.17" in str(info.value)
+    for missing in ("newlib==2.0", "nosuchlib-zz", "srconly>1"):  # pip's words alone
+        with pytest.raises(BundlerError) as info:
+            pip_install(ctx, venv, (missing,), None, "env t")
+        said = str(info.value)
+        assert said.startswith(f"pip install for env t failed: Could not find a version that satisfies the "
+                               f"requirement {missing} (from versions: "), said
+        assert f"No matching distribution found for {missing}" in said and "glibc" not in said
     pip_install(BuildContext(spec_folder=tmp_path, pip_options=ctx.pip_options, glibc=(2, 28)),
                 venv, ("newlib",), None, "env t")
     listed = subprocess.run([str(venv), "-m", "pip", "list"], capture_output=True, text=True).stdout

@@ -313,3 +313,34 @@ def test_a_release_this_server_cannot_run_is_refused_and_one_it_can_is_recorded(
     patch.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"},
                              platform=f"{machine} 2.17 2.17\n"))
     assert Platform.read(tiny.platform) == Platform(machine, "2.30", "2.17")
+
+
+def test_a_patch_build_must_move_the_version_forward(tiny: Bundle, tmp_path: Path) -> None:
+    archive = tmp_path / "tiny-1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny.root, arcname="tiny")
+    old = make_patch.old_checksums(archive)
+    assert old.version == "1"
+    assert make_patch.check_forward("2", old, archive) is None
+    assert make_patch.check_forward("1.0.1", old, archive) is None
+    refused = {
+        "1": f"[bundle] version 1 is the version of the release {archive} holds: a patch needs a "
+             "newer one; bump it with `bundler version --bump major` (makes it 2) or edit "
+             "[bundle] version in bundle.toml",
+        "1.0": f"[bundle] version 1.0 is the version of the release {archive} holds (1)",
+        "0.9": f"[bundle] version 0.9 is older than 1, the release {archive} holds: a patch must "
+               "move forward; set a newer one with `bundler version 2`",
+        "blue": f"cannot tell whether [bundle] version blue comes after 1, the release {archive} "
+                "holds: a patch must move forward",
+    }
+    for version, said in refused.items():
+        with pytest.raises(BundlerError) as info:
+            make_patch.check_forward(version, old, archive)
+        assert str(info.value).startswith(said) and "\n" not in str(info.value)
+    calendar = make_patch.OldBuild({}, "", MANIFEST.replace('version = "1"', 'version = "2026.11.1"'))
+    with pytest.raises(BundlerError, match=r"--bump patch` \(makes it 2026\.11\.2\)"):
+        make_patch.check_forward("2026.11.1", calendar, archive)
+    alone = make_patch.old_checksums(tiny.checksums)  # a checksums.json says no version
+    assert alone.version is None
+    assert "does not say which release it is" in (make_patch.check_forward("1", alone,
+                                                                           tiny.checksums) or "")

@@ -187,3 +187,59 @@ def test_removing_code_and_envs_keeps_the_comments_of_what_follows(tmp_path: Pat
 
     spec_edit.edit(path, last_env)
     assert set(load_spec(path).interpreters) == {"base"} and "[envs" not in path.read_text()
+
+
+CALENDAR = SPEC.replace('version = "1"', 'version = "2026.11.1"   # the release: keep me')
+
+
+@pytest.mark.parametrize("new, part, after", [
+    (None, "patch", "2026.11.2"), (None, "minor", "2026.12.0"), (None, "major", "2027.0.0"),
+    ("2026.12.0rc1", None, "2026.12.0rc1"),
+])
+def test_the_version_is_set_or_bumped_and_comments_kept(spec_path: Path, new: str | None,
+                                                        part: str | None, after: str) -> None:
+    spec_path.write_text(CALENDAR)
+    assert spec_edit.read_version(spec_path) == "2026.11.1"
+    assert spec_edit.change_version(spec_path, new, part) == ("2026.11.1", after)
+    assert spec_path.read_text() == CALENDAR.replace('"2026.11.1"', f'"{after}"')
+    assert load_spec(spec_path).version == after
+
+
+@pytest.mark.parametrize("version, part, refused", [
+    ("1.4", "patch", "version 1.4 has no patch number (the third): bump major or minor, or give "
+                     "the version itself, e.g. `bundler version 1.4.1`"),
+    ("1", "minor", "version 1 has no minor number (the second): bump major"),
+    ("1.5.0rc1", "patch", "version 1.5.0rc1 is not numbers separated by dots"),
+])
+def test_a_version_without_the_number_to_bump_is_refused(spec_path: Path, version: str,
+                                                         part: str, refused: str) -> None:
+    text = SPEC.replace('version = "1"', f'version = "{version}"')
+    spec_path.write_text(text)
+    with pytest.raises(UsageError, match=refused.replace("(", r"\(").replace(")", r"\)")
+                       .replace(".", r"\.")):
+        spec_edit.change_version(spec_path, None, part)
+    assert spec_path.read_text() == text
+
+
+def test_a_version_is_validated_as_the_spec_validates_it_and_an_integer_stays_one(
+        spec_path: Path) -> None:
+    with pytest.raises(SpecError, match="becomes part of file names"):
+        spec_edit.change_version(spec_path, "../1", None)
+    assert spec_path.read_text() == SPEC
+    spec_path.write_text(SPEC.replace('version = "1"', "version = 7"))
+    assert spec_edit.change_version(spec_path, None, "major") == ("7", "8")
+    assert "version = 8\n" in spec_path.read_text()
+
+
+@pytest.mark.parametrize("a, b, order", [
+    ("2026.11.2", "2026.11.1", 1), ("0.1.1", "0.1.2", -1), ("0.1.10", "0.1.9", 1),
+    ("1.0", "1.0.0", 0), ("1.0+build7", "1.0", 0), ("v1.2", "1.2", 0),
+    ("1.5.0rc1", "1.5.0", -1), ("1.5.0-beta.2", "1.5.0-rc.1", -1), ("1.5.0a1", "1.5.0.dev3", 1),
+    ("1.0.post1", "1.0", 1), ("2", "10", -1),
+    ("blue", "green", None), ("2026-11-01", "2026-11-02", None), ("blue", "blue", 0),
+])
+def test_versions_are_ordered_as_releases_are(a: str, b: str, order: int | None) -> None:
+    from bundler.spec import versions
+
+    assert versions.compare(a, b) == order
+    assert versions.compare(b, a) == (None if order is None else -order)

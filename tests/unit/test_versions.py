@@ -1,6 +1,6 @@
 import pytest
 
-from bundler.bundle.versions import compare
+from bundler.spec.versions import compare
 
 
 @pytest.mark.parametrize("older, newer", [
