@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -49,6 +50,28 @@ def test_bundles_carry_no_installers_nor_a_second_zstandard_backend(archive: Pat
         assert not {"pip", "setuptools"} & set(interps[name]["packages"])
     zstd = [n for n in names if n.startswith("smartbox/lib/python3.11/site-packages/zstandard/")]
     assert any("/backend_c." in n for n in zstd) and not any("cffi" in n for n in zstd)
+
+
+def test_a_server_bundle_carries_no_tk_nor_debug_sections(archive: Path) -> None:
+    """tkinter, IDLE, the turtle demos, ensurepip's wheels and the Tcl/Tk/X11 libraries stay
+    out; the ELF files copied in keep their symbols but not their DWARF (the relocation tests
+    start this bundle moved, in a namespace where the source interpreters are hidden)."""
+    from elftools.elf.elffile import ELFFile
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        unwanted = re.compile(r"/(tkinter|idlelib|turtledemo)/|/turtle\.py$|/_tkinter\.|"
+                              r"/ensurepip/_bundled/.*\.whl$|/lib(tk|tcl|X11|Xft|fontconfig)[^/]*$")
+        assert [n for n in names if unwanted.search(n)] == []
+        assert "smartbox/lib/python3.11/ensurepip/__init__.py" in names  # the module itself stays
+        for name in ("smartbox/lib/libpython3.11.so.1.0", "smartbox/lib/python3.11/site-packages/"
+                     "zstandard/backend_c.cpython-311-x86_64-linux-gnu.so"):
+            member = next(m for m in tar if m.name.startswith(name.rsplit("-", 1)[0]))
+            f = tar.extractfile(member)
+            elf = ELFFile(io.BytesIO(f.read()))
+            sections = [s.name for s in elf.iter_sections()]
+            assert not [n for n in sections if n.startswith(".debug")], member.name
+            assert ".symtab" in sections and elf.get_section_by_name(".symtab").num_symbols() > 100
 
 
 def test_only_recorded_files_name_the_build_path(archive: Path) -> None:
