@@ -263,7 +263,7 @@ class CopiedCPython:
         else:
             forget_paths(dest, [(src, dest)])
         if self.vendor_libs:
-            host = self._within_floor(ctx, libs.host)
+            host = hostlibs.within_floor(libs, ctx.glibc, ctx.log)
             hostlibs.copy_libraries(host, dest / "lib", patchelf())
             if host:
                 ctx.log(f"  vendored {len(host)} host libraries into its lib/: {', '.join(sorted(host))}")
@@ -275,24 +275,6 @@ class CopiedCPython:
         if info.system:
             distro.check_own(copy, dest)
         return copy
-
-    @staticmethod
-    def _within_floor(ctx: BuildContext, host: dict[str, Path]) -> dict[str, Path]:
-        """The host libraries that need no more than the floor; the others are left to the
-        server's own copy, and the build says so."""
-        if ctx.glibc is None:
-            return host
-        kept = {}
-        for soname, path in host.items():
-            need = floor.needs([path]).get(path, ())
-            if need > ctx.glibc:
-                ctx.log(f"  not vendored: {soname} from {path} needs glibc {floor.text(need)}, above "
-                        f"the floor {floor.text(ctx.glibc)}; the server must have its own, or use an "
-                        "interpreter that carries it (python = \"3.12\": a python-build-standalone "
-                        "CPython)")
-            else:
-                kept[soname] = path
-        return kept
 
 
 def strip_debug(ctx: BuildContext, dest: Path) -> None:
