@@ -12,7 +12,8 @@ distribution's patches that install into the system, and they are made the copy'
 - the distribution's packages (dist-packages) and its EXTERNALLY-MANAGED marker stay out;
 - _sysconfigdata and the config Makefile name the copy's folders, not /usr/lib/python3.X;
 - Debian's pyconfig.h, which includes a multiarch one, becomes that one.
-Parts packaged apart (ensurepip, tkinter, distutils, lib2to3) come along when installed.
+Parts packaged apart (ensurepip, distutils, lib2to3; tkinter when kept: trim.py) come along when
+installed.
 """
 
 from __future__ import annotations

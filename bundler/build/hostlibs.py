@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bundler.build import floor, trim
 from bundler.bundle import elf
 from bundler.errors import BundlerError
 from bundler.runner import ToolMissing, call, run
@@ -40,6 +42,7 @@ class Needed:
     own: dict[str, Path] = field(default_factory=dict)    # inside the interpreter's prefix
     host: dict[str, Path] = field(default_factory=dict)   # elsewhere on this machine
     absent: list[str] = field(default_factory=list)       # nowhere: "soname (for file)"
+    users: dict[str, Path] = field(default_factory=dict)  # soname -> a file that loads it
 
 
 def needed(files: list[Path], prefix: Path, own: set[Path] | None = None) -> Needed:
@@ -50,6 +53,7 @@ def needed(files: list[Path], prefix: Path, own: set[Path] | None = None) -> Nee
     inside = prefix.resolve()
     for path in files:
         for soname, where in resolve(path).items():
+            found.users.setdefault(soname, path)
             if elf.is_system(soname) or soname in found.own or soname in found.host:
                 continue
             if where is None:
@@ -77,3 +81,47 @@ def copy_libraries(libraries: dict[str, Path], libdir: Path, patchelf: str) -> N
         if info and (info.runpath or any((libdir / n).exists() or n in libraries
                                          for n in info.needed)):
             run([patchelf, "--set-rpath", "$ORIGIN", target], what=f"patchelf {soname}")
+
+
+def within_floor(libs: Needed, glibc: floor.Version | None,
+                 log: Callable[[str], None]) -> dict[str, Path]:
+    """The host libraries that need no more than the floor. One that needs more is left to the
+    servers when every server of the floor has it (elf.is_expected, the rule `verify` applies);
+    else the build stops: a bundle that lacks it would fail `verify` and, where it is loaded,
+    the server."""
+    if glibc is None:
+        return dict(libs.host)
+    kept = {}
+    for soname, path in sorted(libs.host.items()):
+        need = floor.needs([path]).get(path, ())
+        if need <= glibc:
+            kept[soname] = path
+            continue
+        if elf.is_expected(soname, glibc):
+            log(f"  not vendored: {soname} from {path} needs glibc {floor.text(need)}, above the "
+                f"floor {floor.text(glibc)}; every server of glibc {floor.text(glibc)} has its own")
+            continue
+        user = libs.users.get(soname)
+        part = trim.part_of(user) if user else None
+        raise BundlerError(
+            f"{soname} ({path}), loaded by {_loaded_by(soname, user, libs)}, needs glibc "
+            f"{floor.text(need)}, above [bundle] glibc = {floor.text(glibc)}, and servers of that "
+            f"glibc need not have it: raise [bundle] glibc to {floor.text(need)}, use a standalone "
+            f"CPython (python = \"3.12\": built for glibc {floor.text(floor.STANDALONE_FLOOR)}, it "
+            "carries its own libraries), or "
+            + (f"leave {part} out of keep" if part else "a CPython built without the module that "
+               "loads it" + (f" ({user.name})" if user else "")))
+    return kept
+
+
+def _loaded_by(soname: str, user: Path | None, libs: Needed) -> str:
+    """"libfontconfig.so.1 for _tkinter.cpython-311-x86_64-linux-gnu.so": the library (or the
+    file) that needs `soname`, and the copied file whose dependencies bring it."""
+    if user is None:
+        return "a file of the interpreter"
+    direct = next((name for name, path in sorted({**libs.own, **libs.host}.items())
+                   if (info := elf.read(path)) is not None and soname in info.needed), None)
+    loaded = elf.read(user)
+    if direct is None or (loaded is not None and soname in loaded.needed):
+        return user.name
+    return f"{direct} for {user.name}"

@@ -18,13 +18,14 @@ from typing import Any
 
 import bundler
 from bundler import runner
-from bundler.build import cache, conda, lock, serverside
+from bundler.build import cache, conda, debuginfo, lock, serverside, trim
 from bundler.build.interpreters import (
     BuildContext,
     CopiedCPython,
     Materializer,
     PythonInfo,
     Virtualenv,
+    strip_debug,
 )
 from bundler.build.pip import (
     canonical,
@@ -175,7 +176,7 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
         maker = conda.CondaPacked(p.conda)
     else:
         assert p.info is not None
-        maker = CopiedCPython(p.info, vendor_libs=p.interp.vendor_libs)
+        maker = CopiedCPython(p.info, vendor_libs=p.interp.vendor_libs, keep=p.interp.keep)
     maker.materialize(ctx, root / p.folder)
     python = root / p.python
     if requirements or p.interp.requirements_file:
@@ -199,6 +200,9 @@ def _materialize(plan: Plan, name: str, p: PlannedInterpreter, requirements: tup
             ctx.log(f"  left out {', '.join(dropped)}: the server installs nothing (a requirement "
                     "that names one keeps it)")
         versions = {n: v for n, v in versions.items() if canonical(n) not in dropped}
+    if isinstance(maker, CopiedCPython):  # the copy said it leaves them out
+        trim.drop_bundled_wheels(root / p.folder, trim.left_out(p.interp.keep))
+    strip_debug(ctx, root / p.folder)  # what pip installed (the copy's own files: when copied)
     ctx.log(f"compiling the bytecode of {name}")
     _compile(python, root / p.folder / "lib" / f"python{p.minor}", root)
     return versions
@@ -219,6 +223,7 @@ def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[
         if interp.requirements_file else None,
         "pip_options": list(ctx.pip_options), "pip_config": _pip_config(),
         "lock": locked.requirements() if locked is not None else None,
+        "strip": debuginfo.RULE,
     }
     if interp.virtualenv is not None:
         parent = keys.get(interp.virtualenv)
@@ -232,6 +237,7 @@ def cache_key(plan: Plan, name: str, p: PlannedInterpreter, requirements: tuple[
         parts["source"] = {"prefix": str(info.prefix), "version": info.version,
                            "files": _prefix_digest(info)}
         parts["vendor_libs"] = interp.vendor_libs
+        parts["keep"] = list(interp.keep)
         parts["host_libraries"] = _stamp(Path("/etc/ld.so.cache"))  # ldconfig runs on each change
     return cache.key_of(parts)
 

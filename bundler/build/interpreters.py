@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bundler import DISTRIBUTION
-from bundler.build import distro, floor, hostlibs, standalone
+from bundler.build import debuginfo, distro, floor, hostlibs, standalone, trim
 from bundler.bundle import elf
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
@@ -38,8 +38,6 @@ print(json.dumps({
 
 # Prefixes a distribution's packages share: a Python there is gathered (distro.py), not copied.
 SYSTEM_PREFIXES = (Path("/usr"), Path("/"))
-# Stdlib folders that only CPython's own test suite uses.
-_TEST_DIRS = {"test", "tests", "idle_test", "turtledemo"}
 
 
 @dataclass(frozen=True)
@@ -94,11 +92,13 @@ class PythonInfo:
         return found if found and found.is_dir() and found.is_relative_to(self.prefix) \
             else self.stdlib / "lib-dynload"
 
-    def elf_files(self) -> list[Path]:
-        """The ELF files its copy takes: the executable, its libraries, lib-dynload's modules."""
-        dynload = self.extensions
+    def elf_files(self, keep: tuple[str, ...] = ()) -> list[Path]:
+        """The ELF files its copy takes: the executable, its libraries, lib-dynload's modules
+        (but those of the parts it leaves out unless `keep` names them: trim.py)."""
+        dynload, left = self.extensions, trim.left_out(keep)
         return [self.executable.resolve(), *self.libraries(),
-                *(sorted(dynload.glob("*.so")) if dynload.is_dir() else [])]
+                *(sorted(p for p in dynload.glob("*.so") if not trim.is_left_out(p, left))
+                  if dynload.is_dir() else [])]
 
 
 def _quiet(message: str) -> None:
@@ -209,12 +209,14 @@ class Materializer(Protocol):
 
 @dataclass(frozen=True)
 class CopiedCPython:
-    """A CPython prefix copied without site-packages, tests, static libs or caches; its RUNPATHs
-    made relative, the source prefix written out of its files, and (with `vendor_libs`) the
-    build machine's libraries it loads copied into its lib/."""
+    """A CPython prefix copied without site-packages, tests, static libs or caches, nor the parts
+    of its stdlib a server does not use unless `keep` names them (trim.py); its RUNPATHs made
+    relative, the source prefix written out of its files, (with `vendor_libs`) the build
+    machine's libraries it loads copied into its lib/, and its ELF files' debug sections gone."""
 
     source: PythonInfo
     vendor_libs: bool = True
+    keep: tuple[str, ...] = ()
 
     def materialize(self, ctx: BuildContext, dest: Path) -> PythonInfo:
         info = self.source
@@ -227,20 +229,28 @@ class CopiedCPython:
         # each part at the place relative to the prefix where it was: the copy finds its stdlib
         # from its own location, as the original did
         stdlib = dest / info.stdlib.relative_to(src)
-        _copy_stdlib(info.stdlib, stdlib, info.system)
+        left = trim.left_out(self.keep)
+        trim.copy_stdlib(info.stdlib, stdlib, left, info.system)
         dynload = dest / info.extensions.relative_to(src)
         if info.extensions.is_dir() and not info.extensions.is_relative_to(info.stdlib):
-            shutil.copytree(info.extensions, dynload, symlinks=True)
+            shutil.copytree(info.extensions, dynload, symlinks=True,
+                            ignore=trim.extension_filter(left))
+        if left:
+            ctx.log(f"  left out {trim.described(left)}: a server does not use them (keep = "
+                    "[...] ships them)")
         if not info.system:
             for item in (src / "lib").glob("libpython*.so*"):
                 _copy_entry(item, dest / "lib" / item.name)
+            tcl = trim.copy_tcl_libraries(src, dest, left)
+            if tcl:
+                ctx.log(f"  kept tkinter's Tcl/Tk libraries: {', '.join(tcl)}")
         include = info.include if info.include and info.include.is_relative_to(src) \
             else src / "include" / f"python{info.minor}{info.abiflags}"
         if include.is_dir():
             shutil.copytree(include, dest / include.relative_to(src), symlinks=True)
         own = set(info.libraries()) if info.system else None
-        libs = hostlibs.needed([p for p in info.elf_files() if p.is_file() and not p.is_symlink()],
-                               src, own)
+        libs = hostlibs.needed([p for p in info.elf_files(self.keep)
+                                if p.is_file() and not p.is_symlink()], src, own)
         hostlibs.copy_libraries(libs.own, dest / "lib", patchelf())
         if libs.own:
             ctx.log(f"  kept {len(libs.own)} libraries of its prefix: {', '.join(sorted(libs.own))}")
@@ -253,35 +263,25 @@ class CopiedCPython:
         else:
             forget_paths(dest, [(src, dest)])
         if self.vendor_libs:
-            host = self._within_floor(ctx, libs.host)
+            host = hostlibs.within_floor(libs, ctx.glibc, ctx.log)
             hostlibs.copy_libraries(host, dest / "lib", patchelf())
             if host:
                 ctx.log(f"  vendored {len(host)} host libraries into its lib/: {', '.join(sorted(host))}")
             for missing in libs.absent:
                 ctx.log(f"  warning: {missing} is not on this machine either; it is not vendored")
-        check_extensions(info.executable, dest / "bin" / exe_name)
+        strip_debug(ctx, dest)
+        check_extensions(info.executable, dest / "bin" / exe_name, trim.modules(left))
         copy = probe(dest / "bin" / exe_name)
         if info.system:
             distro.check_own(copy, dest)
         return copy
 
-    @staticmethod
-    def _within_floor(ctx: BuildContext, host: dict[str, Path]) -> dict[str, Path]:
-        """The host libraries that need no more than the floor; the others are left to the
-        server's own copy, and the build says so."""
-        if ctx.glibc is None:
-            return host
-        kept = {}
-        for soname, path in host.items():
-            need = floor.needs([path]).get(path, ())
-            if need > ctx.glibc:
-                ctx.log(f"  not vendored: {soname} from {path} needs glibc {floor.text(need)}, above "
-                        f"the floor {floor.text(ctx.glibc)}; the server must have its own, or use an "
-                        "interpreter that carries it (python = \"3.12\": a python-build-standalone "
-                        "CPython)")
-            else:
-                kept[soname] = path
-        return kept
+
+def strip_debug(ctx: BuildContext, dest: Path) -> None:
+    """Drop the debug sections of the ELF files of the interpreter at `dest` (debuginfo.py)."""
+    count, saved = debuginfo.strip_tree(debuginfo.interpreter_elf_files(dest))
+    if count:
+        ctx.log(f"  dropped the debug sections of {count} ELF files ({saved / 2**20:.1f} MiB)")
 
 
 _EXTENSIONS = """
@@ -308,12 +308,12 @@ def _extensions(python: Path) -> dict[str, str]:
     return dict(json.loads(done.output.strip().splitlines()[-1]))
 
 
-def check_extensions(source: Path, copy: Path) -> None:
+def check_extensions(source: Path, copy: Path, left_out: set[str] | None = None) -> None:
     """Every stdlib extension (ssl, sqlite3, ctypes, zlib...) the source interpreter imports,
-    its copy must import too; else stop and say which library is missing."""
+    but those `left_out`, its copy must import too; else stop and say which library is missing."""
     before, after = _extensions(source), _extensions(copy)
     broken = {name: after.get(name, "not copied") for name, why in before.items()
-              if not why and after.get(name, "not copied")}
+              if not why and after.get(name, "not copied") and name not in (left_out or set())}
     if broken:
         detail = "; ".join(f"{name}: {why}" for name, why in sorted(broken.items()))
         raise BundlerError(f"the copy of {source} cannot import {len(broken)} stdlib extension(s) "
@@ -380,29 +380,6 @@ def forget_paths(dest: Path, moves: list[tuple[Path, Path]]) -> None:
             for old, new in needles:
                 data = data.replace(old, new)
             path.write_bytes(data)
-
-
-def _copy_stdlib(src: Path, dest: Path, system: bool = False) -> None:
-    """The standard library without its tests, caches, static libraries and installed packages;
-    a distribution's also without its own packages (dist-packages), the EXTERNALLY-MANAGED
-    marker that makes pip refuse to install, and links that lead out of it."""
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        here = Path(folder)
-        skipped = {n for n in names if n == "__pycache__"}
-        if system:
-            skipped |= {n for n in names if n in distro.LEFT_OUT
-                        or ((here / n).is_symlink() and not (here / n).resolve().is_relative_to(src))}
-        if here == src:
-            skipped |= {n for n in names if n in _TEST_DIRS}
-        elif here.parent == src:
-            skipped |= {n for n in names if n in _TEST_DIRS}
-            if here.name == "site-packages":
-                skipped |= set(names)
-            if here.name.startswith("config-"):
-                skipped |= {n for n in names if n.endswith(".a")}
-        return skipped
-
-    shutil.copytree(src, dest, symlinks=True, ignore=ignore)
 
 
 def _copy_entry(src: Path, dest: Path) -> None:

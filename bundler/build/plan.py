@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.build import cache, conda, floor, standalone
+from bundler.build import cache, conda, floor, standalone, trim
 from bundler.build.code import check_code_source
 from bundler.build.interpreters import (
     PythonInfo,
@@ -61,6 +61,9 @@ class Plan:
         for p in self.interpreters.values():
             lines.append(f"  interpreter {p.interp.name:<10} {p.folder:<14} Python {p.minor}  "
                          f"{p.source}; needs glibc {floor.text(p.glibc)} ({p.glibc_from})")
+            left = trim.left_out(p.interp.keep)
+            if p.interp.python is not None and left:
+                lines.append(f"    leaves out {trim.described(left)} (keep = [...] ships them)")
         lines.append(self.glibc_line())
         for c in spec.code.values():
             origin = f"copy of {c.path}" if c.path else f"git archive {c.ref} of {c.git}"
@@ -184,7 +187,7 @@ def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,
                                   glibc=floor.STANDALONE_FLOOR, glibc_from="what it is built for")
     info, standalone_kind = found
     with cache.memo("source-glibc", memo) as known:
-        files = floor.needs(info.elf_files(), known, stable_file_key)
+        files = floor.needs(info.elf_files(interp.keep), known, stable_file_key)
     need, path = floor.highest(files)
     if info.system:
         source = (f"the distribution's CPython, gathered from {info.executable.resolve()} and "

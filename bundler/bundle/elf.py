@@ -23,9 +23,24 @@ _SYSTEM = {
 }
 
 
-# Not part of glibc, but the manylinux policy lets wheels assume it, so wheels on PyPI link it
-# from the system: a bundle is not faulted for it (a copied CPython still gets its own copy).
-_ASSUMED = {"libz.so.1"}
+# What the base system of every Linux server with glibc carries besides glibc itself: soname ->
+# the oldest floor ([bundle] glibc) from which every server has it. A bundle need not carry these
+# (a copied CPython still gets its own copy when one fits the floor), and `verify` does not ask
+# for them; the build stops on a library above the floor that is not here (build/hostlibs.py).
+# Conservative on purpose:
+# - zlib: Priority "required" in Debian and Ubuntu (dpkg links it), in the minimal images of RHEL,
+#   CentOS, Fedora, SUSE and Amazon Linux (rpm links it), since glibc 2.5 (CentOS 5); every
+#   manylinux policy (PEP 513, 599, 600) lets wheels link it from the system;
+# - not here, though most servers have them: libexpat, libbz2, liblzma, libffi, libuuid, ncurses
+#   (libtinfo.so.5 on CentOS 7, .6 from RHEL 8), OpenSSL (1.0, 1.1 or 3 by release): minimal and
+#   container images lack one or another.
+# glibc's own libraries (_SYSTEM) are on every server of their glibc; one that came later
+# (libmvec in 2.22, libc_malloc_debug in 2.34) is only needed by files that need that glibc's
+# symbol versions, which the floor check holds. (libcrypt.so.1, glibc's until 2.38 and libxcrypt's
+# since, is in Debian's, Ubuntu's and SUSE's base; RHEL 9 and Fedora carry libcrypt.so.2 and ship
+# .1 in libxcrypt-compat: only the deprecated crypt module loads it.)
+BASE_SYSTEM: dict[str, tuple[int, ...]] = {"libz.so.1": (2, 5)}
+OLDEST_FLOOR = (2, 5)  # the oldest [bundle] glibc a spec may declare
 
 
 def is_system(soname: str) -> bool:
@@ -33,9 +48,11 @@ def is_system(soname: str) -> bool:
     return soname in _SYSTEM or soname.startswith(("ld-linux", "ld64.so", "libnss_"))
 
 
-def is_expected(soname: str) -> bool:
-    """Not reported when a bundle does not carry it."""
-    return is_system(soname) or soname in _ASSUMED
+def is_expected(soname: str, floor: tuple[int, ...] = ()) -> bool:
+    """On every server whose glibc is at least `floor` (() when no floor is declared: the
+    oldest), so a bundle need not carry it: the one rule of the build and `verify`."""
+    since = BASE_SYSTEM.get(soname)
+    return is_system(soname) or (since is not None and max(floor, OLDEST_FLOOR) >= since)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def _check_libraries(root: Path, files: list[Path], report: Report) -> None:
         if outside:
             report.outside[rel] = outside
         for soname in info.needed:
-            if elf.is_expected(soname):
+            if elf.is_expected(soname, report.floor):
                 continue
             if any(_inside(d, root) and (d / soname).exists() for d in dirs) or \
                     (soname.startswith("libpython") and soname in names) or \

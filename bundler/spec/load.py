@@ -17,6 +17,7 @@ from bundler.spec.checker import Checker, SpecError, did_you_mean, toml_error
 from bundler.spec.model import (
     ALERT_EVENTS,
     FORMATS,
+    KEEPABLE,
     NAME_RE,
     NAME_RULE,
     SPEC_VERSION,
@@ -53,8 +54,9 @@ TOP_KEYS = ("spec_version", "bundle", "base", "envs", "code", "services", "group
             "metrics", "alerts", "build")
 BUNDLE_KEYS = ("name", "version", "project", "format", "layout", "trusted_keys", "site_config",
                "glibc", "python_mirror")
-BASE_KEYS = ("python", "conda", "vendor_libs", "packages", "requirements_file")
-ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "requirements", "requirements_file")
+BASE_KEYS = ("python", "conda", "vendor_libs", "keep", "packages", "requirements_file")
+ENV_KEYS = ("virtualenv", "python", "conda", "vendor_libs", "keep", "requirements",
+            "requirements_file")
 CODE_KEYS = ("path", "git", "ref", "pythonpath", "bytecode", "include", "exclude")
 GROUP_KEYS = ("programs", "priority")
 SUPERVISOR_KEYS = ("user", "socket_group", "http")
@@ -175,7 +177,7 @@ def _base(raw: Any, c: Checker) -> Interpreter:
     if python and conda:
         raise c.fail(t, "conda", "needs one of python = PREFIX or conda = ENV_PREFIX, not both")
     return Interpreter(name="base", python=python, conda=conda,
-                       vendor_libs=_vendor_libs(raw, t, c, python),
+                       vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
                        requirements=c.strings(raw, t, "packages"),
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
 
@@ -191,7 +193,7 @@ def _env(name: str, raw: Any, c: Checker) -> Interpreter:
                      "conda = ENV_PREFIX")
     return Interpreter(name=name, python=python, conda=conda,
                        virtualenv=normalize_python(venv) if venv is not None else None,
-                       vendor_libs=_vendor_libs(raw, t, c, python),
+                       vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
                        requirements=c.strings(raw, t, "requirements"),
                        requirements_file=c.typed(raw, t, "requirements_file", (str,)))
 
@@ -201,6 +203,21 @@ def _vendor_libs(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, python:
         raise c.fail(t, "vendor_libs", "vendor_libs applies to copied CPythons (python = ...); "
                      "conda environments carry their own libraries, virtualenvs their parent's")
     return bool(c.typed(raw, t, "vendor_libs", (bool,), default=True))
+
+
+def _keep(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker,
+          python: str | None) -> tuple[str, ...]:
+    """keep = ["tkinter"]: what a copied CPython ships although a server does not need it."""
+    if "keep" in raw and python is None:
+        raise c.fail(t, "keep", "keep applies to copied CPythons (python = ...), whose standard "
+                     "library bundler trims; a virtualenv has its parent's, a conda environment "
+                     "its packages")
+    kept = c.strings(raw, t, "keep")
+    for name in kept:
+        if name not in KEEPABLE:
+            raise c.fail(t, "keep", f"keep names {name!r}, which is not one of "
+                         f"{', '.join(KEEPABLE)}{did_you_mean(name, KEEPABLE)}")
+    return tuple(sorted(set(kept)))
 
 
 def _check_virtualenv_parents(interpreters: Mapping[str, Interpreter], c: Checker) -> None:

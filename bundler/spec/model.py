@@ -19,6 +19,9 @@ SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SERVICE_NAME_RULE = "use letters, digits, '_', '-' (not first); no '.'"
 PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
 ALERT_EVENTS = ("fatal", "exit", "health", "memory", "log")
+# What a copied CPython leaves out of a server bundle unless `keep` names it (build/trim.py):
+# tkinter (with turtle, its Tcl/Tk and X11 libraries), IDLE, the turtle demos, ensurepip's wheels.
+KEEPABLE = ("tkinter", "idlelib", "turtledemo", "ensurepip")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Interpreter:
     virtualenv: str | None = None    # the bundle interpreter this virtualenv sits on
     conda: str | None = None         # a conda environment's prefix
     vendor_libs: bool = True         # copy the host libraries a copied CPython loads
+    keep: tuple[str, ...] = ()       # parts of KEEPABLE a copied CPython ships all the same
     requirements: tuple[str, ...] = ()
     requirements_file: str | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -49,6 +50,70 @@ def test_bundles_carry_no_installers_nor_a_second_zstandard_backend(archive: Pat
         assert not {"pip", "setuptools"} & set(interps[name]["packages"])
     zstd = [n for n in names if n.startswith("smartbox/lib/python3.11/site-packages/zstandard/")]
     assert any("/backend_c." in n for n in zstd) and not any("cffi" in n for n in zstd)
+
+
+def test_a_server_bundle_carries_no_tk_nor_debug_sections(archive: Path) -> None:
+    """tkinter, IDLE, the turtle demos, ensurepip's wheels and the Tcl/Tk/X11 libraries stay
+    out; the ELF files copied in keep their symbols but not their DWARF (the relocation tests
+    start this bundle moved, in a namespace where the source interpreters are hidden)."""
+    from elftools.elf.elffile import ELFFile
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        unwanted = re.compile(r"/(tkinter|idlelib|turtledemo)/|/turtle\.py$|/_tkinter\.|"
+                              r"/ensurepip/_bundled/.*\.whl$|/lib(tk|tcl|X11|Xft|fontconfig)[^/]*$")
+        assert [n for n in names if unwanted.search(n)] == []
+        assert "smartbox/lib/python3.11/ensurepip/__init__.py" in names  # the module itself stays
+        for name in ("smartbox/lib/libpython3.11.so.1.0", "smartbox/lib/python3.11/site-packages/"
+                     "zstandard/backend_c.cpython-311-x86_64-linux-gnu.so"):
+            member = next(m for m in tar if m.name.startswith(name.rsplit("-", 1)[0]))
+            f = tar.extractfile(member)
+            elf = ELFFile(io.BytesIO(f.read()))
+            sections = [s.name for s in elf.iter_sections()]
+            assert not [n for n in sections if n.startswith(".debug")], member.name
+            assert ".symtab" in sections and elf.get_section_by_name(".symtab").num_symbols() > 100
+
+
+def test_a_library_the_floor_leaves_out_stops_the_build(tmp_path: Path, wheelhouse: Path) -> None:
+    """Built for a floor as high as the copied CPython itself needs, a bundle either builds and
+    passes verify, or the build stops on the one library it would have left out; with tkinter
+    kept, the Tk stack brings one that needs this machine's newer glibc (libexpat, for
+    fontconfig, on Debian 12)."""
+    from bundler.build import floor, hostlibs, trim
+    from bundler.build.interpreters import find_python, probe
+    from bundler.bundle import elf
+
+    info = probe(find_python("current", tmp_path))
+    need = floor.highest(floor.needs(info.elf_files()))[0]
+    bundler("-C", str(tmp_path), "init", "box")
+    project = tmp_path / "box"
+    spec = project / "bundle.toml"
+    text = spec.read_text()
+    spec.write_text(text.replace("[bundle]\n", f'[bundle]\nglibc = "{floor.text(need)}"\n', 1))
+    offline = ("--no-index", "--find-links", str(wheelhouse))
+    built = bundler("-C", str(project), "build", "--format", "tar.zst", *offline, check=False)
+    if built.returncode == 0:
+        verified = bundler("verify", built.stdout.strip(), check=False)
+        assert verified.returncode == 0 and "missing" not in verified.stdout, verified.stdout
+    else:
+        assert re.search(r"Error: \S+ \(/\S+\), loaded by .* needs glibc [\d.]+, above \[bundle\] "
+                         rf"glibc = {floor.text(need)}, and servers", built.stderr), built.stderr
+
+    tk = [p for p in info.elf_files(("tkinter",)) if trim.is_left_out(p, trim.left_out(()))]
+    libs = hostlibs.needed(tk, info.prefix)
+    above = sorted(soname for soname, path in libs.host.items()
+                   if floor.needs([path]).get(path, ()) > need and not elf.is_expected(soname, need))
+    if not above:
+        pytest.skip(f"no library of this machine's tkinter needs more than glibc {floor.text(need)}")
+    spec.write_text(spec.read_text().replace('python = "current"',
+                                             'python = "current"\nkeep = ["tkinter"]', 1))
+    before = sorted((project / "dist").glob("*")) if (project / "dist").is_dir() else []
+    refused = bundler("-C", str(project), "build", "--format", "tar.zst", *offline, check=False)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert refused.returncode == 1 and len(errors) == 1, refused.stderr
+    assert re.match(rf"Error: ({'|'.join(map(re.escape, above))}) \(", errors[0]), errors
+    assert "raise [bundle] glibc to " in errors[0] and 'python = "3.12"' in errors[0]
+    assert (sorted((project / "dist").glob("*")) if (project / "dist").is_dir() else []) == before
 
 
 def test_only_recorded_files_name_the_build_path(archive: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import bundler
-from bundler.build import cache, installs, lock
+from bundler.build import cache, debuginfo, installs, lock
 from bundler.build.interpreters import BuildContext
 from bundler.build.plan import make_plan
 from bundler.cli import cli
@@ -126,6 +126,7 @@ def test_a_key_changes_with_what_decides_the_interpreter(tmp_path: Path,
     changed = _keys(tmp_path, SPEC.replace('["tomlkit"]', '["tomlkit", "click"]'))
     assert changed["base"] == same["base"] and changed["web"] != same["web"]
     for variant in (SPEC.replace('"current"', '"current"\nvendor_libs = false'),
+                    SPEC.replace('"current"', '"current"\nkeep = ["tkinter"]'),
                     SPEC.replace('version = "1"', 'version = "1"\nglibc = "2.99"')):
         other = _keys(tmp_path, variant)
         assert other["base"] != same["base"] and other["web"] != same["web"]  # a venv follows its parent
@@ -138,6 +139,8 @@ def test_a_key_changes_with_what_decides_the_interpreter(tmp_path: Path,
     monkeypatch.setenv("PIP_INDEX_URL", "http://mirror.invalid/simple")
     assert _keys(tmp_path, SPEC)["base"] != same["base"]
     monkeypatch.delenv("PIP_INDEX_URL")
+    monkeypatch.setattr(debuginfo, "RULE", "strip-debug 99")  # what is stripped, and how
+    assert _keys(tmp_path, SPEC)["base"] != same["base"]
     monkeypatch.setattr(bundler, "__version__", "99.0")
     assert _keys(tmp_path, SPEC)["base"] != same["base"]
 

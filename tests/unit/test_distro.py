@@ -95,6 +95,17 @@ def test_pip_and_a_virtualenv_on_the_copy_use_their_own_site_packages(
     assert str(site) not in where["path"]  # no system site-packages, as virtualenv's default
 
 
+def test_the_copy_leaves_out_what_a_server_does_not_use(gathered: Path) -> None:
+    """Debian packages tkinter and IDLE apart (python3-tk, idle-python3.X) but keeps turtle.py,
+    which imports tkinter, in the stdlib: it goes too."""
+    info = probe(_system())
+    stdlib = gathered / info.stdlib.relative_to(info.prefix)
+    assert (info.stdlib / "turtle.py").is_file() and (stdlib / "os.py").is_file()
+    assert not [p.name for p in stdlib.iterdir()
+                if p.name in ("turtle.py", "tkinter", "idlelib", "turtledemo")]
+    assert not list(stdlib.glob("lib-dynload/_tkinter*"))
+
+
 def test_no_file_of_the_copy_names_the_system_python(gathered: Path) -> None:
     assert naming(gathered, (*SYSTEM_FOLDERS, str(probe(_system()).stdlib))) == []
 

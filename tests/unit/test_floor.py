@@ -223,19 +223,61 @@ def test_a_conda_environment_declares_its_floor(tmp_path: Path) -> None:
     assert floor.conda_floor(tmp_path / "none") == ()
 
 
-def test_a_host_library_above_the_floor_is_not_vendored() -> None:
-    from bundler.build.interpreters import CopiedCPython
+def test_a_host_library_above_the_floor_stops_the_build_unless_every_server_has_it() -> None:
+    """Build and verify keep one rule (elf.is_expected): what a server of the floor may lack
+    is vendored, or the build stops naming the library, who loads it, its glibc and the ways out;
+    zlib, on every server, is left to the server's own."""
+    from bundler.build.hostlibs import Needed, within_floor
 
-    libs = {n: p for n in ("libssl.so.3", "libsqlite3.so.0", "libffi.so.8")
-            for p in [Path("/usr/lib/x86_64-linux-gnu") / n] if p.exists()}
-    found = floor.needs(libs.values())
-    if not found:
-        pytest.skip("none of the test's host libraries is here")
-    top = max(found.values())
+    here = Path("/usr/lib/x86_64-linux-gnu")
+    libs = {n: here / n for n in ("libssl.so.3", "libsqlite3.so.0", "libz.so.1")
+            if (here / n).exists()}
+    if "libz.so.1" not in libs or len(libs) < 2:
+        pytest.skip("the test's host libraries are not here")
+    user = Path("/python/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so")
+    needed = Needed(host=libs, users={n: user for n in libs})
     said: list[str] = []
-    low = BuildContext(spec_folder=Path("/"), log=said.append, glibc=(2, 2))
-    assert CopiedCPython._within_floor(low, libs) == {}
-    assert len(said) == len(libs) and all("not vendored" in s and "above the floor 2.2" in s
-                                          for s in said)
-    high = BuildContext(spec_folder=Path("/"), log=said.append, glibc=top)
-    assert CopiedCPython._within_floor(high, libs) == libs
+    with pytest.raises(BundlerError) as refused:
+        within_floor(needed, (2, 5), said.append)
+    message = str(refused.value)
+    name = sorted(n for n in libs if n != "libz.so.1")[0]
+    assert message.startswith(f"{name} ({libs[name]}), loaded by _ssl.cpython-311-x86_64-linux-gnu"
+                              ".so, needs glibc 2.") and "\n" not in message
+    assert 'above [bundle] glibc = 2.5' in message and "raise [bundle] glibc to 2." in message
+    assert 'python = "3.12"' in message and "built without the module that loads it" in message
+    zlib_only = Needed(host={"libz.so.1": libs["libz.so.1"]})
+    assert within_floor(zlib_only, (2, 5), said.append) == {}
+    assert said == [f"  not vendored: libz.so.1 from {libs['libz.so.1']} needs glibc "
+                    f"{floor.text(floor.needs([libs['libz.so.1']])[libs['libz.so.1']])}, above the "
+                    "floor 2.5; every server of glibc 2.5 has its own"]
+    top = max(floor.needs(libs.values()).values())
+    assert within_floor(needed, top, said.append) == libs
+    assert within_floor(needed, None, said.append) == libs
+
+
+def test_what_every_server_of_a_floor_has() -> None:
+    assert elf.is_expected("libc.so.6") and elf.is_expected("libstdc++.so.6", (2, 17))
+    assert elf.is_expected("libz.so.1") and elf.is_expected("libz.so.1", (2, 35))
+    for soname in ("libexpat.so.1", "libssl.so.3", "libtinfo.so.6", "libX11.so.6"):
+        assert not elf.is_expected(soname, (2, 35)), soname
+    assert not elf.is_expected("libfuture.so.1", (2, 99))
+
+
+def test_verify_asks_for_what_the_floor_does_not_promise(tmp_path: Path) -> None:
+    """A bundle file that loads libz from the system passes verify at any floor; one that loads
+    libexpat from the system fails it: the rule the build applies before it packs."""
+    from bundler.server.portability import _check_libraries
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    source = tmp_path / "m.c"
+    source.write_text("int f(void) { return 1; }\n")
+    module = lib / "m.so"
+    done = subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(module), str(source),
+                           "-Wl,--no-as-needed", "-lz", "-lexpat"], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("no gcc, or no zlib or expat to link here")
+    assert "libexpat.so.1" in elf.read(module).needed and "libz.so.1" in elf.read(module).needed
+    report = Report(platform=Platform(os.uname().machine, "2.17", "2.17"))
+    _check_libraries(tmp_path, [module], report)
+    assert report.missing == {"libexpat.so.1": ["lib/m.so"]}
