@@ -116,8 +116,13 @@ def test_a_patch_of_the_next_bundler_updates_a_bundle_of_this_one(deployed: tupl
     bundle, patch = deployed
     assert bundle.cli("--version").stdout.split()[-1] == this.__version__
     old_monitor = bundle.states()["_monitor"][1]
+    services = {k: v for k, v in bundle.states().items() if k != "_monitor"}
     applied = bundle.cli("apply", str(patch))  # the bundle's own bin/bundler, of this version
     assert applied.returncode == 0, applied.stderr
+    assert "  restarted _monitor: bundler's own files changed\n" in applied.stdout
+    new_monitor = bundle.states()["_monitor"][1]  # it runs the new bundler, the services stay
+    assert new_monitor != old_monitor
+    assert {k: v for k, v in bundle.states().items() if k != "_monitor"} == services
     assert bundle.cli("--version").stdout.split()[-1] == NEXT
     site = next(bundle.root.glob("lib/python3*/site-packages"))
     assert [p.name for p in site.glob("offline_bundler-*.dist-info")] == \
@@ -128,7 +133,7 @@ def test_a_patch_of_the_next_bundler_updates_a_bundle_of_this_one(deployed: tupl
                        "python -m service.sam.run", "--set", "max_rss=1MB", "--set", "startsecs=1")
     assert added.returncode == 0, added.stderr
     _wait_for(bundle.root / "log" / "_monitor.log", "tiny: restarted: resident memory")
-    assert bundle.states()["_monitor"][1] == old_monitor
+    assert bundle.states()["_monitor"][1] == new_monitor
     assert "Error" not in (bundle.root / "log" / "_monitor.log").read_text()
 
     # a live switch through the running supervisord's bundler.supervisor_rpc, of this version
@@ -141,7 +146,7 @@ def test_a_patch_of_the_next_bundler_updates_a_bundle_of_this_one(deployed: tupl
     bundle.move(tmp_path / "moved again" / "smartbox")
     bundle.start()
     states = bundle.states()
-    assert states["_monitor"][0] == "RUNNING" and states["_monitor"][1] != old_monitor
+    assert states["_monitor"][0] == "RUNNING" and states["_monitor"][1] != new_monitor
     assert {states[s][0] for s in ("sam:svc1", "sam:svc2", "svc3", "web")} == {"RUNNING"}
     _wait_for(bundle.root / "log" / "_monitor.log", "watching 2 service(s)")
     verified = bundle.cli("verify")
