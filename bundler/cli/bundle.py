@@ -158,21 +158,25 @@ def logs_cmd(names: tuple[str, ...], lines: int, follow: bool, root: Path | None
 
 @click.command()
 @click.argument("service", shell_complete=complete("services"))
+@click.option("--to", "to", type=click.IntRange(min=1), metavar="ID", help="Give it the "
+              "definition it had once change ID (an id `history SERVICE` shows) was done.")
 @root_option
 @timeout_option
-def rollback(service: str, root: Path | None, timeout: float) -> None:
+def rollback(service: str, to: int | None, root: Path | None, timeout: float) -> None:
     """Give SERVICE back the definition it had before its last change (in a bundle): the code
     and interpreter of a switch, the keys of a set, what an apply changed; a removed service
-    comes back, an added one goes. Live and gated like switch.
+    comes back, an added one goes. With --to ID, the definition it had right after change ID.
+    Live and gated like switch.
 
     \b
-    Example:
+    Examples:
       bin/bundler rollback svc3
+      bin/bundler rollback svc3 --to 12
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server import services
 
-    outcome, entries = services.rollback(open_bundle(root), service, timeout)
+    outcome, entries = services.rollback(open_bundle(root), service, timeout, to)
     output.report(outcome, entries, output.changed, output.PREVIOUS_AGAIN)
 
 
@@ -182,7 +186,8 @@ def rollback(service: str, root: Path | None, timeout: float) -> None:
 @json_option
 def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
     """List the changes made to this bundle, oldest first: switches, settings, rollbacks, services
-    added and removed, patches applied (and what each changed: key: old -> new).
+    added and removed, patches applied (and what each changed: key: old -> new); restarts,
+    stops, starts and commands run. ID is what `rollback SERVICE --to ID` takes.
 
     \b
     Examples:
@@ -191,20 +196,18 @@ def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
       bin/bundler history --json
     """
     from bundler.bundle.tree import open_bundle
-    from bundler.server.history import history
+    from bundler.server.history import numbered
 
     bundle = open_bundle(root)
-    entries = [e for e in history(bundle)
-               if service is None or e.change is not None and e.change.service == service]
+    entries = [(i, e) for i, e in numbered(bundle) if service is None or e.target == service]
     if as_json:
         jsondocs.emit(jsondocs.history(bundle.root, entries))
         return
     if not entries:
         click.echo("no operations yet")
         return
-    rows = [[e.at, e.user, e.op, e.change.service if e.change else "-", _what(e), e.result]
-            for e in entries]
-    click.echo(output.columns(["AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
+    rows = [[str(i), e.at, e.user, e.op, e.target or "-", _what(e), e.result] for i, e in entries]
+    click.echo(output.columns(["ID", "AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
 
 
 def _what(entry: HistoryEntry) -> str:
@@ -212,7 +215,7 @@ def _what(entry: HistoryEntry) -> str:
         return entry.change.change
     if entry.installed is not None:
         return f"bundle version {entry.installed.version} ({entry.installed.patch})"
-    return "-"
+    return entry.detail or "-"
 
 
 @click.command("apply")

@@ -56,11 +56,17 @@ def remove_service(bundle: Bundle, name: str, timeout: float) -> Done:
     return transact(bundle, "remove-service", change, timeout)
 
 
-def rollback(bundle: Bundle, name: str, timeout: float) -> Done:
+def rollback(bundle: Bundle, name: str, timeout: float, to: int | None = None) -> Done:
     """Give service `name` back the definition it had before its last change, whatever that
-    change was (a switch, a setting, an apply; a removed service comes back, an added one goes)."""
-    last = history.last_change(bundle, name)
+    change was (a switch, a setting, an apply; a removed service comes back, an added one goes);
+    with `to`, the definition it had once history entry `to` (a change of it) was done."""
+    if to is None:
+        last = history.last_change(bundle, name)
+        definition, group = last.before, last.group
+    else:
+        chosen = history.change_of(bundle, name, to)
+        definition, group = chosen.after, chosen.group
 
     def change(live: LiveManifest) -> list[ServiceChange]:
-        return [changed(live, name, lambda: live.put_service(name, last.before, last.group))]
+        return [changed(live, name, lambda: live.put_service(name, definition, group))]
     return transact(bundle, "rollback", change, timeout)

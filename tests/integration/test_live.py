@@ -82,7 +82,8 @@ def test_status_and_history_as_json_name_processes_as_the_table_does(running: Bu
     assert svc1["python_version"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
     history = json.loads(running.cli("history", "--json").stdout)
     recorded = running.root / ".bundler" / "history.jsonl"
-    assert history["entries"] == (_history(running) if recorded.exists() else [])
+    lines = _history(running) if recorded.exists() else []
+    assert history["entries"] == [{"id": i, **line} for i, line in enumerate(lines, 1)]
 
 
 def test_a_version_that_crashes_is_rolled_back(running: Bundle) -> None:
@@ -113,7 +114,7 @@ def test_rollback_returns_to_the_previous_version(running: Bundle) -> None:
     assert "svc3: code: v1 -> v3" in proc.stdout
     assert running.report("svc3")["code"] == "v3"
     history = running.cli("history", "svc3")
-    assert [line.split()[2] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
+    assert [line.split()[3] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
 
 
 def test_group_switch_moves_every_member(running: Bundle) -> None:
