@@ -21,7 +21,7 @@ RETRY seconds), and records the fault in run/log-faults.jsonl (bundle/logfaults.
 the monitor alerts.
 
 Imported by supervisord (see [rpcinterface:bundler] in supervisord.conf): standard library,
-supervisor and bundle/logfaults.py (with record.py) only.
+supervisor, bundle/logfaults.py and bundle/stopped.py (with record.py) only.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from supervisor.states import STOPPED_STATES
 from supervisor.xmlrpc import Faults, RPCError
 
 from bundler.bundle.logfaults import LOG_FAULTS, LogFault, LogFaults
+from bundler.bundle.stopped import STOPPED_RECORD, Stopped
 
 RETRY = 10.0  # seconds between two attempts to reopen a log file that failed
 
@@ -61,6 +62,8 @@ class BundlerNamespace:
         group = self.supervisord.process_groups.get(name)
         if new is None and group is None:
             raise RPCError(Faults.BAD_NAME, name)
+        if new is not None:
+            _hold(new.process_configs, self._stopped())
         old = {c.name: c for c in group.config.process_configs} if group is not None else {}
         fresh = {c.name: c for c in new.process_configs} if new is not None else {}
         diff = {"added": [n for n in fresh if n not in old],
@@ -119,6 +122,25 @@ class BundlerNamespace:
         group.config.process_configs = sorted(configs.values())
         return True
 
+    def hold(self) -> bool:
+        """Apply the record of stopped services (.bundler/stopped.json) to every process:
+        autostart off for theirs, as configured for the others."""
+        stopped = self._stopped()
+        for group in self.supervisord.process_groups.values():
+            _hold(group.config.process_configs, stopped)
+        return True
+
+    def _stopped(self) -> Stopped:
+        root = getattr(self.supervisord.options, "directory", None)  # the bundle's root
+        return Stopped.load(Path(root) / STOPPED_RECORD) if root else Stopped()
+
+
+def _hold(configs: list[Any], stopped: Stopped) -> None:
+    for config in configs:
+        if not hasattr(config, "_bundler_autostart"):
+            config._bundler_autostart = config.autostart  # as its file says
+        config.autostart = config._bundler_autostart and not stopped.holds(config.name)
+
 
 def _count_starts(supervisord: Any) -> Counter[str]:
     """The one counter of starts of this supervisord (made once: supervisord makes this
@@ -141,7 +163,9 @@ def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:
     pidfile = getattr(supervisord.options, "pidfile", None)
     if pidfile:
         _guard_log_rotation(Path(pidfile).parent / LOG_FAULTS)
-    return BundlerNamespace(supervisord)
+    namespace = BundlerNamespace(supervisord)
+    namespace.hold()  # supervisord starts its processes after this, in its main loop
+    return namespace
 
 
 def _guard_log_rotation(faults: Path) -> None:

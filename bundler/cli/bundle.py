@@ -1,5 +1,6 @@
 """The commands of a built bundle (its bin/bundler, or --root): start, stop, status, logs,
-rollback, history, apply, verify, install-systemd, uninstall-systemd, supervisorctl."""
+rollback, history, apply, verify, install-systemd, uninstall-systemd, supervisorctl (start and
+stop of one service: operate.py, with restart and run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bundler.cli import jsondocs, output
+from bundler.cli import jsondocs, operate, output
 from bundler.cli.options import json_option, root_option, timeout_option
 from bundler.cli.shell import complete, complete_log_target
 from bundler.errors import BundlerError, UsageError
@@ -19,13 +20,18 @@ if TYPE_CHECKING:
 
 
 @click.command("start")
+@click.argument("service", required=False, shell_complete=complete("services"))
+@operate.group_option
 @root_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the services to start.")
 @click.option("--foreground", is_flag=True, help="Become supervisord in the foreground instead "
               "of waiting for the services (what the systemd unit runs).")
-def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
+def start_cmd(service: str | None, group: str | None, root: Path | None, timeout: float,
+              foreground: bool) -> None:
     """Start the bundle: relocate it if it moved, start supervisord, wait for every service.
+    With SERVICE (or --group), start that one, stopped by `stop SERVICE`, one process at a time,
+    each gated as restart's.
 
     Exits 1 if a service that should run is not RUNNING, with the tail of its log.
 
@@ -33,11 +39,16 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
     Examples:
       /opt/smartbox/bin/start                  # the same as bin/bundler start
       bin/bundler start --timeout 120
+      bin/bundler start web
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import start
     from bundler.server.status import service_rows
 
+    if service or group:
+        if foreground:
+            raise UsageError("--foreground starts the whole bundle: give no SERVICE or --group")
+        return operate.start_services(root, service, group, timeout)
     bundle = open_bundle(root)
     report = start(bundle, timeout, foreground)
     if report.moved:
@@ -53,17 +64,24 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
 
 
 @click.command("stop")
+@click.argument("service", required=False, shell_complete=complete("services"))
+@operate.group_option
 @root_option
-def stop_cmd(root: Path | None) -> None:
-    """Stop supervisord and every process of this bundle.
+def stop_cmd(service: str | None, group: str | None, root: Path | None) -> None:
+    """Stop supervisord and every process of this bundle. With SERVICE (or --group), stop that
+    one only, and keep it stopped (bin/start and changes to it leave it so) until `start SERVICE`;
+    status shows who stopped it.
 
     \b
-    Example:
+    Examples:
       /opt/smartbox/bin/stop                   # the same as bin/bundler stop
+      bin/bundler stop web
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import stop
 
+    if service or group:
+        return operate.stop_services(root, service, group)
     bundle = open_bundle(root)
     stop(bundle)
     click.echo(f"stopped {bundle.root}")
