@@ -1,7 +1,7 @@
 """The `bundler` command: parse, call one core function, print. Nothing else lives here.
 
 project.py holds the commands of a project, bundle.py those of a built bundle (operate.py its
-restart), services.py the three that act on either. Each command imports the core it
+restart and run), services.py the three that act on either. Each command imports the core it
 calls only when it runs, so that `bundler --help` and the in-bundle `bin/bundler status` load no
 more than they use (a unit test checks that bin/bundler never loads the build machinery).
 
@@ -65,6 +65,7 @@ SHORT_HELP = {  # one line each in `bundler --help`
     "start": "Start supervisord and every service, or one service.",
     "stop": "Stop supervisord and every process, or one service.",
     "restart": "Restart a service or group, a process at a time.",
+    "run": "Run a command as a process of a service would.",
     "status": "Show each process: state, pid, uptime, python, code.",
     "logs": "Show (and follow) the logs of services, a group, or all.",
     "rollback": "Undo a service's last change (or go back to one).",

@@ -1,9 +1,10 @@
 """The operator's commands of a built bundle that act on one service or group without changing it:
-restart; and what `start SERVICE` and `stop SERVICE` (bundle.py's start and stop, given a
+restart and run; and what `start SERVICE` and `stop SERVICE` (bundle.py's start and stop, given a
 name) print."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ import click
 from bundler.cli import output
 from bundler.cli.options import root_option, timeout_option
 from bundler.cli.shell import complete
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, UsageError
 
 if TYPE_CHECKING:
     from bundler.server.control import Acted
@@ -82,4 +83,38 @@ def restart_cmd(service: str | None, group: str | None, root: Path | None,
     _told(control.restart(open_bundle(root), service, group, timeout), "restarted")
 
 
-COMMANDS = [restart_cmd]
+@click.command("run", context_settings={"ignore_unknown_options": True,
+                                        "allow_interspersed_args": False})
+@root_option
+@click.argument("service", shell_complete=complete("services"))
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARG]...")
+def run_cmd(root: Path | None, service: str, command: tuple[str, ...]) -> None:
+    """Run CMD once as a process of SERVICE runs: a leading `python` (or a script of its
+    interpreter's bin/, like flask or alembic) is the service's interpreter; its code version on
+    PYTHONPATH, its environment, its code folder as working folder, its user (when run as
+    root) and umask. CMD has this terminal; its exit code is this command's. The history
+    records it as it starts.
+
+    \b
+    Examples:
+      bin/bundler run web -- python -m flask db upgrade
+      bin/bundler run web -- bash
+      sudo bin/bundler run svc3 -- python -c 'import os; print(os.getcwd())'
+    """
+    from bundler.bundle.tree import open_bundle
+    from bundler.server import oneoff
+
+    words = list(command)
+    if words[:1] == ["--"]:
+        words = words[1:]
+    if not words:
+        raise UsageError(f"give the command to run: bin/bundler run {service} -- CMD [ARG]...")
+    bundle = open_bundle(root)
+    one = oneoff.prepare(bundle, service, words)
+    problem = oneoff.record(bundle, service, words)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    sys.exit(oneoff.run(one, service))
+
+
+COMMANDS = [restart_cmd, run_cmd]

@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import pytest
 import tomlkit
 
-from tests.integration.harness import Bundle
+from tests.integration.harness import LAUNCH_ENV, Bundle
 
 pytestmark = pytest.mark.integration
 
@@ -333,3 +334,26 @@ def test_a_service_stopped_by_name_stays_stopped_until_started_by_name(running: 
     assert "svc3: code: v2 -> v1" in back.stdout and running.report("svc3")["code"] == "v1"
     assert running.cli("switch", "svc3", "v3").returncode == 0
 
+
+def test_run_is_a_one_off_process_of_the_service(running: Bundle) -> None:
+    show = ("import json, os, sys; print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ),"
+            " 'prefix': sys.prefix})); sys.exit(3)")
+    proc = running.cli("run", "launched", "--", "python", "-c", show)
+    assert proc.returncode == 3, proc.stderr
+    ran = json.loads(proc.stdout)
+    service = running.report("launched")  # what the service's own process got
+    assert ran["prefix"] == service["prefix"]
+    assert ran["cwd"] == str(running.root / "your_project_probec")
+    for key in [*LAUNCH_ENV, "PYTHONPATH", "PYTHON_APP_CONF", "BUNDLE_ROOT", "PATH"]:
+        assert ran["env"][key] == service["env"][key], key
+    assert "BUNDLER_TOKEN" not in ran["env"]  # no process of the bundle bin/stop must kill
+    typed = subprocess.run([str(running.root / "bin" / "bundler"), "run", "svc1", "sh", "-c",
+                            "read line; echo got $line; exit 4"], input="typed\n",
+                           capture_output=True, text=True, timeout=60)
+    assert (typed.returncode, typed.stdout) == (4, "got typed\n")
+    assert running.cli("run", "svc1").returncode == 2
+    unknown = running.cli("run", "nope", "--", "true")
+    assert unknown.returncode == 2 and "its services: svc1, svc2, svc3" in unknown.stderr
+    assert [(e["op"], e["service"], e["detail"]) for e in _history(running)][-2:] == [
+        ("run", "launched", f"python -c {shlex.quote(show)}"),
+        ("run", "svc1", "sh -c 'read line; echo got $line; exit 4'")]
