@@ -6,7 +6,12 @@ whole group when any member changes, so switching one member of `[group:sam]` re
 `bundler.update(group)` replaces only the processes whose configuration changed, and leaves their
 siblings running; `bundler.replace(group, process)` replaces one, so that the processes of a
 numprocs service change one at a time. The caller stops the changed processes first
-(`bundler.diff` names them).
+(`bundler.diff` names them). A process that replaces one stopped after it ran (by hand, or by
+`bin/bundler stop`) stays stopped: supervisord autostarts a process that never started.
+
+Services an operator stopped (bundle/stopped.py) have autostart off in every configuration read
+here, at supervisord's start and in each update, so that neither supervisord's start nor a change
+to them starts them again; `bundler.hold()` applies that record anew once it changed.
 
 `bundler.starts()` counts each process's starts since supervisord started (`status` shows all
 but the first as restarts): supervisord itself sees every start, whoever asked for it (its
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import events, loggers
-from supervisor.states import STOPPED_STATES
+from supervisor.states import STOPPED_STATES, ProcessStates
 from supervisor.xmlrpc import Faults, RPCError
 
 from bundler.bundle.logfaults import LOG_FAULTS, LogFault, LogFaults
@@ -95,7 +100,8 @@ class BundlerNamespace:
         for config in new.process_configs:
             if config.name in diff["added"] or config.name in diff["changed"]:
                 config.create_autochildlogs()
-                group.processes[config.name] = config.make_process(group)
+                group.processes[config.name] = _successor(config, group,
+                                                          group.processes.get(config.name))
         group.config = new
         return diff
 
@@ -118,7 +124,7 @@ class BundlerNamespace:
         else:
             fresh.create_autochildlogs()
             configs[process_name] = fresh
-            group.processes[process_name] = fresh.make_process(group)
+            group.processes[process_name] = _successor(fresh, group, process)
         group.config.process_configs = sorted(configs.values())
         return True
 
@@ -133,6 +139,15 @@ class BundlerNamespace:
     def _stopped(self) -> Stopped:
         root = getattr(self.supervisord.options, "directory", None)  # the bundle's root
         return Stopped.load(Path(root) / STOPPED_RECORD) if root else Stopped()
+
+
+def _successor(config: Any, group: Any, old: Any) -> Any:
+    """The process that replaces `old` (None: a new one). One that replaces a process stopped
+    after it ran stays stopped: supervisord autostarts a process only if it never started."""
+    process = config.make_process(group)
+    if old is not None and old.get_state() == ProcessStates.STOPPED:
+        process.laststart = old.laststart
+    return process
 
 
 def _hold(configs: list[Any], stopped: Stopped) -> None:

@@ -332,7 +332,12 @@ def test_a_service_stopped_by_name_stays_stopped_until_started_by_name(running: 
     back = running.cli("rollback", "svc3", "--to", str(ids["switch"]))
     assert back.returncode == 0, back.stderr
     assert "svc3: code: v2 -> v1" in back.stdout and running.report("svc3")["code"] == "v1"
+
+    assert running.ctl("stop", "svc3").returncode == 0  # by hand: a switch leaves it stopped too
     assert running.cli("switch", "svc3", "v3").returncode == 0
+    time.sleep(1.5)  # supervisord's next tick would autostart a process that never ran
+    assert running.states()["svc3"][0] == "STOPPED"
+    assert running.ctl("start", "svc3").returncode == 0
 
 
 def test_run_is_a_one_off_process_of_the_service(running: Bundle) -> None:
