@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -15,13 +14,9 @@ from bundler.cli.options import json_option, root_option, timeout_option
 from bundler.cli.shell import complete, complete_log_target
 from bundler.errors import BundlerError, UsageError
 
-if TYPE_CHECKING:
-    from bundler.server.history import HistoryEntry
-
 
 @click.command("start")
-@click.argument("service", required=False, shell_complete=complete("services"))
-@operate.group_option
+@operate.service_or_group
 @root_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the services to start.")
@@ -30,8 +25,7 @@ if TYPE_CHECKING:
 def start_cmd(service: str | None, group: str | None, root: Path | None, timeout: float,
               foreground: bool) -> None:
     """Start the bundle: relocate it if it moved, start supervisord, wait for every service.
-    With SERVICE (or --group), start that one, stopped by `stop SERVICE`, one process at a time,
-    each gated as restart's.
+    With SERVICE (or --group): start that one only, a process at a time, gated as restart is.
 
     Exits 1 if a service that should run is not RUNNING, with the tail of its log.
 
@@ -46,9 +40,7 @@ def start_cmd(service: str | None, group: str | None, root: Path | None, timeout
     from bundler.server.status import service_rows
 
     if service or group:
-        if foreground:
-            raise UsageError("--foreground starts the whole bundle: give no SERVICE or --group")
-        return operate.start_services(root, service, group, timeout)
+        return operate.start_services(root, service, group, timeout, foreground)
     bundle = open_bundle(root)
     report = start(bundle, timeout, foreground)
     if report.moved:
@@ -64,13 +56,11 @@ def start_cmd(service: str | None, group: str | None, root: Path | None, timeout
 
 
 @click.command("stop")
-@click.argument("service", required=False, shell_complete=complete("services"))
-@operate.group_option
+@operate.service_or_group
 @root_option
 def stop_cmd(service: str | None, group: str | None, root: Path | None) -> None:
-    """Stop supervisord and every process of this bundle. With SERVICE (or --group), stop that
-    one only, and keep it stopped (bin/start and changes to it leave it so) until `start SERVICE`;
-    status shows who stopped it.
+    """Stop supervisord and every process of this bundle. With SERVICE (or --group): that one
+    only, kept stopped (by bin/start and changes too) until `start SERVICE`; status says by whom.
 
     \b
     Examples:
@@ -224,16 +214,8 @@ def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
     if not entries:
         click.echo("no operations yet")
         return
-    rows = [[str(i), e.at, e.user, e.op, e.target or "-", _what(e), e.result] for i, e in entries]
+    rows = [[str(i), e.at, e.user, e.op, e.target or "-", e.what(), e.result] for i, e in entries]
     click.echo(output.columns(["ID", "AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
-
-
-def _what(entry: HistoryEntry) -> str:
-    if entry.change is not None:
-        return entry.change.change
-    if entry.installed is not None:
-        return f"bundle version {entry.installed.version} ({entry.installed.patch})"
-    return entry.detail or "-"
 
 
 @click.command("apply")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,8 +18,14 @@ from bundler.errors import BundlerError, UsageError
 if TYPE_CHECKING:
     from bundler.server.control import Acted
 
-group_option = click.option("--group", metavar="GROUP", shell_complete=complete("groups"),
+_group_option = click.option("--group", metavar="GROUP", shell_complete=complete("groups"),
                             help="Every service of this group, one after the other.")
+
+
+def service_or_group(command: Any) -> Any:
+    """[SERVICE] and --group GROUP: what start and stop act on instead of the whole bundle."""
+    return click.argument("service", required=False, shell_complete=complete("services"))(
+        _group_option(command))
 
 
 def _told(acted: Acted, verb: str) -> None:
@@ -52,16 +58,18 @@ def stop_services(root: Path | None, service: str | None, group: str | None) -> 
 
 
 def start_services(root: Path | None, service: str | None, group: str | None,
-                   timeout: float) -> None:
+                   timeout: float, foreground: bool) -> None:
     from bundler.bundle.tree import open_bundle
     from bundler.server import control
+
+    if foreground:
+        raise UsageError("--foreground starts the whole bundle: give no SERVICE or --group")
 
     _told(control.start(open_bundle(root), service, group, timeout), "started")
 
 
 @click.command("restart")
-@click.argument("service", required=False, shell_complete=complete("services"))
-@group_option
+@service_or_group
 @root_option
 @timeout_option
 def restart_cmd(service: str | None, group: str | None, root: Path | None,

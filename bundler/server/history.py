@@ -75,6 +75,14 @@ class HistoryEntry(Record):
         """The service the entry is about ("" for a release installed)."""
         return self.change.service if self.change is not None else self.service
 
+    def what(self) -> str:
+        """What it did, in a line: the change, the release installed, or the detail."""
+        if self.change is not None:
+            return self.change.change
+        if self.installed is not None:
+            return f"bundle version {self.installed.version} ({self.installed.patch})"
+        return self.detail or "-"
+
     def fields(self) -> dict[str, object]:
         """The line's JSON object, keys in the order they are written."""
         found: dict[str, object] = {"at": self.at, "user": self.user, "op": self.op}
