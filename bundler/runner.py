@@ -149,15 +149,48 @@ def interactive(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    user: str | None = None,
+    umask: int = -1,
 ) -> int:
     """Run `cmd` on this process's terminal (its stdin, stdout and stderr), by default for as
-    long as it takes (someone types into it); its exit code."""
+    long as it takes (someone types into it); its exit code (-N: killed by signal N). Meanwhile
+    the terminal's Ctrl-C and Ctrl-\\ are the command's alone: a shell or a REPL lives on, and
+    this process waits for its end. `user` (which takes root): run it as that user, with the
+    user's groups; `umask`: with that umask (-1: this process's)."""
     argv = _argv(cmd)
-    with _started(argv, what, cwd, env, stdin=None, inherit=True) as proc:
+    as_user: dict[str, Any] = {}
+    if user is not None:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise BundlerError(f"{what}: no user {user!r} on this machine") from None
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid,
+                   "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid)}
+    with _started(argv, what, cwd, env, stdin=None, inherit=True, umask=umask,
+                  **as_user) as proc, _keys_to_the_command():
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired as exc:
             raise _timed_out(what, exc.timeout, argv) from exc
+
+
+@contextmanager
+def _keys_to_the_command() -> Iterator[None]:
+    """Ignore SIGINT and SIGQUIT here (the main thread only can): the terminal sends them to the
+    command too. Set once the command runs, whose own handlers are then the defaults again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import signal
+
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _argv(cmd: Sequence[str | os.PathLike[str]]) -> list[str]:

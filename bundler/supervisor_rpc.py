@@ -6,7 +6,12 @@ whole group when any member changes, so switching one member of `[group:sam]` re
 `bundler.update(group)` replaces only the processes whose configuration changed, and leaves their
 siblings running; `bundler.replace(group, process)` replaces one, so that the processes of a
 numprocs service change one at a time. The caller stops the changed processes first
-(`bundler.diff` names them).
+(`bundler.diff` names them). A process that replaces one stopped after it ran (by hand, or by
+`bin/bundler stop`) stays stopped: supervisord autostarts a process that never started.
+
+Services an operator stopped (bundle/stopped.py) have autostart off in every configuration read
+here, at supervisord's start and in each update, so that neither supervisord's start nor a change
+to them starts them again; `bundler.hold()` applies that record anew once it changed.
 
 `bundler.starts()` counts each process's starts since supervisord started (`status` shows all
 but the first as restarts): supervisord itself sees every start, whoever asked for it (its
@@ -21,7 +26,7 @@ RETRY seconds), and records the fault in run/log-faults.jsonl (bundle/logfaults.
 the monitor alerts.
 
 Imported by supervisord (see [rpcinterface:bundler] in supervisord.conf): standard library,
-supervisor and bundle/logfaults.py (with record.py) only.
+supervisor, bundle/logfaults.py and bundle/stopped.py (with record.py) only.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import events, loggers
-from supervisor.states import STOPPED_STATES
+from supervisor.states import STOPPED_STATES, ProcessStates
 from supervisor.xmlrpc import Faults, RPCError
 
 from bundler.bundle.logfaults import LOG_FAULTS, LogFault, LogFaults
+from bundler.bundle.stopped import STOPPED_RECORD, Stopped
 
 RETRY = 10.0  # seconds between two attempts to reopen a log file that failed
 
@@ -61,6 +67,8 @@ class BundlerNamespace:
         group = self.supervisord.process_groups.get(name)
         if new is None and group is None:
             raise RPCError(Faults.BAD_NAME, name)
+        if new is not None:
+            _hold(new.process_configs, self._stopped())
         old = {c.name: c for c in group.config.process_configs} if group is not None else {}
         fresh = {c.name: c for c in new.process_configs} if new is not None else {}
         diff = {"added": [n for n in fresh if n not in old],
@@ -92,7 +100,8 @@ class BundlerNamespace:
         for config in new.process_configs:
             if config.name in diff["added"] or config.name in diff["changed"]:
                 config.create_autochildlogs()
-                group.processes[config.name] = config.make_process(group)
+                group.processes[config.name] = _successor(config, group,
+                                                          group.processes.get(config.name))
         group.config = new
         return diff
 
@@ -115,9 +124,37 @@ class BundlerNamespace:
         else:
             fresh.create_autochildlogs()
             configs[process_name] = fresh
-            group.processes[process_name] = fresh.make_process(group)
+            group.processes[process_name] = _successor(fresh, group, process)
         group.config.process_configs = sorted(configs.values())
         return True
+
+    def hold(self) -> bool:
+        """Apply the record of stopped services (.bundler/stopped.json) to every process:
+        autostart off for theirs, as configured for the others."""
+        stopped = self._stopped()
+        for group in self.supervisord.process_groups.values():
+            _hold(group.config.process_configs, stopped)
+        return True
+
+    def _stopped(self) -> Stopped:
+        root = getattr(self.supervisord.options, "directory", None)  # the bundle's root
+        return Stopped.load(Path(root) / STOPPED_RECORD) if root else Stopped()
+
+
+def _successor(config: Any, group: Any, old: Any) -> Any:
+    """The process that replaces `old` (None: a new one). One that replaces a process stopped
+    after it ran stays stopped: supervisord autostarts a process only if it never started."""
+    process = config.make_process(group)
+    if old is not None and old.get_state() == ProcessStates.STOPPED:
+        process.laststart = old.laststart
+    return process
+
+
+def _hold(configs: list[Any], stopped: Stopped) -> None:
+    for config in configs:
+        if not hasattr(config, "_bundler_autostart"):
+            config._bundler_autostart = config.autostart  # as its file says
+        config.autostart = config._bundler_autostart and not stopped.holds(config.name)
 
 
 def _count_starts(supervisord: Any) -> Counter[str]:
@@ -141,7 +178,9 @@ def make_interface(supervisord: Any, **config: Any) -> BundlerNamespace:
     pidfile = getattr(supervisord.options, "pidfile", None)
     if pidfile:
         _guard_log_rotation(Path(pidfile).parent / LOG_FAULTS)
-    return BundlerNamespace(supervisord)
+    namespace = BundlerNamespace(supervisord)
+    namespace.hold()  # supervisord starts its processes after this, in its main loop
+    return namespace
 
 
 def _guard_log_rotation(faults: Path) -> None:

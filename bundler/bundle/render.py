@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,7 @@ class Renderer:
             raise BundlerError(f"service {service.name}: cannot split command "
                                f"{service.command!r}: {exc}") from exc
         program = self._program_path(words[0], service.python, root)
-        pythonpath = ":".join(self.here(code_dir if e in (".", "") else f"{code_dir}/{e}")
-                              for e in spec.code[service.code].pythonpath)
-        own = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath,
-               "PYTHON_APP_CONF": self.here(layout.site_config)}
+        own = self.own_environment(service, self.here)
         user_env = dict(service.environment)
         inline_env = {k: env_value_inline(v) for k, v in user_env.items()}
         args = command_inline(words[1:])
@@ -155,6 +153,16 @@ class Renderer:
             options=[(k, option_value(k, v)) for k, v in self._options(service).items()],
             launch=launch)
 
+    def own_environment(self, service: Service, place: Callable[[str], str]) -> dict[str, str]:
+        """What bundler adds to a service's environment (the service's own environment wins over
+        it), each path in the bundle written by `place`: the code version's pythonpath and the
+        site configuration."""
+        code_dir = self.layout.code_dir(self.spec.project, service.code)
+        pythonpath = ":".join(place(code_dir if e in (".", "") else f"{code_dir}/{e}")
+                              for e in self.spec.code[service.code].pythonpath)
+        return {"PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath,
+                "PYTHON_APP_CONF": place(self.layout.site_config)}
+
     def _options(self, service: Service) -> dict[str, Any]:
         """The [program:x] options: bundler's defaults, log files, then the user's own."""
         options = dict(DEFAULTS)
@@ -169,15 +177,23 @@ class Renderer:
             options.setdefault("stderr_logfile", self.here(f"{self.layout.log}/{log_name}.err.log"))
         return options
 
-    def _program_path(self, first: str, python: str, root: Path) -> str:
-        """'python' (or a script in the interpreter's bin/) becomes that interpreter's path."""
+    def program_in_bundle(self, first: str, python: str, root: Path) -> str | None:
+        """The program a command's first word names in the bundle, relative to its root: 'python'
+        is the interpreter `python`, a script of the interpreter's bin/ that script; None for any
+        other (a path, or a name looked up on PATH)."""
         interpreter = self.pythons[python]
         if PYTHON_WORD.match(first):
-            return f'"{self.here(interpreter)}"'
+            return interpreter
         if "/" not in first:
             script = str(Path(interpreter).parent / first)
             if (root / script).is_file():
-                return f'"{self.here(script)}"'
+                return script
+        return None
+
+    def _program_path(self, first: str, python: str, root: Path) -> str:
+        inside = self.program_in_bundle(first, python, root)
+        if inside is not None:
+            return f'"{self.here(inside)}"'
         escaped = literal(shlex.quote(first))
         if escaped is None:
             raise BundlerError(f"command {first!r}: a program path cannot contain '%(here)s'")

@@ -15,6 +15,7 @@ from pathlib import Path
 from bundler import progress
 from bundler.bundle.layout import Layout
 from bundler.bundle.logfaults import LOG_FAULTS
+from bundler.bundle.stopped import STOPPED_RECORD
 from bundler.errors import BundlerError, UsageError
 
 MANIFEST = "bundle.toml"
@@ -159,6 +160,11 @@ class Bundle:
     @property
     def history(self) -> Path:
         return self.meta / "history.jsonl"
+
+    @property
+    def stopped(self) -> Path:
+        """The services an operator stopped, which stay stopped until started by name."""
+        return self.root / STOPPED_RECORD
 
     @property
     def transaction(self) -> Path:

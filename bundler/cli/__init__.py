@@ -1,9 +1,9 @@
 """The `bundler` command: parse, call one core function, print. Nothing else lives here.
 
-project.py holds the commands of a project, bundle.py those of a built bundle, services.py the
-three that act on either. Each command imports the core it calls only when it runs, so that
-`bundler --help` and the in-bundle `bin/bundler status` load no more than they use (a unit test
-checks that bin/bundler never loads the build machinery).
+project.py holds the commands of a project, bundle.py those of a built bundle (operate.py its
+restart and run), services.py the three that act on either. Each command imports the core it
+calls only when it runs, so that `bundler --help` and the in-bundle `bin/bundler status` load no
+more than they use (a unit test checks that bin/bundler never loads the build machinery).
 
 A bundle's bin/bundler carries no build side (bundler/build/, project.py): it lists the bundle's
 commands only, and answers a project command's name with where to run it.
@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from bundler import __version__
-from bundler.cli import bundle, services, shell
+from bundler.cli import bundle, operate, services, shell
 from bundler.cli.options import BUILD_COMMANDS, build_machine_only
 from bundler.errors import BundlerError, UsageError
 
@@ -44,6 +44,7 @@ def sections(build_side: bool) -> list[tuple[str, list[click.Command]]]:
     return [
         *project,
         ("Bundle commands (on a server: the bundle's bin/bundler, or --root DIR)", bundle.COMMANDS),
+        ("Operations on one service or group of a bundle", operate.COMMANDS),
         ("Project and bundle commands (edit bundle.toml in a project; change a bundle live)"
          if build_side else "Service commands (change the bundle's services live)",
          services.COMMANDS),
@@ -61,11 +62,13 @@ SHORT_HELP = {  # one line each in `bundler --help`
     "build": "Build the bundle (or a patch) into dist/.",
     "cache": "Show or prune the build cache.",
     "keygen": "Create an Ed25519 key to sign releases.",
-    "start": "Start supervisord and wait until every service runs.",
-    "stop": "Stop supervisord and every process of the bundle.",
+    "start": "Start supervisord and every service, or one service.",
+    "stop": "Stop supervisord and every process, or one service.",
+    "restart": "Restart a service or group, a process at a time.",
+    "run": "Run a command as a process of a service would.",
     "status": "Show each process: state, pid, uptime, python, code.",
     "logs": "Show (and follow) the logs of services, a group, or all.",
-    "rollback": "Undo a service's last change.",
+    "rollback": "Undo a service's last change (or go back to one).",
     "history": "List the changes made to this bundle.",
     "apply": "Install a release patch and move the services to it.",
     "state": "Print what this bundle runs (JSON), for a patch build.",

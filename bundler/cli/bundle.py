@@ -1,31 +1,31 @@
 """The commands of a built bundle (its bin/bundler, or --root): start, stop, status, logs,
-rollback, history, apply, verify, install-systemd, uninstall-systemd, supervisorctl."""
+rollback, history, apply, verify, install-systemd, uninstall-systemd, supervisorctl (start and
+stop of one service: operate.py, with restart and run)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from bundler.cli import jsondocs, output
+from bundler.cli import jsondocs, operate, output
 from bundler.cli.options import json_option, root_option, timeout_option
 from bundler.cli.shell import complete, complete_log_target
 from bundler.errors import BundlerError, UsageError
 
-if TYPE_CHECKING:
-    from bundler.server.history import HistoryEntry
-
 
 @click.command("start")
+@operate.service_or_group
 @root_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the services to start.")
 @click.option("--foreground", is_flag=True, help="Become supervisord in the foreground instead "
               "of waiting for the services (what the systemd unit runs).")
-def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
+def start_cmd(service: str | None, group: str | None, root: Path | None, timeout: float,
+              foreground: bool) -> None:
     """Start the bundle: relocate it if it moved, start supervisord, wait for every service.
+    With SERVICE (or --group): start that one only, a process at a time, gated as restart is.
 
     Exits 1 if a service that should run is not RUNNING, with the tail of its log.
 
@@ -33,11 +33,14 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
     Examples:
       /opt/smartbox/bin/start                  # the same as bin/bundler start
       bin/bundler start --timeout 120
+      bin/bundler start web
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import start
     from bundler.server.status import service_rows
 
+    if service or group:
+        return operate.start_services(root, service, group, timeout, foreground)
     bundle = open_bundle(root)
     report = start(bundle, timeout, foreground)
     if report.moved:
@@ -53,17 +56,22 @@ def start_cmd(root: Path | None, timeout: float, foreground: bool) -> None:
 
 
 @click.command("stop")
+@operate.service_or_group
 @root_option
-def stop_cmd(root: Path | None) -> None:
-    """Stop supervisord and every process of this bundle.
+def stop_cmd(service: str | None, group: str | None, root: Path | None) -> None:
+    """Stop supervisord and every process of this bundle. With SERVICE (or --group): that one
+    only, kept stopped (by bin/start and changes too) until `start SERVICE`; status says by whom.
 
     \b
-    Example:
+    Examples:
       /opt/smartbox/bin/stop                   # the same as bin/bundler stop
+      bin/bundler stop web
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server.lifecycle import stop
 
+    if service or group:
+        return operate.stop_services(root, service, group)
     bundle = open_bundle(root)
     stop(bundle)
     click.echo(f"stopped {bundle.root}")
@@ -158,21 +166,25 @@ def logs_cmd(names: tuple[str, ...], lines: int, follow: bool, root: Path | None
 
 @click.command()
 @click.argument("service", shell_complete=complete("services"))
+@click.option("--to", "to", type=click.IntRange(min=1), metavar="ID", help="Give it the "
+              "definition it had once change ID (an id `history SERVICE` shows) was done.")
 @root_option
 @timeout_option
-def rollback(service: str, root: Path | None, timeout: float) -> None:
+def rollback(service: str, to: int | None, root: Path | None, timeout: float) -> None:
     """Give SERVICE back the definition it had before its last change (in a bundle): the code
     and interpreter of a switch, the keys of a set, what an apply changed; a removed service
-    comes back, an added one goes. Live and gated like switch.
+    comes back, an added one goes. With --to ID, the definition it had right after change ID.
+    Live and gated like switch.
 
     \b
-    Example:
+    Examples:
       bin/bundler rollback svc3
+      bin/bundler rollback svc3 --to 12
     """
     from bundler.bundle.tree import open_bundle
     from bundler.server import services
 
-    outcome, entries = services.rollback(open_bundle(root), service, timeout)
+    outcome, entries = services.rollback(open_bundle(root), service, timeout, to)
     output.report(outcome, entries, output.changed, output.PREVIOUS_AGAIN)
 
 
@@ -182,7 +194,8 @@ def rollback(service: str, root: Path | None, timeout: float) -> None:
 @json_option
 def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
     """List the changes made to this bundle, oldest first: switches, settings, rollbacks, services
-    added and removed, patches applied (and what each changed: key: old -> new).
+    added and removed, patches applied (and what each changed: key: old -> new); restarts,
+    stops, starts and commands run. ID is what `rollback SERVICE --to ID` takes.
 
     \b
     Examples:
@@ -191,28 +204,18 @@ def history_cmd(service: str | None, root: Path | None, as_json: bool) -> None:
       bin/bundler history --json
     """
     from bundler.bundle.tree import open_bundle
-    from bundler.server.history import history
+    from bundler.server.history import numbered
 
     bundle = open_bundle(root)
-    entries = [e for e in history(bundle)
-               if service is None or e.change is not None and e.change.service == service]
+    entries = [(i, e) for i, e in numbered(bundle) if service is None or e.target == service]
     if as_json:
         jsondocs.emit(jsondocs.history(bundle.root, entries))
         return
     if not entries:
         click.echo("no operations yet")
         return
-    rows = [[e.at, e.user, e.op, e.change.service if e.change else "-", _what(e), e.result]
-            for e in entries]
-    click.echo(output.columns(["AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
-
-
-def _what(entry: HistoryEntry) -> str:
-    if entry.change is not None:
-        return entry.change.change
-    if entry.installed is not None:
-        return f"bundle version {entry.installed.version} ({entry.installed.patch})"
-    return "-"
+    rows = [[str(i), e.at, e.user, e.op, e.target or "-", e.what(), e.result] for i, e in entries]
+    click.echo(output.columns(["ID", "AT", "USER", "OP", "SERVICE", "CHANGE", "RESULT"], rows))
 
 
 @click.command("apply")

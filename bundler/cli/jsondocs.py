@@ -48,8 +48,8 @@ def status(root: Path, running: bool, rows: list[ServiceRow],
     return doc
 
 
-def history(root: Path, entries: list[HistoryEntry]) -> Doc:
-    return {"root": str(root), "entries": [e.fields() for e in entries]}
+def history(root: Path, entries: list[tuple[int, HistoryEntry]]) -> Doc:
+    return {"root": str(root), "entries": [{"id": i, **e.fields()} for i, e in entries]}
 
 
 def verify(verdict: Verdict) -> Doc:

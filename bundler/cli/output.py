@@ -26,7 +26,7 @@ def status_table(rows: list[ServiceRow]) -> str:
     files no longer on disk is marked *, and said why under the table."""
     table = columns(["PROCESS", "STATE", "PID", "UPTIME", "HEALTH", "RESTARTS", "CPU", "MEM",
                      "PYTHON", "CODE"],
-                    [[r.process, r.state + ("*" if r.stale else ""), str(r.pid or "-"),
+                    [[r.process, _state(r) + ("*" if r.stale else ""), str(r.pid or "-"),
                       uptime(r.uptime), r.health,
                       "-" if r.restarts is None else str(r.restarts),
                       "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%",
@@ -67,6 +67,13 @@ def memory(size: int) -> str:
     if size < 1 << 30:
         return f"{size >> 20}M"
     return f"{size / (1 << 30):.1f}G"
+
+
+def _state(row: ServiceRow) -> str:
+    """STOPPED (by ops at 2026-05-01T10:00:00Z) for a service stopped by `stop SERVICE`."""
+    if not row.stopped_by:
+        return row.state
+    return f"{row.state} ({'' if row.state == 'STOPPED' else 'stopped '}by {row.stopped_by})"
 
 
 def uptime(seconds: int) -> str:

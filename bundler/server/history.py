@@ -1,5 +1,7 @@
 """The bundle's history (.bundler/history.jsonl): every switch, rollback, service change and patch
-applied, one JSON line each, appended; what `bin/bundler history` shows and `rollback` reads.
+applied, every restart, stop, start and one-off command run, one JSON line each, appended; what
+`bin/bundler history` shows and `rollback` reads. An entry's id is its place in the history,
+from 1 (the file is only ever appended to).
 
 `bin/bundler status` reads the last release installed from it: what writing entries and reading
 definitions need (the renderer, tomlkit's editors) is imported where they are used."""
@@ -56,19 +58,38 @@ class Installed:
 
 @dataclass(frozen=True)
 class HistoryEntry(Record):
-    """One line of the history: an operation, and either the service it changed or the release
-    it installed."""
+    """One line of the history: an operation, and either the service it changed, the release it
+    installed, or the service it acted on without changing it (restart, stop, start, run)."""
 
     op: str
-    result: str                   # "ok", "config only", "rolled back" ("unchanged" is not kept)
-    change: ServiceChange | None = None
+    result: str                   # "ok", "config only", "rolled back", "failed", "started"
+    change: ServiceChange | None = None  # ("unchanged" is not kept)
     installed: Installed | None = None
     at: str = ""
     user: str = ""
+    service: str = ""             # the service acted on, when there is no `change`
+    detail: str = ""              # what was done to it ("web:web_00 pid 12 -> 14", a command)
+
+    @property
+    def target(self) -> str:
+        """The service the entry is about ("" for a release installed)."""
+        return self.change.service if self.change is not None else self.service
+
+    def what(self) -> str:
+        """What it did, in a line: the change, the release installed, or the detail."""
+        if self.change is not None:
+            return self.change.change
+        if self.installed is not None:
+            return f"bundle version {self.installed.version} ({self.installed.patch})"
+        return self.detail or "-"
 
     def fields(self) -> dict[str, object]:
         """The line's JSON object, keys in the order they are written."""
         found: dict[str, object] = {"at": self.at, "user": self.user, "op": self.op}
+        if self.change is None and self.service:
+            found["service"] = self.service
+        if self.detail:
+            found["detail"] = self.detail
         if self.change is not None:
             c = self.change
             found["service"] = c.service
@@ -94,14 +115,15 @@ class HistoryEntry(Record):
         try:
             raw = json.loads(text)
             change = installed = None
-            if "service" in raw:
+            if "before" in raw:  # a change: written with both definitions, even when absent
                 change = ServiceChange(str(raw["service"]), _definition(raw["before"]),
                                        _definition(raw["after"]), raw.get("group"),
                                        str(raw["change"]))
             elif "patch" in raw:
                 installed = Installed(str(raw["to"]), str(raw["patch"]), raw.get("signed_by"))
+            service = "" if change is not None else str(raw.get("service", ""))
             return cls(str(raw["op"]), str(raw["result"]), change, installed, str(raw["at"]),
-                       str(raw["user"]))
+                       str(raw["user"]), service, str(raw.get("detail", "")))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a history entry: {exc!r}") from None
 
@@ -136,8 +158,8 @@ def stamp(bundle: Bundle, entries: list[HistoryEntry]) -> list[HistoryEntry]:
     written. Entries of a change that changed nothing are returned, not kept."""
     from bundler.bundle.render import PRIVATE
 
-    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    stamped = [dataclasses.replace(e, at=at, user=_user()) for e in entries]
+    at = now()
+    stamped = [dataclasses.replace(e, at=at, user=user()) for e in entries]
     kept = History(tuple(e for e in stamped if e.result != "unchanged"))
     if kept.entries:
         # the definitions recorded hold the services' environments: private, like bundle.toml
@@ -150,7 +172,13 @@ def stamp(bundle: Bundle, entries: list[HistoryEntry]) -> list[HistoryEntry]:
     return stamped
 
 
-def _user() -> str:
+def now() -> str:
+    """The time an entry records: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def user() -> str:
+    """Who an entry records: the user running bundler."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -164,16 +192,29 @@ def history(bundle: Bundle) -> list[HistoryEntry]:
         return []
 
 
+def numbered(bundle: Bundle) -> list[tuple[int, HistoryEntry]]:
+    """The entries with their ids (1, 2, ...), oldest first."""
+    return list(enumerate(history(bundle), 1))
+
+
 # The operations that change one service's definition, each recorded with it before and after.
 CHANGES = ("switch", "set", "rollback", "add-service", "remove-service", "apply")
+
+
+def _effective(entry: HistoryEntry, service: str) -> ServiceChange | None:
+    """The entry's change of `service`, if it is one that took effect."""
+    c = entry.change
+    ok = c is not None and c.service == service and entry.op in CHANGES \
+        and entry.result in ("ok", "config only")
+    return c if ok else None
 
 
 def last_change(bundle: Bundle, service: str) -> ServiceChange:
     """The last change of `service` that took effect."""
     for found in reversed(history(bundle)):
-        if found.change is not None and found.change.service == service \
-                and found.op in CHANGES and found.result in ("ok", "config only"):
-            return found.change
+        change = _effective(found, service)
+        if change is not None:
+            return change
     raise BundlerError(f"no change of {service} in this bundle's history: nothing to roll back to")
 
 
@@ -195,3 +236,22 @@ def last_release(bundle: Bundle) -> HistoryEntry | None:
         if entry.installed is not None and entry.result != "rolled back":
             return entry
     return None
+
+
+def change_of(bundle: Bundle, service: str, entry_id: int) -> ServiceChange:
+    """Entry `entry_id`'s change of `service`, which must have taken effect."""
+    entries = numbered(bundle)
+    ids = [i for i, e in entries if _effective(e, service)]
+    found = entries[entry_id - 1][1] if 0 < entry_id <= len(entries) else None
+    change = _effective(found, service) if found is not None else None
+    if change is not None:
+        return change
+    if found is None:
+        what = f"no entry {entry_id} in this bundle's history ({len(entries)} entries)"
+    elif found.target == service and found.op in CHANGES:
+        what = f"entry {entry_id} ({found.op} of {service}) did not take effect ({found.result})"
+    else:
+        what = f"entry {entry_id} ({found.op}{' of ' + found.target if found.target else ''}) " \
+               f"is no change of {service}"
+    known = ", ".join(map(str, ids)) if ids else "none"
+    raise BundlerError(f"{what}; the changes of {service} (bin/bundler history {service}): {known}")

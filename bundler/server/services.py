@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 
 from bundler.bundle.tree import Bundle
-from bundler.server import history
+from bundler.server import control, history
 from bundler.server.history import HistoryEntry, ServiceChange
 from bundler.server.transact import Outcome, transact
 from bundler.spec.live import LiveManifest
@@ -53,14 +53,23 @@ def add_service(bundle: Bundle, name: str, python: str, code: str, command: str,
 def remove_service(bundle: Bundle, name: str, timeout: float) -> Done:
     def change(live: LiveManifest) -> list[ServiceChange]:
         return [changed(live, name, lambda: live.remove_service(name))]
-    return transact(bundle, "remove-service", change, timeout)
+    done = transact(bundle, "remove-service", change, timeout)
+    if not done[0].failed:
+        control.forget(bundle, name)  # a service added again by that name starts as any other
+    return done
 
 
-def rollback(bundle: Bundle, name: str, timeout: float) -> Done:
+def rollback(bundle: Bundle, name: str, timeout: float, to: int | None = None) -> Done:
     """Give service `name` back the definition it had before its last change, whatever that
-    change was (a switch, a setting, an apply; a removed service comes back, an added one goes)."""
-    last = history.last_change(bundle, name)
+    change was (a switch, a setting, an apply; a removed service comes back, an added one goes);
+    with `to`, the definition it had once history entry `to` (a change of it) was done."""
+    if to is None:
+        last = history.last_change(bundle, name)
+        definition, group = last.before, last.group
+    else:
+        chosen = history.change_of(bundle, name, to)
+        definition, group = chosen.after, chosen.group
 
     def change(live: LiveManifest) -> list[ServiceChange]:
-        return [changed(live, name, lambda: live.put_service(name, last.before, last.group))]
+        return [changed(live, name, lambda: live.put_service(name, definition, group))]
     return transact(bundle, "rollback", change, timeout)

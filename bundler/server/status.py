@@ -18,6 +18,7 @@ from pathlib import Path
 from bundler.bundle.health import HealthRecord, ProbeState
 from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
+from bundler.bundle.stopped import Stopped
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.server import procfs, stale
@@ -49,6 +50,7 @@ class ServiceRow:
     cpu_percent: float | None = None  # over the process's life (procfs.py)
     rss: int | None = None            # resident memory, bytes
     stale: str = ""  # why it runs files that are no longer on disk ("" when it does not)
+    stopped_by: str = ""  # "USER at TIME" for a service stopped by `stop SERVICE`
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None,
     spec, interpreters = manifest.spec, manifest.build.interpreters
     changed = stale.FilesChanged.load(bundle)
     now = time.time()
+    stopped = Stopped.load(bundle.stopped).services
 
     def row(process: str, service: str, state: str, pid: int = 0, uptime: int = 0,
             autostart: bool = True) -> ServiceRow:
@@ -96,10 +99,11 @@ def service_rows(bundle: Bundle, processes: list[Process] | None = None,
                               health=NO_PROBE)
         interpreter = interpreters.get(s.python)
         version = interpreter.python_version if interpreter is not None else "?"
+        stop = stopped.get(s.name)
         old = stale.stale(changed, s.code, s.python, now - uptime) if pid else ""
         return ServiceRow(process, s.name, s.group or "", state, pid, uptime, s.python, version,
                           s.code, autostart, health=UNKNOWN if s.health else NO_PROBE,
-                          stale=old)
+                          stale=old, stopped_by=f"{stop.by} at {stop.at}" if stop else "")
 
     sup = connect(bundle)
     if processes is None:

@@ -144,7 +144,7 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     _write_files(bundle, new.text, files)
     failed: list[Failure] = []
     if live_sup:
-        gate = _health_gate(bundle, new)
+        gate = health_gate(bundle, new)
         failed = _update(sup, groups, timeout, gate, _forced(new, restarts)) \
             or _gate_running(sup, new, probed, groups, timeout, gate)
     if failed:
@@ -205,7 +205,7 @@ def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str
     return history.stamp(bundle, [HistoryEntry(op, result, change=c) for c in changes])
 
 
-def _health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
+def health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
     """A process passes when its service has no health probe, or once the probe passes."""
     spec = manifest.spec
 
@@ -364,15 +364,15 @@ def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
     """A group added, removed, or changed all at once (the monitor's event listener pool)."""
     for name in diff["changed"] + diff["removed"] + diff["restart"]:
         if before[name].state in _ACTIVE:
-            _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
+            call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
     sup.proxy.bundler.update(group)
     wanted = [n for n in diff["changed"] if before[n].state != STOPPED] + diff["added"] \
         + diff["restart"]
     now = {p.name for p in sup.processes() if p.group == group}
     wanted = [n for n in wanted if n in now]
     for name in wanted:
-        _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
-    return _wait_ready(sup, [(group, n) for n in wanted], timeout, gate)
+        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
+    return wait_ready(sup, [(group, n) for n in wanted], timeout, gate)
 
 
 def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
@@ -382,19 +382,19 @@ def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
     for name in diff["removed"] + diff["changed"] + diff["added"] + diff["restart"]:
         old = before.get(name)
         if old is not None and old.state in _ACTIVE:
-            _call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
+            call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
         if name not in diff["restart"]:
             sup.proxy.bundler.replace(group, name)
         if name in diff["removed"] or (old is not None and old.state == STOPPED):
             continue
-        _call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
-        failed = _wait_ready(sup, [(group, name)], timeout, gate)
+        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
+        failed = wait_ready(sup, [(group, name)], timeout, gate)
         if failed:
             return failed
     return []
 
 
-def _call(method: Any, *args: Any) -> None:
+def call(method: Any, *args: Any) -> None:
     """An XML-RPC call whose 'already in that state' fault means success."""
     try:
         method(*args)
@@ -403,7 +403,7 @@ def _call(method: Any, *args: Any) -> None:
             raise BundlerError(f"supervisord refused: {fault.faultString}") from fault
 
 
-def _wait_ready(sup: Supervisor, keys: list[tuple[str, str]], timeout: float,
+def wait_ready(sup: Supervisor, keys: list[tuple[str, str]], timeout: float,
                 gate: Gate | None) -> list[Failure]:
     """Wait until each process is RUNNING (supervisor says so after its startsecs) or gave up;
     then, with `gate`, until the health probe of its service passes."""

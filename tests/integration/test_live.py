@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import pytest
 import tomlkit
 
-from tests.integration.harness import Bundle
+from tests.integration.harness import LAUNCH_ENV, Bundle
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,8 @@ def test_status_and_history_as_json_name_processes_as_the_table_does(running: Bu
     assert svc1["python_version"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
     history = json.loads(running.cli("history", "--json").stdout)
     recorded = running.root / ".bundler" / "history.jsonl"
-    assert history["entries"] == (_history(running) if recorded.exists() else [])
+    lines = _history(running) if recorded.exists() else []
+    assert history["entries"] == [{"id": i, **line} for i, line in enumerate(lines, 1)]
 
 
 def test_a_version_that_crashes_is_rolled_back(running: Bundle) -> None:
@@ -113,7 +115,7 @@ def test_rollback_returns_to_the_previous_version(running: Bundle) -> None:
     assert "svc3: code: v1 -> v3" in proc.stdout
     assert running.report("svc3")["code"] == "v3"
     history = running.cli("history", "svc3")
-    assert [line.split()[2] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
+    assert [line.split()[3] for line in history.stdout.splitlines()[1:]] == ["switch", "rollback"]
 
 
 def test_group_switch_moves_every_member(running: Bundle) -> None:
@@ -247,3 +249,116 @@ def test_logs_of_every_process(running: Bundle) -> None:
     finally:
         follow.kill()
         follow.wait()
+
+
+def _pool_running(bundle: Bundle) -> list[str]:
+    return [n for n, (state, _) in bundle.states().items()
+            if n.startswith("pool:") and state == "RUNNING"]
+
+
+def test_restart_goes_one_process_at_a_time_and_stops_at_one_that_fails(running: Bundle) -> None:
+    before = _pids(running)
+    restart = subprocess.Popen([str(running.root / "bin" / "bundler"), "restart", "pool"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while restart.poll() is None:
+        seen.append(len(_pool_running(running)))
+    out, err = restart.communicate()
+    assert restart.returncode == 0, err
+    assert seen and min(seen) >= 1  # a numprocs service always keeps one running
+    after = _pids(running)
+    assert after["pool:pool_00"] != before["pool:pool_00"] and \
+        after["pool:pool_01"] != before["pool:pool_01"]
+    assert f"pool:pool_00 pid {before['pool:pool_00']} -> {after['pool:pool_00']}" in out
+    assert {k: v for k, v in after.items() if not k.startswith("pool:")} == \
+        {k: v for k, v in before.items() if not k.startswith("pool:")}
+
+    group = running.cli("restart", "--group", "sam")
+    assert group.returncode == 0, group.stderr
+    again = _pids(running)
+    assert all(again[p] != after[p] for p in ("sam:svc1", "sam:svc2", "sam:worker"))
+    assert again["svc3"] == before["svc3"]
+
+    crash = running.root / "etc" / "app" / "crash-pool_01"
+    crash.touch()
+    try:
+        failed = running.cli("restart", "pool", "--timeout", "3")
+        assert failed.returncode == 1
+        assert "crashing on purpose: pool_01" in failed.stderr  # the end of its log
+        assert "pool:pool_01 did not reach RUNNING" in failed.stderr
+    finally:
+        crash.unlink()
+    assert running.cli("restart", "pool").returncode == 0
+    assert len(_pool_running(running)) == 2
+    ops = [(e["op"], e["service"], e["result"]) for e in _history(running)]
+    assert ops == [("restart", "pool", "ok"), ("restart", "svc1", "ok"), ("restart", "svc2", "ok"),
+                   ("restart", "worker", "ok"), ("restart", "pool", "failed"),
+                   ("restart", "pool", "ok")]
+
+
+def test_a_service_stopped_by_name_stays_stopped_until_started_by_name(running: Bundle) -> None:
+    before = _pids(running)
+    stop = running.cli("stop", "svc3")
+    assert stop.returncode == 0, stop.stderr
+    assert running.states()["svc3"][0] == "STOPPED"
+    assert {k: v for k, v in _pids(running).items() if k != "svc3"} == \
+        {k: v for k, v in before.items() if k != "svc3"}
+    status = running.cli("status")
+    assert status.returncode == 0, status.stdout  # stopped on purpose: not a service down
+    row = next(line for line in status.stdout.splitlines() if line.startswith("svc3 "))
+    assert "STOPPED (by root at " in row
+    assert running.cli("restart", "svc3").stderr.strip().endswith(
+        "bin/bundler start svc3 starts it")
+
+    switched = running.cli("switch", "svc3", "v1")  # a change to it leaves it stopped
+    assert switched.returncode == 0, switched.stderr
+    assert running.stop().returncode == 0
+    running.start()  # and so does bin/start
+    assert running.states()["svc3"][0] == "STOPPED"
+
+    _fresh_report(running, "svc3")
+    start = running.cli("start", "svc3")
+    assert start.returncode == 0, start.stderr
+    assert running.states()["svc3"][0] == "RUNNING" and running.report("svc3")["code"] == "v1"
+    history = running.cli("history", "svc3").stdout.splitlines()
+    assert [line.split()[3] for line in history[1:]] == ["stop", "switch", "start"]
+
+    ids = {e["op"]: e["id"] for e in json.loads(running.cli("history", "--json").stdout)["entries"]}
+    wrong = running.cli("rollback", "svc3", "--to", str(ids["stop"]))
+    assert wrong.returncode == 1 and wrong.stderr.strip().endswith(
+        f"the changes of svc3 (bin/bundler history svc3): {ids['switch']}")
+    assert running.cli("switch", "svc3", "v2").returncode == 0
+    _fresh_report(running, "svc3")
+    back = running.cli("rollback", "svc3", "--to", str(ids["switch"]))
+    assert back.returncode == 0, back.stderr
+    assert "svc3: code: v2 -> v1" in back.stdout and running.report("svc3")["code"] == "v1"
+
+    assert running.ctl("stop", "svc3").returncode == 0  # by hand: a switch leaves it stopped too
+    assert running.cli("switch", "svc3", "v3").returncode == 0
+    time.sleep(1.5)  # supervisord's next tick would autostart a process that never ran
+    assert running.states()["svc3"][0] == "STOPPED"
+    assert running.ctl("start", "svc3").returncode == 0
+
+
+def test_run_is_a_one_off_process_of_the_service(running: Bundle) -> None:
+    show = ("import json, os, sys; print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ),"
+            " 'prefix': sys.prefix})); sys.exit(3)")
+    proc = running.cli("run", "launched", "--", "python", "-c", show)
+    assert proc.returncode == 3, proc.stderr
+    ran = json.loads(proc.stdout)
+    service = running.report("launched")  # what the service's own process got
+    assert ran["prefix"] == service["prefix"]
+    assert ran["cwd"] == str(running.root / "your_project_probec")
+    for key in [*LAUNCH_ENV, "PYTHONPATH", "PYTHON_APP_CONF", "BUNDLE_ROOT", "PATH"]:
+        assert ran["env"][key] == service["env"][key], key
+    assert "BUNDLER_TOKEN" not in ran["env"]  # no process of the bundle bin/stop must kill
+    typed = subprocess.run([str(running.root / "bin" / "bundler"), "run", "svc1", "sh", "-c",
+                            "read line; echo got $line; exit 4"], input="typed\n",
+                           capture_output=True, text=True, timeout=60)
+    assert (typed.returncode, typed.stdout) == (4, "got typed\n")
+    assert running.cli("run", "svc1").returncode == 2
+    unknown = running.cli("run", "nope", "--", "true")
+    assert unknown.returncode == 2 and "its services: svc1, svc2, svc3" in unknown.stderr
+    assert [(e["op"], e["service"], e["detail"]) for e in _history(running)][-2:] == [
+        ("run", "launched", f"python -c {shlex.quote(show)}"),
+        ("run", "svc1", "sh -c 'read line; echo got $line; exit 4'")]

@@ -1,6 +1,6 @@
 """The server's typed records of its manifest and its changes: the live manifest (spec/live.py),
-the history's entries, the journals of apply and of a transaction; and that an apply reads each
-manifest once."""
+the history's entries (and the ids rollback --to takes), the journals of apply and of a
+transaction; and that an apply reads each manifest once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import tomlkit
 
 from bundler.bundle.tree import Bundle
-from bundler.errors import UsageError
+from bundler.errors import BundlerError, UsageError
 from bundler.server import apply, history, services
 from bundler.server.filemoves import Move, MoveJournal
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
@@ -133,6 +133,41 @@ def test_the_history_skips_a_line_cut_short_and_keeps_no_unchanged_entry(tiny: B
     written = history.stamp(tiny, [HistoryEntry("set", "unchanged", change=change)])
     assert written[0].at and len(history.history(tiny)) == 2
     assert history.last_change(tiny, "web").after == {"code": "v2"}
+
+
+def test_operations_are_history_entries_naming_their_service_beside_old_ones() -> None:
+    restart = HistoryEntry("restart", "ok", service="web", detail="web:web_00 pid 1 -> 2",
+                           at="2026-12-03T10:00:00Z", user="ops")
+    line = restart.text()
+    assert '"service": "web"' in line and '"before"' not in line
+    assert HistoryEntry.parse(line) == restart and restart.target == "web"
+    old = HistoryEntry.parse(SWITCH_LINE)  # written before entries had these fields
+    assert old.change is not None and old.target == "web" and old.service == old.detail == ""
+
+
+def _entry(op: str, service: str, code: str | None, result: str = "ok") -> str:
+    if code is None:
+        return HistoryEntry(op, result, service=service, at="t", user="u").text()
+    change = ServiceChange.of(service, Definition({"code": "v0"}), Definition({"code": code}),
+                              None)
+    return HistoryEntry(op, result, change=change, at="t", user="u").text()
+
+
+def test_rollback_to_takes_the_id_of_a_change_of_that_service(tiny: Bundle) -> None:
+    tiny.history.write_text(_entry("switch", "web", "v1") + _entry("restart", "web", None)
+                            + _entry("switch", "job", "v2") + _entry("switch", "web", "v3",
+                                                                     "rolled back")
+                            + _entry("set", "web", "v4"))
+    assert [i for i, _ in history.numbered(tiny)] == [1, 2, 3, 4, 5]
+    assert history.change_of(tiny, "web", 1).after == {"code": "v1"}
+    assert history.change_of(tiny, "web", 5).after == {"code": "v4"}
+    for entry_id, why in ((3, "entry 3 (switch of job) is no change of web"),
+                          (2, "entry 2 (restart of web) is no change of web"),
+                          (4, "entry 4 (switch of web) did not take effect (rolled back)"),
+                          (9, "no entry 9 in this bundle's history (5 entries)")):
+        with pytest.raises(BundlerError) as refused:
+            history.change_of(tiny, "web", entry_id)
+        assert str(refused.value) == f"{why}; the changes of web (bin/bundler history web): 1, 5"
 
 
 def test_the_journals_are_records_in_their_format_1() -> None:

@@ -130,3 +130,33 @@ def test_an_interactive_command_has_the_terminal_and_gives_its_exit_code(
     assert (done.returncode, done.output) == (3, "got typed\n")
     with pytest.raises(TimedOut, match="^sh: no end after 0.5 s, stopped: sleep 30"):
         interactive(["sleep", "30"], what="sh", timeout=0.5)
+    capfd.readouterr()
+    assert interactive(["sh", "-c", "umask"], what="sh", umask=0o077) == 0
+    assert capfd.readouterr().out == "0077\n"
+    with pytest.raises(BundlerError, match="^sh: no user 'no-such-user-here' on this machine"):
+        interactive(["true"], what="sh", user="no-such-user-here")
+
+
+def test_the_terminals_ctrl_c_goes_to_an_interactive_command_alone(tmp_path: Path) -> None:
+    """As a shell does for its foreground job: Ctrl-C (SIGINT to the terminal's process group)
+    is the command's to handle, and bundler waits for it and passes on its exit code."""
+    import signal
+    import subprocess
+
+    ready = tmp_path / "ready"
+    program = ("import sys\nfrom bundler.runner import interactive\n"
+               "sys.exit(interactive(['sh', '-c', 'trap \"exit 5\" INT; touch " + str(ready)
+               + "; while :; do sleep 0.05; done'], what='sh'))")
+    proc = subprocess.Popen([sys.executable, "-c", program], start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        assert proc.wait(30) == 5
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

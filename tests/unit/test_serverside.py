@@ -16,8 +16,8 @@ from bundler.cli.options import BUILD_COMMANDS
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "bundler"
 # What a bundle runs: bin/bundler, the monitor, the launcher of services, supervisord's RPC.
-IN_BUNDLE = ("__main__.py", "cli/__init__.py", "cli/bundle.py", "cli/services.py", "cli/shell.py",
-             "server/monitor/__main__.py", "launch.py", "supervisor_rpc.py")
+IN_BUNDLE = ("__main__.py", "cli/__init__.py", "cli/bundle.py", "cli/operate.py", "cli/services.py",
+             "cli/shell.py", "server/monitor/__main__.py", "launch.py", "supervisor_rpc.py")
 # The in-bundle CLI's only ways into what a bundle leaves out, each taken on the build machine only.
 BUILD_MACHINE_BRANCHES = {
     ("cli/__init__.py", "bundler.cli.project"),   # registered only where the build side is
