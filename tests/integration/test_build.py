@@ -108,7 +108,8 @@ def test_a_library_the_floor_leaves_out_stops_the_build(tmp_path: Path, wheelhou
     spec.write_text(spec.read_text().replace('python = "current"',
                                              'python = "current"\nkeep = ["tkinter"]', 1))
     before = sorted((project / "dist").glob("*")) if (project / "dist").is_dir() else []
-    refused = bundler("-C", str(project), "build", "--format", "tar.zst", *offline, check=False)
+    refused = bundler("-C", str(project), "build", "--format", "tar.zst", "--overwrite", *offline,
+                      check=False)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
     assert refused.returncode == 1 and len(errors) == 1, refused.stderr
     assert re.match(rf"Error: ({'|'.join(map(re.escape, above))}) \(", errors[0]), errors
