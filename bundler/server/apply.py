@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import platform
 import shutil
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bundler.bundle import elf, integrity
+from bundler.bundle import integrity
 from bundler.bundle.cstrings import replace_padded
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.records import (
@@ -35,7 +34,6 @@ from bundler.bundle.records import (
     Checksums,
     Entry,
     PatchRecord,
-    Platform,
     Release,
     Relocation,
 )
@@ -44,7 +42,7 @@ from bundler.bundle.safetree import Overlay, Refused
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
-from bundler.server import filemoves, history, site, stale
+from bundler.server import admission, filemoves, history, site, stale
 from bundler.server.filemoves import Move
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
 from bundler.server.incoming import Incoming, unpack
@@ -52,7 +50,7 @@ from bundler.server.services import changed
 from bundler.server.site import SiteChange
 from bundler.server.supervisor import Process
 from bundler.server.transact import NewFiles, Outcome, read_manifest, recover, transact
-from bundler.spec import merge, versions
+from bundler.spec import merge
 from bundler.spec.live import Definitions, LiveManifest
 
 
@@ -202,27 +200,6 @@ def _converge(bundle: Bundle, plan: ApplyPlan, timeout: float, restarts: dict[st
                     current=(plan.live, plan.manifest), release=release)
 
 
-def _runs_here(bundle: Bundle, patch: PatchRecord, name: str) -> Platform | None:
-    """Refuse a release this server cannot run (another architecture, an older glibc than its
-    files need); else what .bundler/platform says once it is installed."""
-    if not patch.platform:
-        return None  # the build that made the patch could not read its own
-    try:
-        release = Platform.parse(patch.platform)
-    except ValueError as exc:
-        raise BundlerError(f"refusing {name}: its platform record is damaged ({exc}); nothing "
-                           "was changed") from None
-    need, have = elf.parse_version(release.glibc), elf.host_glibc()
-    if release.machine != platform.machine() or (have and need > have):
-        raise BundlerError(f"refusing {name}: the release needs {release.machine} with glibc "
-                           f"{release.glibc} or newer, and this server is {platform.machine()} with "
-                           f"glibc {'.'.join(map(str, have)) or 'unknown'}; nothing was changed")
-    current = Platform.read(bundle.platform)
-    if current is not None and elf.parse_version(current.glibc) > need:
-        release = dataclasses.replace(release, glibc=current.glibc)  # files the patch kept
-    return release
-
-
 # Tables a patch leaves as they are: they configure supervisord and the monitor as started.
 NOT_PATCHED = ("supervisor", "metrics", "alerts")
 
@@ -267,7 +244,7 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
     The staged files are made to name this bundle's path, and the records that change with them
     (the manifest, checksums.json, relocate.json) are staged beside them."""
     patch = incoming.patch
-    runs = _runs_here(bundle, patch, incoming.source.name)
+    runs = admission.runs_here(bundle, patch, incoming.source.name)
     reloc = Relocation.read(bundle.relocation)
     differ, conflicts = _check_paths(bundle, patch, reloc)
     after = _relocation_after(reloc, patch)
@@ -279,7 +256,7 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
     except BundlerError as exc:
         raise BundlerError(f"refusing the patch: {exc}; nothing was changed") from None
     if not allow_downgrade:
-        _moves_forward(bundle, incoming, here.spec.version, release.version, differ)
+        admission.moves_forward(bundle, incoming, here.spec.version, release.version, differ)
     _refuse_conflicts(bundle, patch, conflicts)
     for rel, meta in patch.files.items():  # what checksums.json will say of it, checked now
         if entries[rel] != meta.checksum:
@@ -304,37 +281,6 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
     touched = stale.touched(bundle, manifest, differ)  # what the server has otherwise
     return ApplyPlan(moves, merged, defaults, notes, live, manifest,
                      here.text, touched)
-
-
-def _moves_forward(bundle: Bundle, incoming: Incoming, installed: str, version: str,
-                   differ: list[str]) -> None:
-    """Refuse a release older than the one installed, or of its version with other content (a
-    replay, or two builds given one name)."""
-    name = incoming.source.name
-    order = versions.compare(version, installed)
-    way = "; nothing was changed (--allow-downgrade installs it all the same)"
-    if order is None:
-        raise BundlerError(f"refusing {name}: release {version} and the installed {installed} "
-                           f"cannot be ordered (write versions as numbers: 2026.12.1, 1.4.0){way}")
-    if order < 0:
-        raise BundlerError(f"refusing {name}: it is release {version}, older than the "
-                           f"installed {installed}{way}")
-    if order > 0:
-        return
-    recorded = Release.read(bundle.release_record)
-    other = recorded is not None and recorded.manifest != incoming.patch.manifest \
-        and _version_of(recorded.manifest) == version  # (not a release installed files-only)
-    if differ or other:
-        raise BundlerError(f"refusing {name}: it is release {version}, as installed, but with "
-                           f"other content ({len(differ)} file(s) differ): a new release needs a "
-                           f"new version (bundler version --bump patch){way}")
-
-
-def _version_of(manifest: str) -> str | None:
-    try:
-        return LiveManifest.parse(manifest, Path("release.toml")).version
-    except BundlerError:
-        return None
 
 
 def _check_paths(bundle: Bundle, patch: PatchRecord, reloc: Relocation
