@@ -33,7 +33,8 @@ def process(row: ServiceRow) -> Doc:
             "health": row.health, "health_since": row.health_since or None,
             "health_reason": row.health_reason or None, "restarts": row.restarts,
             "cpu_percent": None if row.cpu_percent is None else round(row.cpu_percent, 2),
-            "rss": row.rss, "stale": row.stale or None}
+            "rss": row.rss, "stale": row.stale or None,
+            "stopped_by": row.stopped_by or None}
 
 
 def status(root: Path, running: bool, rows: list[ServiceRow],

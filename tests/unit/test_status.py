@@ -157,7 +157,7 @@ def test_status_json_adds_keys_and_keeps_the_old_ones(tmp_path: Path) -> None:
     old = {"name", "service", "group", "state", "pid", "uptime", "python", "python_version",
            "code", "autostart"}
     assert set(process) == old | {"health", "health_since", "health_reason", "restarts",
-                                  "cpu_percent", "rss", "stale"}
+                                  "cpu_percent", "rss", "stale", "stopped_by"}
     assert (process["health"], process["restarts"], process["cpu_percent"], process["rss"]) == \
         ("failing", 2, 1.23, 5 << 20)
     assert doc["version"] == "3" and doc["release"]["by"] == "rel"
