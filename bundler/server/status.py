@@ -123,7 +123,7 @@ def live_rows(rows: list[ServiceRow], processes: list[Process],
     `probes` (the monitor's record; None when the monitor is not running), its restarts, from
     `starts` (supervisord's count; None when it keeps none), and its CPU and memory."""
     found = []
-    for r, p in zip(rows, processes, strict=True):
+    for r, p in zip(rows, processes):  # as many (no strict=: servers run Python 3.9)
         probe = (probes or {}).get(r.process)
         health = r.health
         if probe is None or probe.pid != p.pid or p.state != RUNNING or health == NO_PROBE:
