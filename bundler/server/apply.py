@@ -98,7 +98,7 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
         live, here = read_manifest(bundle)
         with _incoming_folder(bundle) as folder:
             incoming = unpack(bundle, source, folder, here.spec.name)
-            plan = _plan(bundle, incoming, live, here, prefer, allow_downgrade)
+            plan = _plan(bundle, incoming, live, here, prefer, allow_downgrade, files_only)
             patch = incoming.patch
             applied = Applied(len(patch.files) + len(patch.links), len(patch.remove),
                               plan.live.version, plan.merged, plan.site, plan.notes)
@@ -126,12 +126,14 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
             _undo(bundle)
             raise BundlerError(f"{source.name}: nothing was changed (its files were taken out "
                                f"again): {exc}") from exc
+        except BaseException:  # a full disk, a lost supervisord, Ctrl-C: undone all the same
+            _undo(bundle)
+            raise
         if outcome.failed:
             history.stamp(bundle, [HistoryEntry("apply", "rolled back", installed=installed)])
         else:
             filemoves.finish(bundle)
             stale.record(bundle, plan.touched, since)
-            Release(patch.manifest).write(bundle.release_record, PRIVATE)  # environments: private
             history.stamp(bundle, [HistoryEntry("apply", "ok", installed=installed)])
     moved = {e.change.service for e in entries if e.change is not None}
     return dataclasses.replace(applied, outcome=outcome, entries=entries, restarts={
@@ -239,7 +241,7 @@ def _definitions(manifest: LiveManifest, what: str) -> Definitions:
 
 
 def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest,
-          prefer: str | None, allow_downgrade: bool) -> ApplyPlan:
+          prefer: str | None, allow_downgrade: bool, files_only: bool = False) -> ApplyPlan:
     """Everything the patch will do, checked against the bundle; raises before anything changes.
     The staged files are made to name this bundle's path, and the records that change with them
     (the manifest, checksums.json, relocate.json) are staged beside them."""
@@ -265,6 +267,9 @@ def _plan(bundle: Bundle, incoming: Incoming, live: LiveManifest, here: Manifest
     generated = _records(bundle, patch, manifest.text, after)
     if runs is not None:
         generated[str(bundle.platform.relative_to(bundle.root))] = runs.text()
+    if not files_only:  # the base of the next apply's merge, kept with the files (or undone)
+        generated[str(bundle.release_record.relative_to(bundle.root))] = \
+            Release(patch.manifest).text()
     for rel, text in generated.items():
         _stage_record(incoming.files / rel, text, bundle.root / rel)
     defaults = site.changes(bundle, patch.site)
@@ -328,14 +333,15 @@ def _refuse_conflicts(bundle: Bundle, patch: PatchRecord, conflicts: list[str]) 
 
 
 def _stage_record(staged: Path, text: str, replaces: Path) -> None:
-    """Stage a record with the mode and owner of the file it replaces: bundle.toml stays
-    private, in the group bin/start gave it."""
+    """Stage a record with the mode and owner of the file it replaces (a new one private: the
+    release's manifest holds environments): bundle.toml stays private, in the group bin/start
+    gave it."""
     staged.parent.mkdir(parents=True, exist_ok=True)
     try:
         st: os.stat_result | None = replaces.stat()
     except FileNotFoundError:
         st = None
-    write_atomic(staged, text, st.st_mode & 0o7777 if st is not None else 0o644)
+    write_atomic(staged, text, st.st_mode & 0o7777 if st is not None else PRIVATE)
     if st is not None and os.geteuid() == 0:
         os.chown(staged, st.st_uid, st.st_gid)
 

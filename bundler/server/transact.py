@@ -132,24 +132,27 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     files, groups = _plan_files(bundle, old, new)
     sup = connect(bundle, timeout=max(timeout, 60.0))
     live_sup = sup.alive()
-    restarts = sorted(release.restarts(new, sup.processes() if live_sup else [])) \
-        if release is not None else []
+    running = sup.processes() if live_sup else []
+    restarts = sorted(release.restarts(new, running)) if release is not None else []
     groups = sorted({*groups, *_groups_of(new, restarts)})
     probed = _probes_changed(old, new)
     if not files and not restarts:
         return Outcome(live_sup, []), _stamp(bundle, op, changes, "unchanged")
     journal = TransactionJournal(old.text if release is None else release.manifest,
-                                 _old_files(bundle, files), groups, restarts)
+                                 _old_files(bundle, files), groups, restarts, release is not None)
     journal.write(bundle.transaction, PRIVATE)  # the manifest holds the services' environments
     _write_files(bundle, new.text, files)
     failed: list[Failure] = []
     if live_sup:
         gate = health_gate(bundle, new)
         failed = _update(sup, groups, timeout, gate, _forced(new, restarts)) \
-            or _gate_running(sup, new, probed, groups, timeout, gate)
+            or _gate_running(sup, new, probed, {p.full_name: p.pid for p in running}, timeout,
+                             gate)
     if failed:
         _restore(bundle, sup if live_sup else None)
     else:
+        if release is not None:  # the commit point: the release's files are kept, then this
+            filemoves.finish(bundle)
         bundle.transaction.unlink()
     result = "rolled back" if failed else "ok" if live_sup else "config only"
     return Outcome(live_sup, failed), _stamp(bundle, op, changes, result)
@@ -180,17 +183,17 @@ def _probes_changed(old: Manifest, new: Manifest) -> set[str]:
             and (name not in before or before[name].health != s.health)}
 
 
-def _gate_running(sup: Supervisor, manifest: Manifest, services: set[str], updated: list[str],
-                  timeout: float, gate: Gate) -> list[Failure]:
-    """A new health probe must pass on the processes that run on (those of `updated` groups
-    were gated as they started)."""
+def _gate_running(sup: Supervisor, manifest: Manifest, services: set[str],
+                  before: Mapping[str, int], timeout: float, gate: Gate) -> list[Failure]:
+    """A new health probe must pass on the processes that run on: those whose pid is still the
+    one they had `before` the change (the others were gated as they started)."""
     if not services:
         return []
     specs = manifest.spec.services
     deadline = time.monotonic() + timeout
     failed = []
     for process in sup.processes():
-        if process.group in updated or process.state != RUNNING \
+        if before.get(process.full_name) != process.pid or process.state != RUNNING \
                 or process.service(specs) not in services:
             continue
         why = gate(process, deadline)
@@ -269,16 +272,18 @@ class TransactionJournal(Record):
     files: Mapping[str, str | None]
     groups: list[str]
     restarts: list[str] = dataclasses.field(default_factory=list)  # restarted for their files
+    apply: bool = False  # an apply's: done once its files are kept (filemoves.finish)
 
     def text(self) -> str:
         return json.dumps({"manifest": self.manifest, "files": dict(self.files),
-                           "groups": self.groups, "restarts": self.restarts}, indent=1)
+                           "groups": self.groups, "restarts": self.restarts,
+                           "apply": self.apply}, indent=1)
 
     @classmethod
     def parse(cls, text: str) -> TransactionJournal:
         raw = json.loads(text)
         return cls(str(raw["manifest"]), dict(raw["files"]), list(raw["groups"]),
-                   list(raw.get("restarts", [])))
+                   list(raw.get("restarts", [])), bool(raw.get("apply", False)))
 
 
 def _old_files(bundle: Bundle, files: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -313,6 +318,9 @@ def recover(bundle: Bundle) -> bool:
     undone = filemoves.undo(bundle)
     if not bundle.transaction.exists():
         return undone
+    if not undone and TransactionJournal.read(bundle.transaction).apply:
+        bundle.transaction.unlink()  # killed past its commit point: the apply is done
+        return False
     sup = connect(bundle, timeout=60.0)
     _restore(bundle, sup if sup.alive() else None)
     return True

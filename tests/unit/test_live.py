@@ -264,7 +264,7 @@ def test_what_a_change_would_write_is_what_is_checked(tiny: Bundle, tmp_path: Pa
     assert files_of(tiny.root) == before
 
 
-def test_an_apply_killed_while_the_services_converge_is_undone_whole_by_the_next_command(
+def test_an_apply_stopped_while_the_services_converge_is_undone_whole(
         tiny: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bundler.server import transact
 
@@ -273,7 +273,6 @@ def test_an_apply_killed_while_the_services_converge_is_undone_whole_by_the_next
     tiny.release_record.write_text(MANIFEST)
     tiny.manifest.chmod(0o640)
     before = files_of(tiny.root)
-    real_connect = transact.connect
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # as if stopped while the services converge
@@ -281,10 +280,24 @@ def test_an_apply_killed_while_the_services_converge_is_undone_whole_by_the_next
     monkeypatch.setattr(transact, "connect", killed)
     with pytest.raises(KeyboardInterrupt):
         apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2))
-    assert (tiny.manifest.stat().st_mode & 0o777) == 0o640  # the release's, staged like ours
-    assert (tiny.root / "app_v2" / "web.py").exists() and tiny.apply_journal.exists()
-    monkeypatch.setattr(transact, "connect", real_connect)
-    with tiny.locked():
-        assert transact.recover(tiny)
     assert files_of(tiny.root) == before and (tiny.manifest.stat().st_mode & 0o777) == 0o640
-    assert history.history(tiny) == []  # no release was installed
+    assert not tiny.apply_journal.exists() and history.history(tiny) == []
+
+
+def test_a_journal_left_past_the_commit_point_keeps_the_apply(
+        tiny: Bundle, tmp_path: Path) -> None:
+    """Killed after the release's files were kept but before its transaction journal went: the
+    next command keeps the release (its files, manifest and release record), not the journal's
+    manifest of before."""
+    from bundler.server import transact
+
+    (tiny.root / "bin").mkdir()
+    (tiny.root / "bin" / "python3").touch()
+    tiny.release_record.write_text(MANIFEST)
+    apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=RELEASE_2))
+    after = files_of(tiny.root)
+    transact.TransactionJournal(MANIFEST, {}, [], [], apply=True).write(tiny.transaction)
+    with tiny.locked():
+        assert not transact.recover(tiny)
+    assert files_of(tiny.root) == after and not tiny.transaction.exists()
+    assert tiny.release_record.read_text() == RELEASE_2
