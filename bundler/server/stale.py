@@ -6,9 +6,10 @@ says so: after `apply --files-only`, or a restart that was refused).
 
 Whose is a file: a code version's folder is that version's; envs/NAME/ is interpreter NAME's; the
 base interpreter owns bin/python* and lib/ (its standard library and site-packages). A change to
-the base's own Python (not its site-packages) also concerns the virtualenvs made from it, which
-use its standard library. Bundler's own package, in the base's site-packages, concerns bundler's
-monitor only: no service imports it.
+an interpreter's own Python (not its site-packages) also concerns the virtualenvs made on it
+(`virtualenv = NAME`), which use its standard library. The monitor runs on the base: any change
+of the base's files concerns it; bundler's own package there concerns the monitor alone (no
+service imports it).
 """
 
 from __future__ import annotations
@@ -43,38 +44,44 @@ def touched(bundle: Bundle, manifest: Manifest, rels: Iterable[str]) -> Touched:
     """Whose files the paths `rels` (relative to the bundle root) are."""
     layout, build = bundle.layout, manifest.build
     code_dirs = {name: c.folder.rstrip("/") + "/" for name, c in build.code.items()}
-    envs = {name: i.folder.rstrip("/") + "/" for name, i in build.interpreters.items()
-            if i.folder not in (".", "")}
-    base = next((n for n, i in build.interpreters.items() if i.folder in (".", "")), None)
+    folders = {name: "" if i.folder in (".", "") else i.folder.rstrip("/") + "/"
+               for name, i in build.interpreters.items()}
     code: set[str] = set()
     interpreters: set[str] = set()
-    stdlib = tool = False
+    own_python: set[str] = set()  # interpreters whose Python itself changed (not site-packages)
+    tool = False
     for rel in rels:
         owner = next((n for n, d in code_dirs.items() if rel.startswith(d)), None)
         if owner is not None:
             code.add(owner)
             continue
-        owner = next((n for n, d in envs.items() if rel.startswith(d)), None)
-        if owner is not None:
-            interpreters.add(owner)
-            continue
-        if base is None or rel.startswith(layout.envs + "/"):
-            continue
-        if rel.startswith("bin/python"):
-            interpreters.add(base)
-            stdlib = True
-        elif rel.startswith(("lib/", "lib64/")):
-            inside = rel.split("/site-packages/", 1)
-            if len(inside) == 1:
-                interpreters.add(base)
-                stdlib = True
-            elif inside[1].startswith(_TOOL):
-                tool = True
-            else:
-                interpreters.add(base)
-    if stdlib:  # the virtualenvs made from the base use its standard library
-        interpreters.update(n for n, d in envs.items() if (bundle.root / d / "pyvenv.cfg").exists())
-    return Touched(frozenset(code), frozenset(interpreters), tool or stdlib)
+        owner = next((n for n, d in folders.items() if d and rel.startswith(d)), None)
+        base = owner is None
+        if owner is None:
+            owner = next((n for n, d in folders.items() if not d), None)
+            if owner is None or rel.startswith(layout.envs + "/"):
+                continue
+        inside = rel[len(folders[owner]):]
+        if not inside.startswith(("bin/python", "lib/", "lib64/")) and base:
+            continue  # the bundle's own bin/start, bin/bundler, etc/ ...
+        in_site = inside.split("/site-packages/", 1)
+        if base and len(in_site) == 2:
+            tool = True  # the monitor runs on the base, with its site-packages
+            if in_site[1].startswith(_TOOL):
+                continue  # bundler's own package: no service imports it
+        interpreters.add(owner)
+        if len(in_site) == 1 and not inside.startswith("bin/") or inside.startswith("bin/python"):
+            own_python.add(owner)
+    parents = {n: i.virtualenv for n, i in manifest.spec.interpreters.items() if i.virtualenv}
+    grown = True
+    while grown:  # a virtualenv uses the standard library of the interpreter it sits on
+        made = {n for n, parent in parents.items() if parent in own_python} - own_python
+        own_python |= made
+        interpreters |= made
+        grown = bool(made)
+    base_name = next((n for n, d in folders.items() if not d), None)
+    return Touched(frozenset(code), frozenset(interpreters),
+                   tool or (base_name is not None and base_name in own_python))
 
 
 def reasons(manifest: Manifest, what: Touched) -> dict[str, str]:

@@ -12,6 +12,8 @@ TWO = MANIFEST.replace("[build.interpreters.base]", '''[envs.venv]
 virtualenv = "base"
 [envs.other]
 python = "/opt/py"
+[envs.onother]
+virtualenv = "other"
 [code.v2]
 path = "src2"
 [services.api]
@@ -30,6 +32,10 @@ python_version = "3.11"
 folder = "envs/other"
 python = "envs/other/bin/python3"
 python_version = "3.11"
+[build.interpreters.onother]
+folder = "envs/onother"
+python = "envs/onother/bin/python"
+python_version = "3.11"
 [build.code.v2]
 folder = "app_v2"
 [build.interpreters.base]''')
@@ -45,10 +51,11 @@ def _manifest(tiny: Bundle) -> Manifest:
 def test_each_path_belongs_to_its_code_version_or_interpreter(tiny: Bundle) -> None:
     manifest = _manifest(tiny)
     assert stale.touched(tiny, manifest, ["app_v1/web.py", "envs/other/lib/x.py"]) == \
-        stale.Touched(frozenset({"v1"}), frozenset({"other"}))
+        stale.Touched(frozenset({"v1"}), frozenset({"other", "onother"}))
     # the base's site-packages: its services only; bundler's own package: the monitor only
     site = "lib/python3.11/site-packages"
-    assert stale.touched(tiny, manifest, [f"{site}/flask/app.py"]).interpreters == {"base"}
+    flask = stale.touched(tiny, manifest, [f"{site}/flask/app.py"])
+    assert flask.interpreters == {"base"} and flask.tool  # the monitor runs on the base
     tool = stale.touched(tiny, manifest, [f"{site}/bundler/cli/bundle.py",
                                           f"{site}/offline_bundler-2.dist-info/RECORD"])
     assert tool == stale.Touched(tool=True)
@@ -57,6 +64,12 @@ def test_each_path_belongs_to_its_code_version_or_interpreter(tiny: Bundle) -> N
         {"base", "venv"}
     assert stale.touched(tiny, manifest, ["bin/start", "etc/app/x.toml", ".bundler/p"]) == \
         stale.Touched()
+    # a virtualenv follows the Python it sits on, whichever it is; not its site-packages
+    assert stale.touched(tiny, manifest, ["envs/other/lib/python3.11/os.py"]).interpreters == \
+        {"other", "onother"}
+    assert stale.touched(tiny, manifest, ["envs/other/lib/python3.11/site-packages/a.py"]
+                         ).interpreters == {"other"}
+    assert stale.touched(tiny, manifest, ["app_v10/x.py", "envs/otherx/x"]) == stale.Touched()
 
 
 def test_a_service_restarts_for_its_code_or_its_interpreter(tiny: Bundle) -> None:
