@@ -68,7 +68,7 @@ class BundlerNamespace:
         if new is None and group is None:
             raise RPCError(Faults.BAD_NAME, name)
         if new is not None:
-            _hold(new.process_configs, self._stopped())
+            _hold(new.process_configs, self._stopped(), new.name)
         old = {c.name: c for c in group.config.process_configs} if group is not None else {}
         fresh = {c.name: c for c in new.process_configs} if new is not None else {}
         diff = {"added": [n for n in fresh if n not in old],
@@ -133,7 +133,7 @@ class BundlerNamespace:
         autostart off for theirs, as configured for the others."""
         stopped = self._stopped()
         for group in self.supervisord.process_groups.values():
-            _hold(group.config.process_configs, stopped)
+            _hold(group.config.process_configs, stopped, group.config.name)
         return True
 
     def _stopped(self) -> Stopped:
@@ -150,11 +150,11 @@ def _successor(config: Any, group: Any, old: Any) -> Any:
     return process
 
 
-def _hold(configs: list[Any], stopped: Stopped) -> None:
+def _hold(configs: list[Any], stopped: Stopped, group: str) -> None:
     for config in configs:
         if not hasattr(config, "_bundler_autostart"):
             config._bundler_autostart = config.autostart  # as its file says
-        config.autostart = config._bundler_autostart and not stopped.holds(config.name)
+        config.autostart = config._bundler_autostart and not stopped.holds(config.name, group)
 
 
 def _count_starts(supervisord: Any) -> Counter[str]:

@@ -50,13 +50,16 @@ class Stopped(Record):
         try:
             with open(path, encoding="utf-8") as f:
                 return cls.parse(f.read())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls()
 
-    def holds(self, process: str) -> bool:
-        """Whether supervisor's process `process` runs a stopped service: the service's name,
-        or <service>_NN, a process of a numprocs service."""
+    def holds(self, process: str, group: str = "") -> bool:
+        """Whether supervisor's process `process` (of group `group`) runs a stopped service: the
+        service's name, or <service>_NN, a process of a numprocs service (render.py's names);
+        a process named as its own group is a service of its own (api_01 is not api's)."""
         if process in self.services:
             return True
+        if process == group:
+            return False
         service, _, number = process.rpartition("_")
-        return number.isdigit() and service in self.services
+        return len(number) == 2 and number.isdigit() and service in self.services

@@ -27,6 +27,9 @@ def test_the_stopped_services_are_a_record_and_name_their_processes(tiny: Bundle
     assert stopped.services["web"].describe() == "by ops at 2026-05-01T10:00:00Z"
     assert [stopped.holds(p) for p in ("web", "web_00", "web_12", "webx", "web_x", "job")] == \
         [True, True, True, False, False, False]
+    # services named like another's processes are their own (a group of their own name)
+    assert not stopped.holds("web_2") and not stopped.holds("web_01", "web_01")
+    assert stopped.holds("web_01", "web")
     tiny.stopped.write_text("{not json")
     assert Stopped.load(tiny.stopped) == Stopped()  # unreadable: nothing held, nothing breaks
 
@@ -36,7 +39,7 @@ def test_supervisords_extension_turns_autostart_off_for_stopped_services_only(
     (tmp_path / META).mkdir()
     configs = [SimpleNamespace(name=n, autostart=a)
                for n, a in (("web_00", True), ("web_01", True), ("job", False), ("api", True))]
-    group = SimpleNamespace(config=SimpleNamespace(process_configs=configs))
+    group = SimpleNamespace(config=SimpleNamespace(process_configs=configs, name="web"))
     supervisord = SimpleNamespace(options=SimpleNamespace(directory=str(tmp_path)),
                                   process_groups={"g": group})
     namespace = supervisor_rpc.BundlerNamespace(supervisord)
