@@ -59,7 +59,10 @@ def strip_debug(path: Path) -> int:
     could not be done safely."""
     with open(path, "rb") as f:
         data = f.read()
-    stripped = stripped_bytes(data)
+    try:
+        stripped = stripped_bytes(data)
+    except (struct.error, ValueError, OverflowError, MemoryError, KeyError, IndexError):
+        return 0  # a malformed file (a wheel may ship anything): left as it is
     if stripped is None:
         return 0
     write_atomic(path, stripped)

@@ -130,3 +130,10 @@ def test_an_interpreters_elf_files_are_found_under_bin_and_lib(tmp_path: Path) -
     found = sorted(p.relative_to(root).as_posix() for p in debuginfo.interpreter_elf_files(root))
     assert found == ["bin/python3.11", "lib/libpython3.11.so.1.0", "lib/python3.11/lib-dynload/_x.so"]
     assert debuginfo.strip_tree(debuginfo.interpreter_elf_files(root))[0] == 3
+
+
+def test_a_malformed_elf_file_is_left_as_it_is(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.so"
+    bad.write_bytes(b"\x7fELF\x02\x01\x01" + b"\xff" * 57 + b"\x00" * 8)
+    assert debuginfo.strip_debug(bad) == 0
+    assert bad.read_bytes()[:4] == b"\x7fELF"
