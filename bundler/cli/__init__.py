@@ -66,7 +66,7 @@ SHORT_HELP = {  # one line each in `bundler --help`
     "stop": "Stop supervisord and every process, or one service.",
     "restart": "Restart a service or group, a process at a time.",
     "run": "Run a command as a process of a service would.",
-    "status": "Show the release, and each process: state, health, CPU, memory.",
+    "status": "Release, and per process: state, health, CPU, memory.",
     "logs": "Show (and follow) the logs of services, a group, or all.",
     "rollback": "Undo a service's last change (or go back to one).",
     "history": "List the changes made to this bundle.",
