@@ -94,7 +94,7 @@ def reasons(manifest: Manifest, what: Touched) -> dict[str, str]:
         if why:
             found[name] = ", ".join(why)
     if what.tool and manifest.spec.monitored:
-        found[MONITOR] = "bundler's own files changed"
+        found[MONITOR] = "files of the base changed (bundler's monitor runs on it)"
     return found
 
 

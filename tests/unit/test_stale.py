@@ -78,7 +78,8 @@ def test_a_service_restarts_for_its_code_or_its_interpreter(tiny: Bundle) -> Non
     reasons = stale.reasons(manifest, what)
     assert reasons == {"web": "files of interpreter base changed",
                        "api": "files of code v2 changed", "tool": "files of code v2 changed",
-                       **({MONITOR: "bundler's own files changed"} if manifest.spec.monitored
+                       **({MONITOR: "files of the base changed (bundler's monitor runs on it)"}
+                          if manifest.spec.monitored
                           else {})}
 
 
