@@ -369,7 +369,12 @@ def forget_paths(dest: Path, moves: list[tuple[Path, Path]]) -> None:
     bytes may be shared with other strings (the linker merges string tails: PY_VERSION "3.11.7"
     can be the end of "/opt/python/3.11.7")."""
     needles = [(os.fsencode(old), os.fsencode(new)) for old, new in moves]
-    for folder, _, files in os.walk(dest):
+    # the copy's own folders only: the base's `dest` is the bundle's root, whose envs/ are made
+    # (and their files replaced) at the same time
+    tops = [dest / name for name in ("bin", "lib", "lib64", "include", "share")] \
+        if (dest / "bin").is_dir() else [dest]
+    for folder, _, files in (entry for top in tops if top.is_dir() and not top.is_symlink()
+                             for entry in os.walk(top)):
         for name in files:
             path = Path(folder, name)
             if path.is_symlink() or path.suffix == ".pyc":
