@@ -20,3 +20,16 @@ def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop(cache.ENV, None)
     else:
         os.environ[cache.ENV] = before
+
+
+# The property tests (tests/unit/test_properties_*.py) are bounded in examples and in time, and
+# keep no example database: a run is the same on CI and on a fresh clone.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test dependency; without it those modules skip
+    pass
+else:
+    settings.register_profile(
+        "bundler", max_examples=150, deadline=None, database=None, derandomize=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    settings.load_profile("bundler")
