@@ -72,7 +72,9 @@ def test_add_code_checks_its_folder_or_ref_and_remove_code_what_no_service_runs(
     project = tmp_path / "box"
     spec = project / "bundle.toml"
     before = spec.read_text()
+    (project / "conf").symlink_to("/etc")
     for args, said in [(["--path", "nope"], f"code v2: path {project}/nope is not a folder"),
+                       (["--path", "conf"], f"code v2: path {project}/conf is a link to /etc"),
                        (["--git", ".", "--ref", "v9"], f"code v2: {project} has no commit 'v9'"),
                        (["--git", "https://example.invalid/r.git"], "is a remote")]:
         result = CliRunner().invoke(cli, ["-C", str(project), "add-code", "v2", *args])
