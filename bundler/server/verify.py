@@ -5,10 +5,10 @@ it needs to run on another machine? Integrity (bundle/integrity.py) and portabil
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bundler.bundle import integrity, signing
+from bundler.bundle import integrity, links, signing
 from bundler.bundle.safetree import extract
 from bundler.bundle.tree import Bundle, open_bundle
 from bundler.errors import BundlerError
@@ -22,17 +22,19 @@ class Verdict:
     portability: portability.Report
     signature: str = "signature none"
     signature_problem: str | None = None
+    links_out: dict[str, str] = field(default_factory=dict)  # link -> its target, where it leaves
 
     def lines(self) -> list[str]:
         report = self.integrity
-        out = [f"{title:<8} {path}" for title, paths in (("changed", report.changed),
+        out = [f"{title:<8} {_shown(path)}" for title, paths in (("changed", report.changed),
                                                           ("missing", report.missing),
                                                           ("added", report.added))
                for path in paths]
         out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
                    f"{report.checked} files as built"
                    + (f", {report.differ} differ" if report.differ else ""))
-        return [*out, self.signature, *self.portability.lines()]
+        links = [f"link      {_shown(rel)} -> {_shown(where)}" for rel, where in self.links_out.items()]
+        return [*out, *links, self.signature, *self.portability.lines()]
 
     def problems(self) -> list[str]:
         differ, port = self.integrity.differ, self.portability
@@ -42,7 +44,9 @@ class Verdict:
             ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
             ([f"it needs glibc {'.'.join(map(str, port.glibc))}, above its floor "
               f"{port.platform.floor if port.platform else ''}"] if port.above_floor else []) + \
-            ([self.signature_problem] if self.signature_problem else [])
+            ([self.signature_problem] if self.signature_problem else []) + \
+            ([f"{len(self.links_out)} link(s) lead out of the bundle or their code folder"]
+             if self.links_out else [])
 
 
 def verify(target: Path | None) -> Verdict:
@@ -60,7 +64,13 @@ def verify(target: Path | None) -> Verdict:
 
 
 def _check(bundle: Bundle, name: str) -> Verdict:
-    return Verdict(name, integrity.verify(bundle), portability.check(bundle), *_signature(bundle))
+    return Verdict(name, integrity.verify(bundle), portability.check(bundle), *_signature(bundle),
+                   links_out=links.leading_out(bundle))
+
+
+def _shown(text: str) -> str:
+    """A path as the terminal may show it: escaped when it has control characters or no UTF-8."""
+    return text if text.isprintable() else repr(text)
 
 
 def _signature(bundle: Bundle) -> tuple[str, str | None]:
