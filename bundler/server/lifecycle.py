@@ -21,6 +21,7 @@ from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.runner import call
+from bundler.server import identity
 from bundler.server.supervisor import (
     BACKOFF,
     RUNNING,
@@ -31,6 +32,8 @@ from bundler.server.supervisor import (
     Supervisor,
     choose_socket,
     connect,
+    recorded_socket,
+    release_socket_folder,
     waiting_for,
 )
 from bundler.server.systemd import managing_unit
@@ -127,7 +130,10 @@ def _run_secret(path: Path, owner: int, make: Callable[[], str]) -> str:
 
 
 def _marker(bundle: Bundle) -> tuple[bytes, int] | None:
-    """What a process of this bundle carries in its environment, and the user it runs as."""
+    """What a process of this bundle carries in its environment, and the user it runs as
+    (None when run/ was made for another root: a copy's run/ names the original's token)."""
+    if not identity.ours(bundle):
+        return None
     try:
         owner = bundle.run_token.stat().st_uid
         return f"{TOKEN_VAR}={bundle.run_token.read_text().strip()}\0".encode(), owner
@@ -223,8 +229,10 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
 
 def _prepare(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
     """supervisord's command line and environment; records the socket it will use."""
+    if identity.claim(bundle):
+        progress.log("run/ was made for another bundle (this one is a copy of it): this one "
+                     "gets its own token and socket")
     socket_path = choose_socket(bundle.root, bundle.run_dir)
-    bundle.run_dir.mkdir(exist_ok=True)
     SocketPath(socket_path).write(bundle.socket_record)
     env = supervisord_env(bundle, socket_path)
     _privileges(bundle, Manifest.read(bundle.manifest).spec.supervisor, env)
@@ -269,10 +277,13 @@ def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
         if unit is not None:
             raise BundlerError(f"supervisord runs under systemd: stop it with `systemctl stop {unit}`"
                                " (systemd would start it again after bin/stop)")
+        socket_path = recorded_socket(bundle)
+        sup = connect(bundle)
+        if sup.alive():  # it serves this root (a copy's run/ may name the original's socket)
+            served = sup.pid()
+            sup.shutdown()
+            _wait_gone([served], timeout)
         if pid is not None:
-            sup = connect(bundle)
-            if sup.alive():
-                sup.shutdown()
             _wait_gone([pid], timeout)
         leftovers = bundle_processes(bundle)
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -287,6 +298,7 @@ def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
         if leftovers:
             raise BundlerError(f"processes {leftovers} of this bundle survived SIGKILL")
         bundle.pidfile.unlink(missing_ok=True)
+        release_socket_folder(socket_path)
     return leftovers
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import tomlkit
@@ -229,6 +230,36 @@ def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> Non
     assert _code(running, "worker") == "v1"
     assert running.report("worker")["code"] == "v1"
     assert running.states()["sam:worker"][0] == "RUNNING"
+
+
+def test_a_copy_of_a_started_bundle_never_reaches_the_original(running: Bundle,
+                                                               tmp_path: Path) -> None:
+    before = running.states()
+    token = (running.root / "run" / "token").read_bytes()
+    copy = Bundle(tmp_path / "cp")
+    subprocess.run(["cp", "-a", str(running.root), str(copy.root)], check=True)
+    try:
+        status = copy.cli("status")
+        assert status.returncode == 3 and "supervisord is not running" in status.stderr, \
+            status.stdout + status.stderr
+        stopped = copy.stop()
+        assert stopped.returncode == 0, stopped.stderr
+        assert running.states() == before  # the same pids, all still running
+        # the copy's run/ said to be its own, its record naming the original's socket still: the
+        # supervisord that answers there says it serves another root, and is left alone
+        root = os.stat(copy.root)
+        (copy.root / "run" / "root").write_text(f"{root.st_dev} {root.st_ino} {copy.root}\n")
+        (copy.root / "run" / "token").unlink()
+        assert (copy.root / "run" / "socket.path").read_text() == \
+            (running.root / "run" / "socket.path").read_text()
+        assert copy.cli("status").returncode == 3
+        assert copy.stop().returncode == 0
+        assert running.states() == before
+        assert (running.root / "run" / "token").read_bytes() == token
+        status = running.cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        copy.finish()
 
 
 def test_logs_of_every_process(running: Bundle) -> None:
