@@ -89,6 +89,12 @@ class Bundle:
         return self.run_dir / "http-password"
 
     @property
+    def http_section(self) -> Path:
+        """Supervisor's web server section, with the password's digest (supervisord.conf
+        includes it; bin/start writes it, mode 0600)."""
+        return self.run_dir / "http.ini"
+
+    @property
     def health_record(self) -> Path:
         """What the monitor's health probes last said of each process (bundle/health.py)."""
         return self.run_dir / "health.json"

@@ -20,6 +20,7 @@ from bundler.bundle.manifest import Manifest
 from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 from bundler.runner import call
 from bundler.server import identity
 from bundler.server.supervisor import (
@@ -38,12 +39,14 @@ from bundler.server.supervisor import (
 )
 from bundler.server.systemd import managing_unit
 from bundler.server.transact import recover
-from bundler.spec.model import Supervisord
+from bundler.spec.model import Listen, Supervisord
 
 ROOT_VAR = "BUNDLE_ROOT"
 TOKEN_VAR = "BUNDLER_TOKEN"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+# Where supervisord read the web server's password before run/http.ini (a config built then)
+_OLD_HTTP_VAR = "BUNDLER_HTTP_PASSWORD"
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
 # %-expansion or PYTHONPATH (':'-separated).
 _BAD_PATH_CHARS = ('"', "\\", "\n", "\r", "%", ":")
@@ -96,8 +99,22 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
                                f"(groupadd {settings.socket_group})") from exc
         env["BUNDLER_SOCKET_OWNER"] = str(uid)
     if settings.http:
-        env["BUNDLER_HTTP_PASSWORD"] = "{SHA}" + hashlib.sha1(
-            http_password(bundle, uid).encode()).hexdigest()
+        digest = "{SHA}" + hashlib.sha1(http_password(bundle, uid).encode()).hexdigest()
+        write_http_section(bundle, settings.http, digest, uid)
+        if f"%(ENV_{_OLD_HTTP_VAR})s" in bundle.conf.read_text(encoding="utf-8"):
+            env[_OLD_HTTP_VAR] = digest  # a config built by an older bundler reads it there
+
+
+def write_http_section(bundle: Bundle, http: Listen, digest: str, owner: int) -> None:
+    """run/http.ini, which etc/supervisord.conf includes: supervisor's web server, with the
+    digest of its password. Only `owner` reads it (mode 0600); no environment carries it (all
+    the services inherit supervisord's)."""
+    text = ("; Written by bin/start for [supervisor.http] in bundle.toml: do not edit.\n"
+            f"[inet_http_server]\nport={http.host}:{http.port}\nusername={http.username}\n"
+            f"password={digest}\n")
+    write_atomic(bundle.http_section, text, 0o600)
+    if os.geteuid() == 0:
+        os.chown(bundle.http_section, owner, -1)
 
 
 def http_password(bundle: Bundle, owner: int) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.server import systemd
+from bundler.server import lifecycle, systemd
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
 from bundler.server.monitor.listener import Monitor, listen
@@ -54,7 +56,6 @@ on = ["fatal"]
 def _options(root: Path, monkeypatch: pytest.MonkeyPatch) -> ServerOptions:
     monkeypatch.setenv("BUNDLER_SOCKET", str(root / "run" / "s.sock"))
     monkeypatch.setenv("BUNDLER_SOCKET_OWNER", "0")
-    monkeypatch.setenv("BUNDLER_HTTP_PASSWORD", "{SHA}abc")
     options = ServerOptions()
     options.configfile = str(root / "etc" / "supervisord.conf")
     options.process_config(do_usage=False)
@@ -66,6 +67,11 @@ def test_the_monitor_listener_and_the_servers_as_supervisor_reads_them(
     root = tmp_path / "box"
     spec = spec_with(WATCHED, tmp_path)
     Renderer(spec, load_layout(), PYTHONS).write(root)
+    assert spec.supervisor.http is not None
+    bundle = Bundle(root, load_layout())
+    lifecycle.write_http_section(bundle, spec.supervisor.http, "{SHA}abc", os.geteuid())
+    assert stat.S_IMODE(bundle.http_section.stat().st_mode) == 0o600
+    assert "{SHA}" not in (root / "etc" / "supervisord.conf").read_text()
     options = _options(root, monkeypatch)
     groups = {g.name: g for g in options.process_group_configs}
     monitor = groups["_monitor"]
