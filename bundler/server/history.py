@@ -62,7 +62,7 @@ class HistoryEntry(Record):
     installed, or the service it acted on without changing it (restart, stop, start, run)."""
 
     op: str
-    result: str                   # "ok", "config only", "rolled back", "failed", "started"
+    result: str  # "ok", "config only", "rolled back", "rollback failed", "failed", "started"
     change: ServiceChange | None = None  # ("unchanged" is not kept)
     installed: Installed | None = None
     at: str = ""
@@ -233,7 +233,7 @@ def last_release(bundle: Bundle) -> HistoryEntry | None:
             entry = HistoryEntry.parse(line)
         except ValueError:
             continue
-        if entry.installed is not None and entry.result != "rolled back":
+        if entry.installed is not None and entry.result not in ("rolled back", "rollback failed"):
             return entry
     return None
 

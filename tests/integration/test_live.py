@@ -262,6 +262,30 @@ def test_a_copy_of_a_started_bundle_never_reaches_the_original(running: Bundle,
         copy.finish()
 
 
+def test_a_rollback_that_does_not_bring_the_old_definition_back_says_so(running: Bundle) -> None:
+    before = _pids(running)
+    manifest = (running.root / "bundle.toml").read_bytes()
+    os.rename(running.root / "your_project_v3", running.root / "v3_elsewhere")  # svc3's code
+    proc = running.cli("switch", "svc3", "broken")
+    assert proc.returncode == 1
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: svc3 did not reach RUNNING"), proc.stderr
+    assert "the rollback failed" in error and "svc3 is FATAL" in error, error
+    assert "runs again" not in proc.stderr and "Traceback" not in proc.stderr
+    assert running.states()["svc3"][0] == "FATAL"
+    assert (running.root / "bundle.toml").read_bytes() == manifest  # the old files are back
+    last = _history(running)[-1]
+    assert (last["op"], last["result"]) == ("switch", "rollback failed")
+    assert "svc3 is FATAL" in last["detail"]
+    assert {k: v for k, v in _pids(running).items() if k != "svc3"} == \
+        {k: v for k, v in before.items() if k != "svc3"}
+    os.rename(running.root / "v3_elsewhere", running.root / "your_project_v3")
+    _fresh_report(running, "svc3")
+    again = running.cli("restart", "svc3")  # what the error says to do once it is fixed
+    assert again.returncode == 0, again.stderr
+    assert running.report("svc3")["code"] == "v3"
+
+
 def test_logs_of_every_process(running: Bundle) -> None:
     proc = running.cli("logs", "pool", "-n", "1")
     assert proc.returncode == 0, proc.stderr
