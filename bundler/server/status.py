@@ -21,6 +21,7 @@ from bundler.bundle.manifest import Manifest
 from bundler.bundle.stopped import Stopped
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.redact import redact
 from bundler.server import procfs, stale
 from bundler.server.history import last_release
 from bundler.server.supervisor import RUNNING, Process, Supervisor, connect, recorded_socket
@@ -133,7 +134,7 @@ def live_rows(rows: list[ServiceRow], processes: list[Process],
         used = procfs.usage(p.pid) if p.pid else None
         found.append(dataclasses.replace(
             r, health=health, health_since=probe.since if probe else "",
-            health_reason=probe.reason if probe else "",
+            health_reason=redact(probe.reason) if probe else "",
             restarts=max(starts.get(r.process, 0) - 1, 0) if starts is not None else None,
             cpu_percent=used.cpu_percent if used else None, rss=used.rss if used else None))
     return found

@@ -189,7 +189,7 @@ def _wait(predicate: Any) -> None:
 def test_alerts_are_retried_then_delivered_and_never_block(receiver: Receiver,
                                                            tmp_path: Path) -> None:
     logged: list[str] = []
-    alerter = Alerter(Alerts(webhook=receiver.url + "/hook", retries=2, on=("exit",)),
+    alerter = Alerter(Alerts(webhook=receiver.url + "/hook?token=s3cret", retries=2, on=("exit",)),
                       {"bundle": "b"}, tmp_path, logged.append, pause=0.01)
     assert alerter.send("exit", "api", "boom", pid=3)
     assert not alerter.send("fatal", "api", "not asked for")
@@ -198,7 +198,7 @@ def test_alerts_are_retried_then_delivered_and_never_block(receiver: Receiver,
     body = receiver.bodies[0]
     assert (body["event"], body["process"], body["message"], body["pid"], body["bundle"]) == \
         ("exit", "api", "boom", 3, "b")
-    assert logged == [f"alert exit api -> {receiver.url}/hook"]
+    assert logged == [f"alert exit api -> {receiver.url}/hook?***"]  # its token is not logged
 
 
 def test_an_alert_command_gets_the_alert_and_gives_up_after_its_retries(tmp_path: Path) -> None:
@@ -224,6 +224,11 @@ def test_probes(receiver: Receiver, tmp_path: Path) -> None:
     assert run("http", receiver.url + "/ok") is None
     assert run("http", receiver.url + "/bad") == f"GET {receiver.url}/bad: HTTP 500"
     port = receiver.server.server_address[1]
+    assert run("http", f"http://127.0.0.1:{port}/bad?key=k1") == \
+        f"GET http://127.0.0.1:{port}/bad?***: HTTP 500"  # what logs and status show
+    assert run("command", "sh -c 'echo fetch https://u:p@h/x?token=t1 failed >&2; exit 2'") == \
+        "sh -c 'echo fetch https://***@h/x?*** failed >&2; exit 2': exit 2: fetch " \
+        "https://***@h/x?*** failed"
     assert run("tcp", f"127.0.0.1:{port}") is None
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
