@@ -21,11 +21,12 @@ from bundler import __version__
 from bundler.cli import bundle, operate, services, shell
 from bundler.cli.options import BUILD_COMMANDS, build_machine_only
 from bundler.errors import BundlerError, UsageError
-from bundler.redact import redact
 
 
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
+        from bundler.redact import redact  # not on --help's path
+
         super().__init__(redact(str(error)))  # a URL's userinfo and query are not shown
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
