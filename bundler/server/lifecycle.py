@@ -220,7 +220,8 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
                            "configs and PYTHONPATH cannot carry: move the bundle to another path")
     with bundle.locked():
         moved = relocate(bundle)
-        recover(bundle)  # an operation that was killed half-way leaves no half-written config
+        if recover(bundle):  # an operation that was killed half-way leaves no half-written config
+            progress.log("undid an operation that was interrupted (killed half-way)")
         pid = running_pid(bundle)
         already = pid is not None
         if already and foreground:

@@ -70,6 +70,50 @@ class InstalledRelease:
         return self.patch is None
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """An operation killed half-way: its journal is left, and the files may not be what runs
+    (the next operation undoes it, or finishes a relocation: transact.recover)."""
+
+    what: str
+    journal: str  # relative to the bundle's root
+
+    def line(self) -> str:
+        return (f"INTERRUPTED: {self.what} was killed half-way ({self.journal} is left): the "
+                "files may not be what runs; bin/start undoes it (and starts what is not "
+                "running; the next command that changes the bundle undoes it too)")
+
+
+def interrupted(bundle: Bundle) -> list[Interrupted]:
+    """The operations that were interrupted; none while one is under way (it holds the lock,
+    and its journals are its own)."""
+    journals = [(bundle.apply_journal, "an apply, its files half moved in"),
+                (bundle.transaction, "a change of the services (switch, set, rollback, "
+                                     "add-service, remove-service or apply)"),
+                (bundle.relocation_journal, "the relocation of the moved bundle")]
+    left = [Interrupted(what, str(path.relative_to(bundle.root)))
+            for path, what in journals if path.exists()]
+    if left and _under_way(bundle):
+        return []
+    return left
+
+
+def _under_way(bundle: Bundle) -> bool:
+    """Whether an operation holds the bundle's lock now."""
+    import fcntl
+
+    try:
+        with open(bundle.lock_file, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        pass  # no lock file (no operation ever ran), or not ours to read
+    return False
+
+
 def installed_release(bundle: Bundle, manifest: Manifest | None = None) -> InstalledRelease:
     manifest = manifest or Manifest.read(bundle.manifest)
     name = manifest.spec.name

@@ -220,7 +220,13 @@ def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> Non
     switch.send_signal(signal.SIGKILL)
     switch.wait()
     assert (running.root / "etc/conf.d/worker.ini").read_bytes() != ini
-    assert running.cli("status").returncode == 3  # the broken worker shows; reading repairs nothing
+    status = running.cli("status")  # the broken worker shows; reading repairs nothing
+    assert status.returncode == 4, status.stdout + status.stderr
+    assert "INTERRUPTED: a change of the services (switch" in status.stderr
+    assert "(.bundler/transaction.json is left)" in status.stderr
+    assert "bin/start undoes it" in status.stderr
+    assert json.loads(running.cli("status", "--json").stdout)["interrupted"][0]["journal"] == \
+        ".bundler/transaction.json"
     assert journal.exists()
     _fresh_report(running, "worker")
     proc = running.cli("switch", "svc3", "v1")
