@@ -13,6 +13,9 @@ Services an operator stopped (bundle/stopped.py) have autostart off in every con
 here, at supervisord's start and in each update, so that neither supervisord's start nor a change
 to them starts them again; `bundler.hold()` applies that record anew once it changed.
 
+`bundler.root()` names the bundle this supervisord serves (server/identity.py: a copy of a
+started bundle must not stop the original's).
+
 `bundler.starts()` counts each process's starts since supervisord started (`status` shows all
 but the first as restarts): supervisord itself sees every start, whoever asked for it (its
 autorestart after a crash, the monitor after failed health probes or above a memory limit, a
@@ -56,6 +59,16 @@ class BundlerNamespace:
         """How many times each process started since supervisord did, by full name (group:name,
         or name alone when its group has its name)."""
         return dict(self.counted)
+
+    def root(self) -> dict[str, str]:
+        """The bundle this supervisord serves: its root (the config's directory=), by path,
+        device and inode (as strings: XML-RPC integers stop at 2**31), so that a copy of the
+        bundle, whose run/ may name this socket, can tell that it is not its own."""
+        options = self.supervisord.options
+        root = os.path.realpath(getattr(options, "directory", None) or os.getcwd())
+        st = os.stat(root)
+        return {"root": root, "dev": str(st.st_dev), "ino": str(st.st_ino),
+                "config": str(getattr(options, "configfile", "") or "")}
 
     def _read(self, name: str) -> tuple[Any, Any, dict[str, list[str]]]:
         options = self.supervisord.options

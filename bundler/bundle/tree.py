@@ -75,6 +75,11 @@ class Bundle:
         return self.run_dir / "socket.path"
 
     @property
+    def run_root(self) -> Path:
+        """The root run/ was made for, by device and inode: a copy's run/ is not its own."""
+        return self.run_dir / "root"
+
+    @property
     def unit_record(self) -> Path:
         """The systemd unit that runs this bundle, when one was installed."""
         return self.run_dir / "systemd-unit"
@@ -82,6 +87,12 @@ class Bundle:
     @property
     def http_password(self) -> Path:
         return self.run_dir / "http-password"
+
+    @property
+    def http_section(self) -> Path:
+        """Supervisor's web server section, with the password's digest (supervisord.conf
+        includes it; bin/start writes it, mode 0600)."""
+        return self.run_dir / "http.ini"
 
     @property
     def health_record(self) -> Path:

@@ -25,7 +25,9 @@ from bundler.errors import BundlerError, UsageError
 
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
-        super().__init__(str(error))
+        from bundler.redact import redact  # not on --help's path
+
+        super().__init__(redact(str(error)))  # a URL's userinfo and query are not shown
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 

@@ -94,7 +94,9 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     MEM       resident memory of the process itself (K, M, G: binary units).
 
     Exits 3 when supervisord is not running or a process that should run is down (STARTING
-    counts as up, as in supervisorctl), with --json too.
+    counts as up, as in supervisorctl), with --json too. Exits 4 when an operation was killed
+    half-way (its journal in .bundler/ is left: the files may not be what runs), and says so
+    ("interrupted" in --json); bin/start undoes it.
 
     \b
     Examples:
@@ -104,20 +106,25 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     """
     from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import open_bundle
-    from bundler.server.status import NOT_RUNNING, installed_release, service_rows
+    from bundler.server.status import NOT_RUNNING, installed_release, interrupted, service_rows
 
     bundle = open_bundle(root)
     manifest = Manifest.read(bundle.manifest)
     rows = service_rows(bundle, manifest=manifest)
     release = installed_release(bundle, manifest)
     running = bool(rows) and rows[0].state != NOT_RUNNING
+    left = interrupted(bundle)
     if as_json:
-        jsondocs.emit(jsondocs.status(bundle.root, running, rows, release))
+        jsondocs.emit(jsondocs.status(bundle.root, running, rows, release, left))
     else:
         click.echo(output.release_line(release))
         click.echo(output.status_table(rows))
         for line in output.failing_lines(rows):
             click.echo(line)
+        for op in left:
+            click.echo(op.line(), err=True)
+    if left:
+        sys.exit(4)
     if not running:
         if not as_json:
             click.echo("supervisord is not running (bin/start starts it)", err=True)

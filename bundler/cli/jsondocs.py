@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from bundler.build.plan import Plan
     from bundler.server.apply import Applied
     from bundler.server.history import HistoryEntry
-    from bundler.server.status import InstalledRelease, ServiceRow
+    from bundler.server.status import InstalledRelease, Interrupted, ServiceRow
     from bundler.server.verify import Verdict
 
 Doc = dict[str, Any]
@@ -38,9 +38,11 @@ def process(row: ServiceRow) -> Doc:
 
 
 def status(root: Path, running: bool, rows: list[ServiceRow],
-           release: InstalledRelease | None = None) -> Doc:
+           release: InstalledRelease | None = None,
+           interrupted: list[Interrupted] | None = None) -> Doc:
     doc: Doc = {"root": str(root), "supervisord": "running" if running else "not running",
-                "processes": [process(r) for r in rows]}
+                "processes": [process(r) for r in rows],
+                "interrupted": [{"what": i.what, "journal": i.journal} for i in interrupted or []]}
     if release is not None:
         doc["version"] = release.version
         doc["release"] = {"version": release.version, "as_built": release.as_built,

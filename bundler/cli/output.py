@@ -104,6 +104,16 @@ def report(outcome: Outcome, entries: list[HistoryEntry],
             log_tail(f"--- {failure.process} is {failure.state}"
                      + (f"; {failure.why}" if failure.why else "") + "; end of its log:", failure.log)
         names = ", ".join(f.process for f in outcome.failed)
+        if outcome.unrestored:
+            from bundler.server.transact import unrestored_line
+
+            for failure in outcome.unrestored:
+                log_tail(f"--- {failure.process} (as it was before) is {failure.state}"
+                         + (f"; {failure.why}" if failure.why else "") + "; end of its log:",
+                         failure.log)
+            raise BundlerError(f"{names} did not reach RUNNING and pass its health probe, and "
+                               f"{unrestored_line(outcome.unrestored)} (bin/bundler logs SERVICE "
+                               "says why; bin/bundler restart SERVICE once it is fixed)")
         raise BundlerError(f"{names} did not reach RUNNING and pass its health probe, so the "
                            f"change was rolled back: {undone}")
     for entry in entries:

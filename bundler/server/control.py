@@ -22,9 +22,10 @@ from bundler.bundle.stopped import Stop, Stopped
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.server import history
+from bundler.server.converge import Failure, call, health_gate, wait_ready
 from bundler.server.history import HistoryEntry
 from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect
-from bundler.server.transact import Failure, call, health_gate, recover, wait_ready
+from bundler.server.transact import recover
 from bundler.spec.checker import did_you_mean
 from bundler.spec.model import Service, Spec
 

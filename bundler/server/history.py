@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from bundler.bundle.record import Journal, Record
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.redact import redact
 
 if TYPE_CHECKING:
     from bundler.spec.live import Definition
@@ -44,7 +45,7 @@ class ServiceChange:
         return cls(service, before, after, group, describe_change(before, after))
 
     def describe(self) -> str:
-        return f"{self.service}: {self.change}"
+        return f"{self.service}: {redact(self.change)}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class HistoryEntry(Record):
     installed, or the service it acted on without changing it (restart, stop, start, run)."""
 
     op: str
-    result: str                   # "ok", "config only", "rolled back", "failed", "started"
+    result: str  # "ok", "config only", "rolled back", "rollback failed", "failed", "started"
     change: ServiceChange | None = None  # ("unchanged" is not kept)
     installed: Installed | None = None
     at: str = ""
@@ -78,10 +79,10 @@ class HistoryEntry(Record):
     def what(self) -> str:
         """What it did, in a line: the change, the release installed, or the detail."""
         if self.change is not None:
-            return self.change.change
+            return redact(self.change.change)
         if self.installed is not None:
             return f"bundle version {self.installed.version} ({self.installed.patch})"
-        return self.detail or "-"
+        return redact(self.detail) or "-"
 
     def fields(self) -> dict[str, object]:
         """The line's JSON object, keys in the order they are written."""
@@ -89,7 +90,7 @@ class HistoryEntry(Record):
         if self.change is None and self.service:
             found["service"] = self.service
         if self.detail:
-            found["detail"] = self.detail
+            found["detail"] = redact(self.detail)
         if self.change is not None:
             c = self.change
             found["service"] = c.service
@@ -97,7 +98,7 @@ class HistoryEntry(Record):
                 found["from"] = c.before["code"]
             if c.after is not None and "code" in c.after:
                 found["to"] = c.after["code"]
-            found.update(change=c.change, before=_plain(c.before), after=_plain(c.after))
+            found.update(change=redact(c.change), before=_plain(c.before), after=_plain(c.after))
             if c.group:
                 found["group"] = c.group
         if self.installed is not None:
@@ -233,7 +234,7 @@ def last_release(bundle: Bundle) -> HistoryEntry | None:
             entry = HistoryEntry.parse(line)
         except ValueError:
             continue
-        if entry.installed is not None and entry.result != "rolled back":
+        if entry.installed is not None and entry.result not in ("rolled back", "rollback failed"):
             return entry
     return None
 

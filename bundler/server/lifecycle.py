@@ -20,7 +20,9 @@ from bundler.bundle.manifest import Manifest
 from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import write_atomic
 from bundler.runner import call
+from bundler.server import identity
 from bundler.server.supervisor import (
     BACKOFF,
     RUNNING,
@@ -31,16 +33,20 @@ from bundler.server.supervisor import (
     Supervisor,
     choose_socket,
     connect,
+    recorded_socket,
+    release_socket_folder,
     waiting_for,
 )
 from bundler.server.systemd import managing_unit
 from bundler.server.transact import recover
-from bundler.spec.model import Supervisord
+from bundler.spec.model import Listen, Supervisord
 
 ROOT_VAR = "BUNDLE_ROOT"
 TOKEN_VAR = "BUNDLER_TOKEN"
 # Variables supervisord (and so every service) keeps from the caller; all else is dropped.
 KEEP_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+# Where supervisord read the web server's password before run/http.ini (a config built then)
+_OLD_HTTP_VAR = "BUNDLER_HTTP_PASSWORD"
 # Supervisor pastes the bundle's path into its config: these characters would break quoting,
 # %-expansion or PYTHONPATH (':'-separated).
 _BAD_PATH_CHARS = ('"', "\\", "\n", "\r", "%", ":")
@@ -93,8 +99,22 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
                                f"(groupadd {settings.socket_group})") from exc
         env["BUNDLER_SOCKET_OWNER"] = str(uid)
     if settings.http:
-        env["BUNDLER_HTTP_PASSWORD"] = "{SHA}" + hashlib.sha1(
-            http_password(bundle, uid).encode()).hexdigest()
+        digest = "{SHA}" + hashlib.sha1(http_password(bundle, uid).encode()).hexdigest()
+        write_http_section(bundle, settings.http, digest, uid)
+        if f"%(ENV_{_OLD_HTTP_VAR})s" in bundle.conf.read_text(encoding="utf-8"):
+            env[_OLD_HTTP_VAR] = digest  # a config built by an older bundler reads it there
+
+
+def write_http_section(bundle: Bundle, http: Listen, digest: str, owner: int) -> None:
+    """run/http.ini, which etc/supervisord.conf includes: supervisor's web server, with the
+    digest of its password. Only `owner` reads it (mode 0600); no environment carries it (all
+    the services inherit supervisord's)."""
+    text = ("; Written by bin/start for [supervisor.http] in bundle.toml: do not edit.\n"
+            f"[inet_http_server]\nport={http.host}:{http.port}\nusername={http.username}\n"
+            f"password={digest}\n")
+    write_atomic(bundle.http_section, text, 0o600)
+    if os.geteuid() == 0:
+        os.chown(bundle.http_section, owner, -1)
 
 
 def http_password(bundle: Bundle, owner: int) -> str:
@@ -127,7 +147,10 @@ def _run_secret(path: Path, owner: int, make: Callable[[], str]) -> str:
 
 
 def _marker(bundle: Bundle) -> tuple[bytes, int] | None:
-    """What a process of this bundle carries in its environment, and the user it runs as."""
+    """What a process of this bundle carries in its environment, and the user it runs as
+    (None when run/ was made for another root: a copy's run/ names the original's token)."""
+    if not identity.ours(bundle):
+        return None
     try:
         owner = bundle.run_token.stat().st_uid
         return f"{TOKEN_VAR}={bundle.run_token.read_text().strip()}\0".encode(), owner
@@ -197,7 +220,8 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
                            "configs and PYTHONPATH cannot carry: move the bundle to another path")
     with bundle.locked():
         moved = relocate(bundle)
-        recover(bundle)  # an operation that was killed half-way leaves no half-written config
+        if recover(bundle):  # an operation that was killed half-way leaves no half-written config
+            progress.log("undid an operation that was interrupted (killed half-way)")
         pid = running_pid(bundle)
         already = pid is not None
         if already and foreground:
@@ -223,8 +247,10 @@ def start(bundle: Bundle, timeout: float = 60.0, foreground: bool = False) -> St
 
 def _prepare(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
     """supervisord's command line and environment; records the socket it will use."""
+    if identity.claim(bundle):
+        progress.log("run/ was made for another bundle (this one is a copy of it): this one "
+                     "gets its own token and socket")
     socket_path = choose_socket(bundle.root, bundle.run_dir)
-    bundle.run_dir.mkdir(exist_ok=True)
     SocketPath(socket_path).write(bundle.socket_record)
     env = supervisord_env(bundle, socket_path)
     _privileges(bundle, Manifest.read(bundle.manifest).spec.supervisor, env)
@@ -269,10 +295,13 @@ def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
         if unit is not None:
             raise BundlerError(f"supervisord runs under systemd: stop it with `systemctl stop {unit}`"
                                " (systemd would start it again after bin/stop)")
+        socket_path = recorded_socket(bundle)
+        sup = connect(bundle)
+        if sup.alive():  # it serves this root (a copy's run/ may name the original's socket)
+            served = sup.pid()
+            sup.shutdown()
+            _wait_gone([served], timeout)
         if pid is not None:
-            sup = connect(bundle)
-            if sup.alive():
-                sup.shutdown()
             _wait_gone([pid], timeout)
         leftovers = bundle_processes(bundle)
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -287,6 +316,7 @@ def stop(bundle: Bundle, timeout: float = 60.0) -> list[int]:
         if leftovers:
             raise BundlerError(f"processes {leftovers} of this bundle survived SIGKILL")
         bundle.pidfile.unlink(missing_ok=True)
+        release_socket_folder(socket_path)
     return leftovers
 
 

@@ -21,6 +21,7 @@ from bundler.bundle.manifest import Manifest
 from bundler.bundle.stopped import Stopped
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.redact import redact
 from bundler.server import procfs, stale
 from bundler.server.history import last_release
 from bundler.server.supervisor import RUNNING, Process, Supervisor, connect, recorded_socket
@@ -67,6 +68,50 @@ class InstalledRelease:
     @property
     def as_built(self) -> bool:
         return self.patch is None
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """An operation killed half-way: its journal is left, and the files may not be what runs
+    (the next operation undoes it, or finishes a relocation: transact.recover)."""
+
+    what: str
+    journal: str  # relative to the bundle's root
+
+    def line(self) -> str:
+        return (f"INTERRUPTED: {self.what} was killed half-way ({self.journal} is left): the "
+                "files may not be what runs; bin/start undoes it (and starts what is not "
+                "running; the next command that changes the bundle undoes it too)")
+
+
+def interrupted(bundle: Bundle) -> list[Interrupted]:
+    """The operations that were interrupted; none while one is under way (it holds the lock,
+    and its journals are its own)."""
+    journals = [(bundle.apply_journal, "an apply, its files half moved in"),
+                (bundle.transaction, "a change of the services (switch, set, rollback, "
+                                     "add-service, remove-service or apply)"),
+                (bundle.relocation_journal, "the relocation of the moved bundle")]
+    left = [Interrupted(what, str(path.relative_to(bundle.root)))
+            for path, what in journals if path.exists()]
+    if left and _under_way(bundle):
+        return []
+    return left
+
+
+def _under_way(bundle: Bundle) -> bool:
+    """Whether an operation holds the bundle's lock now."""
+    import fcntl
+
+    try:
+        with open(bundle.lock_file, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        pass  # no lock file (no operation ever ran), or not ours to read
+    return False
 
 
 def installed_release(bundle: Bundle, manifest: Manifest | None = None) -> InstalledRelease:
@@ -133,7 +178,7 @@ def live_rows(rows: list[ServiceRow], processes: list[Process],
         used = procfs.usage(p.pid) if p.pid else None
         found.append(dataclasses.replace(
             r, health=health, health_since=probe.since if probe else "",
-            health_reason=probe.reason if probe else "",
+            health_reason=redact(probe.reason) if probe else "",
             restarts=max(starts.get(r.process, 0) - 1, 0) if starts is not None else None,
             cpu_percent=used.cpu_percent if used else None, rss=used.rss if used else None))
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import stat
 import tempfile
 import xmlrpc.client
 from collections.abc import Container
@@ -15,6 +16,7 @@ from typing import Any
 from bundler.bundle.record import Record
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.server import identity
 
 # sun_path holds 108 bytes including the terminating NUL, and supervisord first binds
 # "<socket>.<its pid>" (pid_max is at most 4194304: 7 digits) before renaming it.
@@ -22,24 +24,31 @@ SOCKET_LIMIT = 107 - len(".4194304")
 RUNNING, STARTING, BACKOFF, STOPPED = "RUNNING", "STARTING", "BACKOFF", "STOPPED"
 
 
-def choose_socket(root: Path, run_dir: Path) -> str:
-    """run/supervisor.sock, or a short per-bundle path when that one passes the socket limit."""
+def choose_socket(root: Path, run_dir: Path, make: bool = True) -> str:
+    """run/supervisor.sock, or a short per-bundle path when that one passes the socket limit
+    (`make`: bin/start is about to use it, so a private folder may be made for it)."""
     default = str(run_dir / "supervisor.sock")
     if len(os.fsencode(default)) <= SOCKET_LIMIT:
         return default
     tag = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
     bases = [os.environ.get("XDG_RUNTIME_DIR"), "/run" if os.geteuid() == 0 else None,
-             _private_tmp()]
+             _private_tmp(make)]
     for base in bases:
         if base and os.path.isdir(base) and os.access(base, os.W_OK):
             path = os.path.join(base, f"bundler-{tag}.sock")
             if len(os.fsencode(path)) <= SOCKET_LIMIT:
                 return path
-    raise BundlerError(f"no folder for a unix socket shorter than {SOCKET_LIMIT} bytes: "
-                       "set XDG_RUNTIME_DIR to a short writable folder")
+    if not make:
+        return default  # no socket there: supervisord is not running
+    raise BundlerError(f"no folder for a unix socket shorter than {SOCKET_LIMIT} bytes "
+                       f"(XDG_RUNTIME_DIR is not set, and {tempfile.gettempdir()} is not "
+                       "writable): set XDG_RUNTIME_DIR to a short folder only this user can write")
 
 
-def _private_tmp() -> str | None:
+def _private_tmp(make: bool) -> str | None:
+    """/tmp/bundler-UID when this user made it (a folder, not a link, mode 0700); when another
+    user did (anyone may create it first), a folder of its own made by mkdtemp, which
+    run/socket.path then records (`make` only)."""
     folder = os.path.join(tempfile.gettempdir(), f"bundler-{os.geteuid()}")
     try:
         os.mkdir(folder, 0o700)
@@ -47,8 +56,30 @@ def _private_tmp() -> str | None:
         pass
     except OSError:
         return None
-    st = os.lstat(folder)
-    return folder if st.st_uid == os.geteuid() and (st.st_mode & 0o077) == 0 else None
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and (st.st_mode & 0o077) == 0:
+        return folder
+    if not make:
+        return None
+    try:
+        return tempfile.mkdtemp(prefix=f"bundler-{os.geteuid()}-")
+    except OSError:
+        return None
+
+
+def release_socket_folder(socket_path: str) -> None:
+    """Remove the folder _private_tmp made for a socket, once supervisord is gone (and so its
+    socket)."""
+    folder = os.path.dirname(socket_path)
+    if os.path.dirname(folder) == tempfile.gettempdir() and \
+            os.path.basename(folder).startswith(f"bundler-{os.geteuid()}-"):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty: not ours to clean
 
 
 @dataclass(frozen=True)
@@ -70,10 +101,12 @@ class SocketPath(Record):
 
 def recorded_socket(bundle: Bundle) -> str:
     """The socket the running supervisord uses (recorded by bin/start), else the default choice."""
-    try:
-        return SocketPath.read(bundle.socket_record).path
-    except (FileNotFoundError, ValueError):
-        return choose_socket(bundle.root, bundle.run_dir)
+    if identity.ours(bundle):  # else a copy's run/ names the original's socket
+        try:
+            return SocketPath.read(bundle.socket_record).path
+        except (FileNotFoundError, ValueError):
+            pass
+    return choose_socket(bundle.root, bundle.run_dir, make=False)
 
 
 class _UnixTransport(xmlrpc.client.Transport):
@@ -131,22 +164,35 @@ def waiting_for(pending: list[Process]) -> str:
 
 
 class Supervisor:
-    """The supervisord of one bundle, reached over its unix socket."""
+    """The supervisord of one bundle, reached over its unix socket. With `bundle`, one that
+    serves another root (a copy's run/ names the original's socket) counts as not running."""
 
-    def __init__(self, socket_path: str, timeout: float = 10.0):
+    def __init__(self, socket_path: str, timeout: float = 10.0, bundle: Bundle | None = None):
         self.socket_path = socket_path
+        self.bundle = bundle
         self.proxy: Any = xmlrpc.client.ServerProxy(
             "http://localhost", transport=_UnixTransport(socket_path, timeout))
 
     def alive(self) -> bool:
         try:
-            return bool(self.proxy.supervisor.getState()["statename"] == "RUNNING")
+            running = self.proxy.supervisor.getState()["statename"] == "RUNNING"
+            return bool(running) and (self.bundle is None or self.serves(self.bundle))
         except PermissionError:
             raise BundlerError(f"permission denied on supervisord's socket {self.socket_path}: run "
                                "this as the bundle's user, root, or a member of its socket_group") \
                 from None
         except (OSError, xmlrpc.client.Error):
             return False
+
+    def serves(self, bundle: Bundle) -> bool:
+        """Whether this supervisord runs `bundle` (its root, by device and inode), as it says
+        itself; one started by an older bundler, by the config on its command line."""
+        try:
+            served = self.proxy.bundler.root()
+        except xmlrpc.client.Fault:  # no such method
+            return identity.pid_serves(self.pid(), bundle) is not False
+        here = identity.RunRoot.of(bundle.root)
+        return (served.get("dev"), served.get("ino")) == (str(here.dev), str(here.ino))
 
     def pid(self) -> int:
         return int(self.proxy.supervisor.getPID())
@@ -184,4 +230,4 @@ class Supervisor:
 
 def connect(bundle: Bundle, timeout: float = 10.0) -> Supervisor:
     """The bundle's supervisord, at the socket bin/start chose."""
-    return Supervisor(recorded_socket(bundle), timeout)
+    return Supervisor(recorded_socket(bundle), timeout, bundle)

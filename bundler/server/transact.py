@@ -18,12 +18,8 @@ import json
 import os
 import shutil
 import time
-import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from supervisor.xmlrpc import Faults
 
 from bundler import progress
 from bundler.bundle import integrity
@@ -35,14 +31,11 @@ from bundler.bundle.tree import MANIFEST, Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
 from bundler.server import filemoves, history
+from bundler.server.converge import ACTIVE, Failure, Gate, health_gate, update
 from bundler.server.history import HistoryEntry, ServiceChange
-from bundler.server.monitor import probes
-from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect, waiting_for
+from bundler.server.supervisor import RUNNING, Process, Supervisor, connect
 from bundler.spec.live import LiveManifest
 from bundler.spec.model import Service
-
-_ACTIVE = ("RUNNING", "STARTING", "BACKOFF")
-_ENDED = ("FATAL", "EXITED", "STOPPED")
 
 
 def _renderer(bundle: Bundle, manifest: Manifest) -> Renderer:
@@ -70,17 +63,11 @@ def check_runnable(bundle: Bundle, manifest: Manifest, service: Service) -> None
 
 
 @dataclass(frozen=True)
-class Failure:
-    process: str
-    state: str
-    log: str       # the end of its log
-    why: str = ""  # what else failed (its health probe)
-
-
-@dataclass(frozen=True)
 class Outcome:
     live: bool                 # a running supervisord applied the change (else: config only)
     failed: list[Failure]      # not empty: the change was rolled back
+    # processes of the old definition that did not come back (RUNNING, and healthy) after that
+    unrestored: list[Failure] = dataclasses.field(default_factory=list)
 
 
 Change = Callable[[LiveManifest], "list[ServiceChange]"]  # edits the manifest: what it did
@@ -145,17 +132,21 @@ def _transact(bundle: Bundle, op: str, change: Change, timeout: float,
     failed: list[Failure] = []
     if live_sup:
         gate = health_gate(bundle, new)
-        failed = _update(sup, groups, timeout, gate, _forced(new, restarts)) \
+        failed = update(sup, groups, timeout, gate, _forced(new, restarts)) \
             or _gate_running(sup, new, probed, {p.full_name: p.pid for p in running}, timeout,
                              gate)
+    unrestored: list[Failure] = []
     if failed:
-        _restore(bundle, sup if live_sup else None)
+        unrestored = _restore(bundle, sup if live_sup else None)
     else:
         if release is not None:  # the commit point: the release's files are kept, then this
             filemoves.finish(bundle)
         bundle.transaction.unlink()
-    result = "rolled back" if failed else "ok" if live_sup else "config only"
-    return Outcome(live_sup, failed), _stamp(bundle, op, changes, result)
+    result = "ok" if live_sup else "config only"
+    if failed:
+        result = ROLLBACK_FAILED if unrestored else "rolled back"
+    return Outcome(live_sup, failed, unrestored), _stamp(
+        bundle, op, changes, result, unrestored_line(unrestored) if unrestored else "")
 
 
 def _groups_of(manifest: Manifest, services: list[str]) -> set[str]:
@@ -165,7 +156,7 @@ def _groups_of(manifest: Manifest, services: list[str]) -> set[str]:
             if s == MONITOR or s in specs}
 
 
-def _forced(manifest: Manifest, services: list[str], states: tuple[str, ...] = _ACTIVE
+def _forced(manifest: Manifest, services: list[str], states: tuple[str, ...] = ACTIVE
             ) -> Callable[[Process], bool]:
     """Whether a process runs one of `services` and is in one of `states` (restarted although
     its definition stays)."""
@@ -203,35 +194,17 @@ def _gate_running(sup: Supervisor, manifest: Manifest, services: set[str],
     return failed
 
 
-def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str
+def _stamp(bundle: Bundle, op: str, changes: list[ServiceChange], result: str, detail: str = ""
            ) -> list[HistoryEntry]:
-    return history.stamp(bundle, [HistoryEntry(op, result, change=c) for c in changes])
+    return history.stamp(bundle, [HistoryEntry(op, result, change=c, detail=detail)
+                                  for c in changes])
 
 
-def health_gate(bundle: Bundle, manifest: Manifest) -> Gate:
-    """A process passes when its service has no health probe, or once the probe passes."""
-    spec = manifest.spec
-
-    def gate(process: Process, deadline: float) -> str | None:
-        service = spec.services.get(process.service(spec.services))
-        if service is None or service.health is None:
-            return None
-        health = service.health
-        python = manifest.build.pythons[service.python]
-        folder = bundle.layout.code_dir(spec.project, service.code)
-        failing_since = None
-        while True:
-            why = probes.run(health, bundle.root, python, folder)
-            now = time.monotonic()
-            if why is None:
-                return None
-            failing_since = failing_since or now
-            # as long as the monitor would bear it (every x failures) before restarting it
-            if now > deadline or now - failing_since >= health.every * health.failures:
-                return why
-            progress.waiting(f"{process.full_name}: RUNNING, its health probe fails: {why}")
-            time.sleep(0.25)
-    return gate
+def unrestored_line(unrestored: list[Failure]) -> str:
+    """What a rollback that failed left: the old files, and the processes that do not run."""
+    states = ", ".join(f"{f.process} is {f.state}" + (f" ({f.why})" if f.why else "")
+                       for f in unrestored)
+    return f"the rollback failed: the previous definition is back in the files, but {states}"
 
 
 def _plan_files(bundle: Bundle, old: Manifest, new: Manifest) -> tuple[dict[str, str | None],
@@ -322,115 +295,34 @@ def recover(bundle: Bundle) -> bool:
         bundle.transaction.unlink()  # killed past its commit point: the apply is done
         return False
     sup = connect(bundle, timeout=60.0)
-    _restore(bundle, sup if sup.alive() else None)
+    unrestored = _restore(bundle, sup if sup.alive() else None)
+    if unrestored:
+        line = unrestored_line(unrestored)
+        history.stamp(bundle, [HistoryEntry("recover", ROLLBACK_FAILED, detail=line)])
+        progress.log(f"warning: an interrupted change was undone, and {line}")
     return True
 
 
-def _restore(bundle: Bundle, sup: Supervisor | None) -> None:
+ROLLBACK_FAILED = "rollback failed"  # the history's result of a change undone that did not run
+
+
+def _restore(bundle: Bundle, sup: Supervisor | None) -> list[Failure]:
     """Write back the journal's files (and an apply's: filemoves), then run the old processes
-    again: those restarted for their files too, on the files they had."""
+    again: those restarted for their files too, on the files they had. Each group is restored,
+    even after one that fails; returns the processes that did not come back: not RUNNING, or
+    failing their health probe."""
     journal = TransactionJournal.read(bundle.transaction)
     filemoves.undo(bundle)
     _write_files(bundle, journal.manifest, journal.files)
+    unrestored: list[Failure] = []
     if sup is not None:
         old = Manifest.read(bundle.manifest, journal.manifest)
+        gate = health_gate(bundle, old)
         # the processes restarted for their files, those that failed to come back too
-        _update(sup, journal.groups, 60.0,
-                forced=_forced(old, journal.restarts, (*_ACTIVE, "FATAL", "EXITED")))
+        forced = _forced(old, journal.restarts, (*ACTIVE, "FATAL", "EXITED"))
+        for group in journal.groups:
+            unrestored += update(sup, [group], 60.0, gate, forced)
     bundle.transaction.unlink()
+    return unrestored
 
 
-Gate = Callable[[Process, float], "str | None"]  # process, deadline -> why it is not healthy
-
-
-def _update(sup: Supervisor, groups: list[str], timeout: float, gate: Gate | None = None,
-            forced: Callable[[Process], bool] | None = None) -> list[Failure]:
-    """Bring `groups` in line with the files, and restart the `forced` processes that run
-    (although their files say the same); return processes that did not reach RUNNING (or,
-    with `gate`, did not pass their service's health probe). Inside a group that stays, the
-    processes change one at a time, each gated before the next: a numprocs service always has
-    one running."""
-    for group in groups:
-        before = {p.name: p for p in sup.processes() if p.group == group}
-        diff = dict(sup.proxy.bundler.diff(group))
-        moved = {*diff["changed"], *diff["added"], *diff["removed"]}
-        diff["restart"] = [n for n, p in before.items()
-                           if n not in moved and forced is not None and forced(p)]
-        whole = not before or group == MONITOR or (  # an event listener pool
-            not diff["changed"] and not diff["added"] and set(diff["removed"]) == set(before))
-        if whole:
-            failed = _update_group(sup, group, before, diff, timeout, gate)
-        else:
-            failed = _roll_group(sup, group, before, diff, timeout, gate)
-        if failed:
-            return failed
-    return []
-
-
-def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
-                  diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
-    """A group added, removed, or changed all at once (the monitor's event listener pool)."""
-    for name in diff["changed"] + diff["removed"] + diff["restart"]:
-        if before[name].state in _ACTIVE:
-            call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
-    sup.proxy.bundler.update(group)
-    wanted = [n for n in diff["changed"] if before[n].state != STOPPED] + diff["added"] \
-        + diff["restart"]
-    now = {p.name for p in sup.processes() if p.group == group}
-    wanted = [n for n in wanted if n in now]
-    for name in wanted:
-        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
-    return wait_ready(sup, [(group, n) for n in wanted], timeout, gate)
-
-
-def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
-                diff: dict[str, list[str]], timeout: float, gate: Gate | None) -> list[Failure]:
-    """Replace the group's changed processes one by one, each started and gated before the
-    next is stopped."""
-    for name in diff["removed"] + diff["changed"] + diff["added"] + diff["restart"]:
-        old = before.get(name)
-        if old is not None and old.state in _ACTIVE:
-            call(sup.proxy.supervisor.stopProcess, f"{group}:{name}", True)
-        if name not in diff["restart"]:
-            sup.proxy.bundler.replace(group, name)
-        if name in diff["removed"] or (old is not None and old.state == STOPPED):
-            continue
-        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
-        failed = wait_ready(sup, [(group, name)], timeout, gate)
-        if failed:
-            return failed
-    return []
-
-
-def call(method: Any, *args: Any) -> None:
-    """An XML-RPC call whose 'already in that state' fault means success."""
-    try:
-        method(*args)
-    except xmlrpc.client.Fault as fault:
-        if fault.faultCode not in (Faults.ALREADY_STARTED, Faults.NOT_RUNNING):
-            raise BundlerError(f"supervisord refused: {fault.faultString}") from fault
-
-
-def wait_ready(sup: Supervisor, keys: list[tuple[str, str]], timeout: float,
-                gate: Gate | None) -> list[Failure]:
-    """Wait until each process is RUNNING (supervisor says so after its startsecs) or gave up;
-    then, with `gate`, until the health probe of its service passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        processes = {(p.group, p.name): p for p in sup.processes()}
-        pending = [processes[k] for k in keys if k in processes
-                   and processes[k].state not in (RUNNING, *_ENDED)]
-        if not pending or time.monotonic() > deadline:
-            break
-        progress.waiting(waiting_for(pending))
-        time.sleep(0.2)
-    ready = [processes[k] for k in keys if k in processes]
-    failed = [Failure(p.full_name, p.state, sup.tail(p)) for p in ready if p.state != RUNNING]
-    if gate is None or failed:
-        return failed
-    for process in ready:
-        why = gate(process, deadline)
-        if why is not None:
-            failed.append(Failure(process.full_name, "RUNNING but unhealthy", sup.tail(process),
-                                  f"its health probe failed: {why}"))
-    return failed

@@ -57,6 +57,8 @@ def ports() -> Ports:
     return Ports(*(_free_port() for _ in range(4)))
 
 
+HOOK_SECRET = "hook-s3cret"  # in the webhook's URL: no log may show it
+
 # A service that logs 2 KB a second into a 1 KB log: it rotates all the time.
 CHATTY = ("import itertools, time; "
           "[print(chr(120) * 100, flush=True) or time.sleep(0.05) for _ in itertools.count()]")
@@ -92,7 +94,7 @@ port = {ports.http}
 port = {ports.metrics}
 
 [alerts]
-webhook = "http://127.0.0.1:{ports.hook}/alert"
+webhook = "http://127.0.0.1:{ports.hook}/alert?token={HOOK_SECRET}"
 retries = 1
 timeout = 2
 """)

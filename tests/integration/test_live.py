@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import tomlkit
@@ -219,7 +220,13 @@ def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> Non
     switch.send_signal(signal.SIGKILL)
     switch.wait()
     assert (running.root / "etc/conf.d/worker.ini").read_bytes() != ini
-    assert running.cli("status").returncode == 3  # the broken worker shows; reading repairs nothing
+    status = running.cli("status")  # the broken worker shows; reading repairs nothing
+    assert status.returncode == 4, status.stdout + status.stderr
+    assert "INTERRUPTED: a change of the services (switch" in status.stderr
+    assert "(.bundler/transaction.json is left)" in status.stderr
+    assert "bin/start undoes it" in status.stderr
+    assert json.loads(running.cli("status", "--json").stdout)["interrupted"][0]["journal"] == \
+        ".bundler/transaction.json"
     assert journal.exists()
     _fresh_report(running, "worker")
     proc = running.cli("switch", "svc3", "v1")
@@ -229,6 +236,60 @@ def test_a_killed_switch_is_undone_by_the_next_operation(running: Bundle) -> Non
     assert _code(running, "worker") == "v1"
     assert running.report("worker")["code"] == "v1"
     assert running.states()["sam:worker"][0] == "RUNNING"
+
+
+def test_a_copy_of_a_started_bundle_never_reaches_the_original(running: Bundle,
+                                                               tmp_path: Path) -> None:
+    before = running.states()
+    token = (running.root / "run" / "token").read_bytes()
+    copy = Bundle(tmp_path / "cp")
+    subprocess.run(["cp", "-a", str(running.root), str(copy.root)], check=True)
+    try:
+        status = copy.cli("status")
+        assert status.returncode == 3 and "supervisord is not running" in status.stderr, \
+            status.stdout + status.stderr
+        stopped = copy.stop()
+        assert stopped.returncode == 0, stopped.stderr
+        assert running.states() == before  # the same pids, all still running
+        # the copy's run/ said to be its own, its record naming the original's socket still: the
+        # supervisord that answers there says it serves another root, and is left alone
+        root = os.stat(copy.root)
+        (copy.root / "run" / "root").write_text(f"{root.st_dev} {root.st_ino} {copy.root}\n")
+        (copy.root / "run" / "token").unlink()
+        assert (copy.root / "run" / "socket.path").read_text() == \
+            (running.root / "run" / "socket.path").read_text()
+        assert copy.cli("status").returncode == 3
+        assert copy.stop().returncode == 0
+        assert running.states() == before
+        assert (running.root / "run" / "token").read_bytes() == token
+        status = running.cli("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        copy.finish()
+
+
+def test_a_rollback_that_does_not_bring_the_old_definition_back_says_so(running: Bundle) -> None:
+    before = _pids(running)
+    manifest = (running.root / "bundle.toml").read_bytes()
+    os.rename(running.root / "your_project_v3", running.root / "v3_elsewhere")  # svc3's code
+    proc = running.cli("switch", "svc3", "broken")
+    assert proc.returncode == 1
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: svc3 did not reach RUNNING"), proc.stderr
+    assert "the rollback failed" in error and "svc3 is FATAL" in error, error
+    assert "runs again" not in proc.stderr and "Traceback" not in proc.stderr
+    assert running.states()["svc3"][0] == "FATAL"
+    assert (running.root / "bundle.toml").read_bytes() == manifest  # the old files are back
+    last = _history(running)[-1]
+    assert (last["op"], last["result"]) == ("switch", "rollback failed")
+    assert "svc3 is FATAL" in last["detail"]
+    assert {k: v for k, v in _pids(running).items() if k != "svc3"} == \
+        {k: v for k, v in before.items() if k != "svc3"}
+    os.rename(running.root / "v3_elsewhere", running.root / "your_project_v3")
+    _fresh_report(running, "svc3")
+    again = running.cli("restart", "svc3")  # what the error says to do once it is fixed
+    assert again.returncode == 0, again.stderr
+    assert running.report("svc3")["code"] == "v3"
 
 
 def test_logs_of_every_process(running: Bundle) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Ports
+from tests.integration.conftest import HOOK_SECRET, Ports
 from tests.integration.harness import EXAMPLE, Bundle, bundler
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_status_shows_what_the_health_probes_say(running: Bundle, ports: Ports) 
     assert rows["chatty"]["health"] == "none" and rows["_monitor"]["health"] == "none"
     assert rows["chatty"]["cpu_percent"] > 0 and rows["chatty"]["rss"] > 1 << 20
     # a probe that fails stays failing for a while (50 in a row restart it): status says so
-    probe = f'http = "http://127.0.0.1:{ports.web}/health", every = 1, timeout = 1'
+    probe = f'http = "http://127.0.0.1:{ports.web}/health?key=probe-s3cret", every = 1, timeout = 1'
     proc = running.cli("set", "web", f"health={{ {probe}, failures = 50 }}")
     assert proc.returncode == 0, proc.stderr
     _ask(running, "web", "unhealthy", _pid(running, "web"))
@@ -155,11 +155,38 @@ def test_status_shows_what_the_health_probes_say(running: Bundle, ports: Ports) 
         web = next(line.split() for line in text if line.startswith("web "))
         assert web[header.index("HEALTH")] == "failing"
         assert any(line.startswith("web: failing since ") and "HTTP 500" in line for line in text)
+        assert "/health?***: HTTP 500" in failing["health_reason"]  # the probe's key is not shown
+        assert "probe-s3cret" not in running.cli("status").stdout
+        assert "probe-s3cret" not in (running.root / "log" / "_monitor.log").read_text()
+        assert "probe-s3cret" not in running.cli("history", "web").stdout
     finally:
         (running.root / "etc" / "app" / "web.unhealthy").unlink()
     _status_until(running, "web", "passing")
     proc = running.cli("rollback", "web")  # failures = 2 again, for the other tests
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_secret_is_in_a_log_or_a_services_environment(running: Bundle, hooks: Hooks) -> None:
+    old = _pid(running, "hog")
+    _ask(running, "hog", "crash", old)
+    hooks.received.remove(hooks.wait("exit", "hog"))  # the crash test waits for its own
+    deadline = time.monotonic() + 20
+    monitor = running.root / "log" / "_monitor.log"
+    while "alert exit hog -> " not in monitor.read_text():  # delivered: the log says where to
+        assert time.monotonic() < deadline, monitor.read_text()[-2000:]
+        time.sleep(0.2)
+    assert "/alert?***" in monitor.read_text()
+    for log in (running.root / "log").iterdir():
+        assert HOOK_SECRET.encode() not in log.read_bytes(), log
+    section = running.root / "run" / "http.ini"  # supervisor's web server, and its password
+    assert stat.S_IMODE(section.stat().st_mode) == 0o600 and "{SHA}" in section.read_text()
+    digest = section.read_text().split("password=")[1].strip().encode()
+    processes = running.processes()
+    assert len(processes) > 5
+    for pid in processes:  # supervisord, the monitor and every service
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"BUNDLER_HTTP_PASSWORD" not in environ and digest not in environ, pid
+    _replaced(running, "hog", old)
 
 
 def test_a_service_above_its_memory_limit_is_restarted(running: Bundle, hooks: Hooks) -> None:

@@ -15,7 +15,7 @@ from bundler.bundle.layout import load_layout
 from bundler.bundle.tree import Bundle
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bundler"
-FOUNDATION = {"errors", "fsutil", "runner", "progress"}
+FOUNDATION = {"errors", "fsutil", "runner", "progress", "redact"}
 # What each part may import from bundler (besides itself and `from bundler import __version__, DISTRIBUTION`).
 ALLOWED = {
     "cli": {"build", "server", "bundle", "spec", *FOUNDATION},
@@ -24,6 +24,7 @@ ALLOWED = {
     "bundle": {"spec", *FOUNDATION},
     "spec": {"errors", "fsutil"},
     "errors": set(), "fsutil": {"errors"}, "runner": {"errors", "progress"}, "progress": set(),
+    "redact": set(),
     "__main__": {"cli"},
     "launch": set(),         # run in every service process launched through it: LIGHT only
     "supervisor_rpc": set(), # imported by supervisord itself: LIGHT only

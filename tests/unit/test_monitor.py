@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
-from bundler.server import systemd
+from bundler.server import lifecycle, systemd
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
 from bundler.server.monitor.listener import Monitor, listen
@@ -54,7 +56,6 @@ on = ["fatal"]
 def _options(root: Path, monkeypatch: pytest.MonkeyPatch) -> ServerOptions:
     monkeypatch.setenv("BUNDLER_SOCKET", str(root / "run" / "s.sock"))
     monkeypatch.setenv("BUNDLER_SOCKET_OWNER", "0")
-    monkeypatch.setenv("BUNDLER_HTTP_PASSWORD", "{SHA}abc")
     options = ServerOptions()
     options.configfile = str(root / "etc" / "supervisord.conf")
     options.process_config(do_usage=False)
@@ -66,6 +67,11 @@ def test_the_monitor_listener_and_the_servers_as_supervisor_reads_them(
     root = tmp_path / "box"
     spec = spec_with(WATCHED, tmp_path)
     Renderer(spec, load_layout(), PYTHONS).write(root)
+    assert spec.supervisor.http is not None
+    bundle = Bundle(root, load_layout())
+    lifecycle.write_http_section(bundle, spec.supervisor.http, "{SHA}abc", os.geteuid())
+    assert stat.S_IMODE(bundle.http_section.stat().st_mode) == 0o600
+    assert "{SHA}" not in (root / "etc" / "supervisord.conf").read_text()
     options = _options(root, monkeypatch)
     groups = {g.name: g for g in options.process_group_configs}
     monitor = groups["_monitor"]
@@ -183,7 +189,7 @@ def _wait(predicate: Any) -> None:
 def test_alerts_are_retried_then_delivered_and_never_block(receiver: Receiver,
                                                            tmp_path: Path) -> None:
     logged: list[str] = []
-    alerter = Alerter(Alerts(webhook=receiver.url + "/hook", retries=2, on=("exit",)),
+    alerter = Alerter(Alerts(webhook=receiver.url + "/hook?token=s3cret", retries=2, on=("exit",)),
                       {"bundle": "b"}, tmp_path, logged.append, pause=0.01)
     assert alerter.send("exit", "api", "boom", pid=3)
     assert not alerter.send("fatal", "api", "not asked for")
@@ -192,7 +198,7 @@ def test_alerts_are_retried_then_delivered_and_never_block(receiver: Receiver,
     body = receiver.bodies[0]
     assert (body["event"], body["process"], body["message"], body["pid"], body["bundle"]) == \
         ("exit", "api", "boom", 3, "b")
-    assert logged == [f"alert exit api -> {receiver.url}/hook"]
+    assert logged == [f"alert exit api -> {receiver.url}/hook?***"]  # its token is not logged
 
 
 def test_an_alert_command_gets_the_alert_and_gives_up_after_its_retries(tmp_path: Path) -> None:
@@ -218,6 +224,11 @@ def test_probes(receiver: Receiver, tmp_path: Path) -> None:
     assert run("http", receiver.url + "/ok") is None
     assert run("http", receiver.url + "/bad") == f"GET {receiver.url}/bad: HTTP 500"
     port = receiver.server.server_address[1]
+    assert run("http", f"http://127.0.0.1:{port}/bad?key=k1") == \
+        f"GET http://127.0.0.1:{port}/bad?***: HTTP 500"  # what logs and status show
+    assert run("command", "sh -c 'echo fetch https://u:p@h/x?token=t1 failed >&2; exit 2'") == \
+        "sh -c 'echo fetch https://***@h/x?*** failed >&2; exit 2': exit 2: fetch " \
+        "https://***@h/x?*** failed"
     assert run("tcp", f"127.0.0.1:{port}") is None
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))

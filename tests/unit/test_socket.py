@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from bundler.errors import BundlerError
-from bundler.server.supervisor import SOCKET_LIMIT, choose_socket
+from bundler.server.supervisor import SOCKET_LIMIT, choose_socket, release_socket_folder
 
 
 def test_short_roots_use_the_bundles_own_run_folder(tmp_path: Path) -> None:
@@ -36,21 +36,66 @@ def short_tmp():
     shutil.rmtree(folder)
 
 
-def test_without_a_runtime_dir_the_fallback_is_private(short_tmp: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _user(monkeypatch: pytest.MonkeyPatch, short_tmp: Path) -> int:
+    """This user, as bundler sees it; root plays user 4242 (for root, /run would be the choice)."""
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
-    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # not root: /run is not a choice
+    if os.getuid() == 0:
+        monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    return os.geteuid()
+
+
+def _owned(path: Path, uid: int) -> Path:
+    if os.getuid() == 0:
+        os.lchown(path, uid, -1)
+    return path
+
+
+def test_without_a_runtime_dir_the_fallback_is_private(short_tmp: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    uid = _user(monkeypatch, short_tmp)
+    private = short_tmp / f"bundler-{uid}"
+    if uid != os.getuid():  # root playing 4242: the folder 4242 would have made
+        private.mkdir(mode=0o700)
+        _owned(private, uid)
     deep = short_tmp / ("d" * 120)
-    private = short_tmp / "bundler-4242"
-    private.mkdir(mode=0o700)
-    with pytest.raises(BundlerError, match="no folder for a unix socket"):
-        choose_socket(deep, deep / "run")  # someone else's folder is never used
-    if os.getuid() != 0:
-        pytest.skip("changing the owner of a folder needs root")
-    os.chown(private, 4242, -1)
     chosen = Path(choose_socket(deep, deep / "run"))
-    assert chosen.parent == private
+    assert chosen.parent == private and stat.S_IMODE(private.lstat().st_mode) == 0o700
+    assert choose_socket(deep, deep / "run", make=False) == str(chosen)
+
+
+@pytest.mark.parametrize("how", ["open to all", "a link", "a file", "another user's"])
+def test_an_unsafe_shared_folder_is_never_used_a_private_one_is_made(
+        short_tmp: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """/tmp/bundler-UID as another user may have made it first."""
+    uid = _user(monkeypatch, short_tmp)
+    shared = short_tmp / f"bundler-{uid}"
+    if how == "open to all":
+        shared.mkdir()
+        _owned(shared, uid).chmod(0o777)
+    elif how == "a link":
+        (short_tmp / "elsewhere").mkdir(mode=0o700)
+        _owned(short_tmp / "elsewhere", uid)
+        shared.symlink_to(short_tmp / "elsewhere")
+        _owned(shared, uid)
+    elif how == "a file":
+        shared.write_text("")
+        _owned(shared, uid)
+    else:
+        shared.mkdir(mode=0o700)
+        _owned(shared, uid + 1)
+    deep = short_tmp / ("d" * 120)
+    assert not Path(choose_socket(deep, deep / "run", make=False)).is_relative_to(shared)
+    assert sorted(p.name for p in short_tmp.iterdir() if p.name.startswith("bundler-")) == \
+        [shared.name]  # asking where the socket is makes no folder
+    chosen = Path(choose_socket(deep, deep / "run"))
+    folder = chosen.parent
+    assert folder != shared and folder.parent == short_tmp and not folder.is_symlink()
+    assert folder.name.startswith(f"bundler-{uid}-")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.stat().st_uid == os.getuid()
+    assert len(os.fsencode(chosen)) <= SOCKET_LIMIT
+    release_socket_folder(str(chosen))  # bin/stop, once supervisord took its socket away
+    assert not folder.exists() and (shared.exists() or shared.is_symlink())
 
 
 def test_the_longest_accepted_path_leaves_room_for_supervisords_temporary_name(short_tmp: Path) -> None:

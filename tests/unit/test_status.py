@@ -7,12 +7,14 @@ import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from supervisor import events
 
 from bundler import supervisor_rpc
 from bundler.bundle.health import HealthRecord, ProbeState
+from bundler.bundle.tree import Bundle
 from bundler.cli import jsondocs, output
 from bundler.server import procfs
 from bundler.server.history import HistoryEntry, Installed, ServiceChange, last_release
@@ -184,3 +186,28 @@ def test_supervisord_counts_every_start_once_whatever_serves_it(
     events.notify(events.ProcessStateRunningEvent(
         SimpleNamespace(config=SimpleNamespace(name="web"), pid=4, group=None), 0))
     assert unix.starts() == inet.starts() == {"web": 3, "sam:svc1": 1}
+
+
+def test_status_says_an_interrupted_operation_and_how_to_undo_it(tiny: Bundle) -> None:
+    from click.testing import CliRunner
+
+    from bundler.cli import cli
+    from bundler.server.status import interrupted
+
+    def status() -> Any:
+        return CliRunner().invoke(cli, ["status", "--root", str(tiny.root)])
+
+    assert interrupted(tiny) == [] and status().exit_code == 3  # not running, nothing left
+    tiny.transaction.write_text("{}")  # a switch killed half-way left its journal
+    tiny.apply_journal.write_text("{}")
+    left = interrupted(tiny)
+    assert [i.journal for i in left] == [".bundler/apply.json", ".bundler/transaction.json"]
+    shown = status()
+    assert shown.exit_code == 4
+    lines = [line for line in shown.output.splitlines() if line.startswith("INTERRUPTED: ")]
+    assert len(lines) == 2 and all("bin/start undoes it" in line for line in lines)
+    assert "(.bundler/transaction.json is left)" in lines[1]
+    doc = json.loads(CliRunner().invoke(cli, ["status", "--json", "--root", str(tiny.root)]).stdout)
+    assert [i["journal"] for i in doc["interrupted"]] == [i.journal for i in left]
+    with tiny.locked():  # an operation under way: its journals are its own, not news
+        assert interrupted(tiny) == []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from bundler.redact import redact
 from bundler.runner import call
 from bundler.server.monitor.probes import OPENER
 from bundler.spec.model import Alerts
@@ -70,7 +71,7 @@ class Alerter:
         self.config = config
         self.about = about  # bundle, version, root: in every alert
         self.cwd = cwd
-        self.log = log
+        self.log: Callable[[str], None] = lambda line: log(redact(line))  # a webhook's token
         self.pause = pause
         self.queue: queue.Queue[Alert] = queue.Queue(QUEUE_SIZE)
         threading.Thread(target=self._work, name="alerts", daemon=True).start()

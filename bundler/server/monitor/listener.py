@@ -28,6 +28,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.logfaults import LogFaults
 from bundler.bundle.records import MonitorConfig, Watched
 from bundler.bundle.tree import open_bundle
+from bundler.redact import redact
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
 from bundler.server.supervisor import RUNNING, Process, Supervisor
@@ -38,7 +39,8 @@ TICK = 1.0  # seconds between two looks at the processes
 
 
 def log(message: str) -> None:
-    print(time.strftime("%Y-%m-%d %H:%M:%S ") + message, file=sys.stderr, flush=True)
+    """A line of the monitor's log (log/_monitor.log), URLs without their secrets."""
+    print(time.strftime("%Y-%m-%d %H:%M:%S ") + redact(message), file=sys.stderr, flush=True)
 
 
 class Tail:

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from bundler.errors import BundlerError
+from bundler.redact import redact
 from bundler.runner import TimedOut, call
 from bundler.spec.model import PYTHON_WORD, Health
 
@@ -19,14 +20,18 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def run(health: Health, root: Path, python: str, directory: str) -> str | None:
+    """None when the service is healthy, else why not: in words the logs, the health record
+    and status show, so its URLs without their secrets (bundler/redact.py)."""
     try:
         if health.probe == "http":
-            return _http(health.target, health.timeout)
-        if health.probe == "tcp":
-            return _tcp(health.target, health.timeout)
-        return _command(health.target, health.timeout, root, python, directory)
+            why = _http(health.target, health.timeout)
+        elif health.probe == "tcp":
+            why = _tcp(health.target, health.timeout)
+        else:
+            why = _command(health.target, health.timeout, root, python, directory)
     except Exception as exc:  # a probe that breaks is a failed probe, never a dead monitor
-        return f"{type(exc).__name__}: {exc}"
+        why = f"{type(exc).__name__}: {exc}"
+    return None if why is None else redact(why)
 
 
 def _http(url: str, timeout: float) -> str | None:
