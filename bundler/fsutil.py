@@ -82,3 +82,23 @@ def tree_entries(root: str | Path) -> Iterator[os.DirEntry[str]]:
 def regular_files(root: str | Path) -> list[str]:
     """The regular files under `root` (not symlinks), sorted."""
     return sorted(e.path for e in tree_entries(root) if e.is_file(follow_symlinks=False))
+
+
+def walk(top: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top), top-down, `dirs` pruned in place as there, without recursion: os.walk
+    recurses before Python 3.12, and a tree deeper than about a thousand folders (a service can
+    make one) ended it in RecursionError. Links, to folders too, are in `files` and not entered;
+    a folder that cannot be listed is left out, as os.walk does."""
+    stack = [os.fspath(top)]
+    while stack:
+        folder = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(folder) as listing:
+                for item in listing:
+                    (dirs if item.is_dir(follow_symlinks=False) else files).append(item.name)
+        except OSError:
+            continue
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs))

@@ -16,7 +16,7 @@ from pathlib import Path
 from bundler.bundle import signing
 from bundler.bundle.archive import read_tar
 from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, PATCH_SITE, PatchRecord
-from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind
+from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind, shown
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 
@@ -194,4 +194,4 @@ def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, source: 
 
 
 def _refuse(source: Path, name: str, why: str) -> BundlerError:
-    return BundlerError(f"refusing {source}: member {name!r} {why}; nothing was changed")
+    return BundlerError(f"refusing {source}: member {shown(name)} {why}; nothing was changed")
