@@ -29,13 +29,36 @@ class Record:
 
     @classmethod
     def read(cls: type[R], path: Path) -> R:
-        return cls.parse(path.read_text(encoding="utf-8"))
+        """The record at `path`. A file that is missing (FileNotFoundError) or cannot be read
+        (OSError) raises as such; one whose text is no such record raises DamagedRecord."""
+        try:
+            return cls.parse(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise damaged(path, exc) from exc
 
     def write(self, path: Path, mode: int | None = None) -> None:
         """Replace `path` at once, with `mode` when given, else the old file's (0644 if new)."""
         from bundler.fsutil import write_atomic  # tempfile and hashlib: only for who writes
 
         write_atomic(path, self.text(), mode)
+
+
+def damaged(path: Path, exc: BaseException) -> Exception:
+    """The one error of a record that cannot be read: errors.DamagedRecord, naming the file."""
+    from bundler.errors import DamagedRecord  # imports nothing itself
+
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not isinstance(exc, ValueError) or not why:
+        why = f"{type(exc).__name__} {why}".strip()
+    found = DamagedRecord(f"damaged record {path}: {printable(why)[:200]}")
+    found.why = why
+    return found
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, as repr shows them."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class Journal(Record):

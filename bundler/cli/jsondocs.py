@@ -59,6 +59,8 @@ def verify(verdict: Verdict) -> Doc:
         "target": verdict.name,
         "ok": not problems,
         "problems": problems,
+        "damaged": list(verdict.damaged),
+        "unchecked": list(verdict.unchecked),
         "integrity": {"checked": integrity.checked, "changed": integrity.changed,
                       "missing": integrity.missing, "added": integrity.added},
         "portability": {"elf_files": port.elf_files, "glibc": ".".join(map(str, port.glibc)) or None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bundler.bundle import signing
 from bundler.bundle.archive import read_tar
+from bundler.bundle.record import printable
 from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, PATCH_SITE, PatchRecord
 from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind, shown
 from bundler.bundle.tree import Bundle
@@ -132,9 +133,11 @@ def unpack(bundle: Bundle, source: Path, folder: Path, name: str) -> Incoming:
             members.take(tar, member)
     try:
         patch = PatchRecord.parse(members.raw.decode() if members.raw is not None else "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        why = printable(str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise BundlerError(f"refusing {source}: it is not a bundler patch (no readable "
-                           f"{PATCH_FILE} of format {PatchRecord.FORMAT}); nothing was changed") from exc
+                           f"{PATCH_FILE} of format {PatchRecord.FORMAT}: {why[:200]}); "
+                           "nothing was changed") from exc
     signer = _check_origin(bundle, patch, members.raw or b"", members.signature, source, name)
     expected = {rel: f.sha256 for rel, f in patch.files.items()}
     seen = {rel: f.sha256 for rel, f in members.files.items()}

@@ -5,14 +5,18 @@ it needs to run on another machine? Integrity (bundle/integrity.py) and portabil
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bundler.bundle import integrity, signing
 from bundler.bundle.safetree import extract
 from bundler.bundle.tree import Bundle, open_bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, DamagedRecord
 from bundler.server import history, portability
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,21 +26,31 @@ class Verdict:
     portability: portability.Report
     signature: str = "signature none"
     signature_problem: str | None = None
+    damaged: tuple[str, ...] = ()   # "PATH: why", for each record that cannot be read
+    unchecked: tuple[str, ...] = ()  # the checks a damaged record stopped: "integrity", ...
 
     def lines(self) -> list[str]:
         report = self.integrity
-        out = [f"{title:<8} {path}" for title, paths in (("changed", report.changed),
-                                                          ("missing", report.missing),
-                                                          ("added", report.added))
-               for path in paths]
-        out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
-                   f"{report.checked} files as built"
-                   + (f", {report.differ} differ" if report.differ else ""))
-        return [*out, self.signature, *self.portability.lines()]
+        out = [f"damaged  {line}" for line in self.damaged]
+        out += [f"{title:<8} {path}" for title, paths in (("changed", report.changed),
+                                                           ("missing", report.missing),
+                                                           ("added", report.added))
+                for path in paths]
+        if "integrity" in self.unchecked:
+            out.append("integrity not checked: a record it reads is damaged")
+        else:
+            out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} "
+                       f"of {report.checked} files as built"
+                       + (f", {report.differ} differ" if report.differ else ""))
+        out.append(self.signature)
+        if "portability" in self.unchecked:
+            return [*out, "portability not checked: a record it reads is damaged"]
+        return [*out, *self.portability.lines()]
 
     def problems(self) -> list[str]:
         differ, port = self.integrity.differ, self.portability
-        return ([f"{differ} file(s) differ from the build"] if differ else []) + \
+        return ([f"{len(self.damaged)} damaged record(s)"] if self.damaged else []) + \
+            ([f"{differ} file(s) differ from the build"] if differ else []) + \
             ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
             ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
             ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
@@ -60,7 +74,25 @@ def verify(target: Path | None) -> Verdict:
 
 
 def _check(bundle: Bundle, name: str) -> Verdict:
-    return Verdict(name, integrity.verify(bundle), portability.check(bundle), *_signature(bundle))
+    """Each check on its own: a damaged record stops the checks that read it, and is itself
+    reported, not raised (verify is the tool that finds damage)."""
+    damaged: dict[str, None] = {}
+    unchecked: list[str] = []
+
+    def part(what: str, check: Callable[[], T], instead: T) -> T:
+        try:
+            return check()
+        except DamagedRecord as exc:
+            damaged[str(exc).removeprefix("damaged record ")] = None  # "PATH: why"
+            unchecked.append(what)
+            return instead
+
+    found = part("integrity", lambda: integrity.verify(bundle), integrity.Report())
+    port = part("portability", lambda: portability.check(bundle), portability.Report())
+    signature = part("signature", lambda: _signature(bundle),
+                     ("signature not checked: a record it reads is damaged", None))
+    return Verdict(name, found, port, *signature, damaged=tuple(damaged),
+                   unchecked=tuple(unchecked))
 
 
 def _signature(bundle: Bundle) -> tuple[str, str | None]:
