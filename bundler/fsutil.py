@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from bundler.errors import BundlerError
+
+SPARE_BYTES = 64 << 20  # free space left on the disk after anything bundler writes there
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
@@ -102,3 +107,15 @@ def walk(top: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
             continue
         yield folder, dirs, files
         stack.extend(os.path.join(folder, d) for d in reversed(dirs))
+
+
+def check_space(folder: Path, size: int, what: str) -> None:
+    """Refuse to write `size` bytes into `folder` (or the folder that will hold it) when the disk
+    would keep less than SPARE_BYTES free after: every archive member, patch file and relocated
+    file is checked so before it is written."""
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if size + SPARE_BYTES > free:
+        raise BundlerError(f"{what} needs {size >> 20} MiB and {folder} has {free >> 20} MiB free; "
+                           "nothing was changed")

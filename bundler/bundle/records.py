@@ -184,7 +184,7 @@ class RelocationJournal(Journal):
 
 def _rewritten(line: str) -> tuple[str, str]:
     entry = json.loads(line)
-    return str(entry["file"]), str(entry["prefix"])
+    return plain_path(entry["file"]), check_prefix(entry["prefix"])
 
 
 # --- .bundler/origin.json and .bundler/platform ------------------------------------------

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bundler.errors import BundlerError
+from bundler.fsutil import check_space
 
 NAME_MAX = 255      # bytes in one path component (Linux)
 PATH_MAX = 4000     # bytes in a member's whole path, with room for the root in front
 MAX_DEPTH = 128     # path components of a member: deeper trees defeat recursive tools (RecursionError)
 MAX_MEMBERS = 2_000_000
 LINK_HOPS = 40      # as the kernel's own limit on links followed in one lookup
-SPARE_BYTES = 64 << 20  # free space left on the disk after an archive is written
 
 
 def shown(name: str) -> str:
@@ -217,17 +217,6 @@ def member_kind(member: tarfile.TarInfo) -> str:
         return "hardlink"
     return {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device",
             tarfile.FIFOTYPE: "fifo"}.get(member.type, "special file")
-
-
-def check_space(folder: Path, size: int, what: str) -> None:
-    """Refuse to write `size` bytes into `folder` (or the folder that will hold it) when the disk
-    would be (nearly) full after."""
-    while not folder.exists():
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if size + SPARE_BYTES > free:
-        raise BundlerError(f"{what} needs {size >> 20} MiB and {folder} has {free >> 20} MiB free; "
-                           "nothing was changed")
 
 
 def extract(archive: Path, dest: Path) -> None:

@@ -17,9 +17,10 @@ from bundler.bundle import signing
 from bundler.bundle.archive import read_tar
 from bundler.bundle.record import printable
 from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, PATCH_SITE, PatchRecord
-from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind, shown
+from bundler.bundle.safetree import Overlay, Refused, check_name, member_kind, shown
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import check_space
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,8 @@ def _check(bundle: Bundle, name: str) -> Verdict:
 
     found = part("integrity", lambda: integrity.verify(bundle), integrity.Report())
     port = part("portability", lambda: portability.check(bundle), portability.Report())
-    signature = part("signature", lambda: _signature(bundle),
-                     ("signature not checked: a record it reads is damaged", None))
+    unread: tuple[str, str | None] = ("signature not checked: a record it reads is damaged", None)
+    signature = part("signature", lambda: _signature(bundle), unread)
     return Verdict(name, found, port, *signature, damaged=tuple(damaged),
                    unchecked=tuple(unchecked))
 

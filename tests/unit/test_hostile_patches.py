@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bundler.bundle import integrity, safetree, signing
+from bundler import fsutil
+from bundler.bundle import integrity, signing
 from bundler.bundle.records import PatchRecord
 from bundler.bundle.tree import Bundle
 from bundler.cli import cli
@@ -265,7 +266,7 @@ def test_a_hostile_patch_is_refused_in_one_line_and_changes_nothing(
 def test_a_patch_larger_than_the_free_space_is_refused(site: Site, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     patch_file = _build(site, tmp_path, [GOOD], {})
-    monkeypatch.setattr(safetree, "SPARE_BYTES", 1 << 62)  # as if the disk were full
+    monkeypatch.setattr(fsutil, "SPARE_BYTES", 1 << 62)  # as if the disk were full
     before = snapshot(site.root)
     result = _apply(patch_file, site.bundle.root)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
