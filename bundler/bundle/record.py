@@ -63,7 +63,16 @@ def printable(text: str) -> str:
 
 class Journal(Record):
     """A record whose text is whole lines, each added at the end of the file as it happens:
-    `parse` skips a line it cannot read (the last one, cut short by a crash)."""
+    `parse` skips a line it cannot read (the last one, cut short by a crash), and bytes that
+    are no UTF-8 damage their line only."""
+
+    @classmethod
+    def read(cls: type[R], path: Path) -> R:
+        try:
+            return cls.parse(path.read_bytes().decode("utf-8", errors="replace"))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                RecursionError) as exc:
+            raise damaged(path, exc) from exc
 
     @staticmethod
     def lines(text: str, parse: Callable[[str], T]) -> list[T]:
