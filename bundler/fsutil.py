@@ -117,5 +117,9 @@ def check_space(folder: Path, size: int, what: str) -> None:
         folder = folder.parent
     free = shutil.disk_usage(folder).free
     if size + SPARE_BYTES > free:
-        raise BundlerError(f"{what} needs {size >> 20} MiB and {folder} has {free >> 20} MiB free; "
-                           "nothing was changed")
+        raise BundlerError(f"{what} needs {_amount(size)} and {folder} has {free >> 20} MiB free "
+                           f"({SPARE_BYTES >> 20} MiB must stay free); nothing was changed")
+
+
+def _amount(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
