@@ -56,6 +56,16 @@ def damaged(path: Path, exc: BaseException) -> Exception:
     return found
 
 
+def plain_path(rel: object) -> str:
+    """`rel` when it is a plain relative path inside the bundle (no `/` in front, no empty, `.`
+    or `..` parts, no control characters); raises ValueError."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") \
+            or any(p in ("", ".", "..") for p in rel.split("/")) \
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
+        raise ValueError(f"{rel!r} is not a path inside the bundle")
+    return rel
+
+
 def printable(text: str) -> str:
     """`text` with control characters escaped, as repr shows them."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

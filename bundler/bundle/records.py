@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bundler.bundle.record import Journal, Record
+from bundler.bundle.record import Journal, Record, plain_path
 from bundler.spec.model import Alerts, Health, Listen
 
 PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
@@ -53,16 +53,6 @@ def check_prefix(prefix: object) -> str:
         raise ValueError(f"the relocation prefix {prefix!r} is not an absolute path of "
                          f"{MIN_PREFIX} bytes or more")
     return prefix
-
-
-def plain_path(rel: object) -> str:
-    """`rel` when it is a plain relative path inside the bundle (no `/` in front, no empty, `.`
-    or `..` parts, no control characters); raises ValueError."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") \
-            or any(p in ("", ".", "..") for p in rel.split("/")) \
-            or any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
-        raise ValueError(f"{rel!r} is not a path inside the bundle")
-    return rel
 
 
 # --- .bundler/checksums.json --------------------------------------------------------------

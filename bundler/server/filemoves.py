@@ -13,8 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle.record import Record
-from bundler.bundle.records import plain_path
+from bundler.bundle.record import Record, plain_path
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 

@@ -460,10 +460,17 @@ def test_a_tree_deeper_than_recursion_allows_on_disk_is_verified(tiny: Bundle) -
         fd = deeper
     os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
     os.close(fd)
-    result = CliRunner().invoke(cli, ["verify", str(tiny.root)])
-    assert result.exit_code == 1, result.output
-    assert result.stderr == f"Error: {tiny.root}: 1 file(s) differ from the build\n"
-    assert "added    app_v1/" + "a/" * 1500 + "f" in result.stdout
+    try:
+        result = CliRunner().invoke(cli, ["verify", str(tiny.root)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == f"Error: {tiny.root}: 1 file(s) differ from the build\n"
+        assert "added    app_v1/" + "a/" * 1500 + "f" in result.stdout
+    finally:  # by hand: shutil.rmtree (pytest's cleanup) recurses too before Python 3.12
+        walked = list(fsutil.walk(tiny.root / "app_v1" / "a"))
+        for folder, _, files in reversed(walked):
+            for name in files:
+                os.unlink(os.path.join(folder, name))
+            os.rmdir(folder)
 
 
 # --- relocation writes within bounds (class 3)
@@ -588,3 +595,17 @@ def test_a_move_journal_is_not_undone_through_a_link(site: Site) -> None:
     with pytest.raises(BundlerError, match="reached through a link"):
         filemoves.undo(site.bundle)
     assert snapshot(site.root) == before
+
+
+@pytest.mark.parametrize("key,value", [("log", "/var/log"), ("run", "../../run"), ("envs", ""),
+                                       ("code", "../{project}"), ("code", "{nope}")])
+def test_a_layout_record_that_leads_out_of_the_bundle_is_damaged(tiny: Bundle, key: str,
+                                                                  value: str) -> None:
+    """The layout says where bundler writes (logs, the pid file, the socket): root must not
+    write outside the bundle because its owner edited layout.toml."""
+    path = tiny.layout_record
+    path.write_text("\n".join(line if not line.startswith(f"{key} =") else f"{key} = {value!r}"
+                              for line in path.read_text().splitlines()) + "\n")
+    result = CliRunner().invoke(cli, ["status", "--root", str(tiny.root)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: damaged record {path}: not a layout")
