@@ -6,7 +6,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bundler.build.sources import Chooser, Selection, check_location, refuse_secrets
+from bundler.build.sources import (
+    Chooser,
+    Selection,
+    check_location,
+    check_not_a_link,
+    refuse_secrets,
+)
 from bundler.bundle.safetree import extract
 from bundler.errors import BundlerError
 from bundler.runner import call, clean_env, run
@@ -27,12 +33,13 @@ def check_code_source(code: CodeVersion, spec_folder: Path, output: Path) -> Sel
 
 
 def check_code_found(code: CodeVersion, spec_folder: Path) -> None:
-    """Fail when a code version's folder is not there, or its git repository has no such ref
-    (asked of the local repository: nothing is cloned or fetched)."""
+    """Fail when a code version's folder is not there or is a link, or its git repository has no
+    such ref (asked of the local repository: nothing is cloned or fetched)."""
     if code.path is not None:
         src = spec_folder / code.path
         if not src.is_dir():
             raise BundlerError(f"code {code.name}: path {src} is not a folder")
+        check_not_a_link(code, src)
         return
     assert code.git is not None
     if "://" in code.git or code.git.startswith("git@"):

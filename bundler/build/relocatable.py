@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle.records import Relocation
+from bundler.bundle.safetree import Overlay
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
 from bundler.fsutil import shared_file_key, tree_entries, write_atomic
@@ -48,11 +49,14 @@ class RootSearch:
 
 
 def make_symlinks_relative(root: Path) -> None:
-    """Turn absolute symlinks that point inside `root` into relative ones; refuse ones pointing out."""
+    """Turn absolute symlinks that point inside `root` into relative ones; refuse ones pointing out,
+    and relative ones that lead out once followed (`..` above the root, through other links)."""
     top = str(root) + "/"
+    links = []
     for item in tree_entries(root):
         if not item.is_symlink():
             continue
+        links.append(item.path[len(top):])
         target = os.readlink(item.path)
         if not os.path.isabs(target):
             continue
@@ -60,6 +64,11 @@ def make_symlinks_relative(root: Path) -> None:
             raise BundlerError(f"{item.path[len(top):]} links to {target}, outside the bundle")
         os.unlink(item.path)
         os.symlink(os.path.relpath(target, os.path.dirname(item.path)), item.path)
+    tree = Overlay(root)
+    for rel in links:
+        if tree.resolve(rel) is None:
+            raise BundlerError(f"{rel} links to {os.readlink(root / rel)}, which leads out of the "
+                               "bundle (or round in a loop)")
 
 
 # What distlib (pip, virtualenv) writes instead of a shebang longer than the kernel takes: a

@@ -3,8 +3,10 @@
 Left out: version control and virtualenvs at the code's root, the build outputs `build/` and
 `dist/` at its root when they are no package, caches by their well-known names anywhere, what the
 folder's .gitignore files ignore, and the code version's own `exclude` patterns. `include` patterns
-bring anything back. Files that look like secrets (keys, .env, .netrc, credentials) stop the build
-unless they are left out or named in `include`: a bundle travels through many hands.
+bring anything back. Files that look like secrets (secretfiles.py: families of names, private keys
+by content) stop the build unless they are left out or named in `include`: a bundle travels
+through many hands. So does a link that leads out of the code folder (absolute, or `..` above it,
+followed through the folder's own links): on a server it would reach that machine's files.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pathspec
 
+from bundler.build import secretfiles
+from bundler.bundle.safetree import Overlay
 from bundler.errors import BundlerError
 from bundler.spec.model import CodeVersion
 
@@ -26,11 +30,6 @@ BUILD_OUTPUTS = ("build", "dist")  # left out at the root unless they are packag
 CACHES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".eggs",
           ".ipynb_checkpoints", ".DS_Store"}
 CACHE_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
-SECRET_NAMES = {".env", ".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials",
-                "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
-                "credentials", "credentials.json", ".htpasswd"}
-SECRET_DIRS = {".ssh", ".aws", ".gnupg"}  # every file in them
-SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore")
 
 
 @dataclass
@@ -38,7 +37,8 @@ class Selection:
     """What `choose` decided for one code folder."""
 
     left_out: dict[str, str] = field(default_factory=dict)   # relative path -> why
-    secrets: list[str] = field(default_factory=list)         # would ship, look like secrets
+    secrets: dict[str, str] = field(default_factory=dict)    # would ship, look like secrets: why
+    links_out: dict[str, str] = field(default_factory=dict)  # would ship, lead out: the target
 
     def summary(self, limit: int = 4) -> list[str]:
         by_reason: dict[str, list[str]] = {}
@@ -77,11 +77,17 @@ class Chooser:
         for folder, spec in self._gitignores(rel):
             if spec.match_file(probe[len(folder) + 1:] if folder else probe):
                 return f"{folder + '/' if folder else ''}.gitignore"
-        if not is_dir and (name in SECRET_NAMES or name.startswith(".env.")
-                           or name.endswith(SECRET_SUFFIXES)
-                           or any(part in SECRET_DIRS for part in rel.split("/")[:-1])):
-            self.selection.secrets.append(rel)
         return None
+
+    def look(self, rel: str, path: Path) -> None:
+        """Note `rel`, which ships, when it is a link out of the folder or looks like a secret."""
+        if path.is_symlink():
+            if Overlay(self.src).resolve(rel) is None:
+                self.selection.links_out[rel] = os.readlink(path)
+        elif not path.is_dir() and not self.include.match_file(rel):
+            why = secretfiles.looks_secret(rel, str(path))
+            if why is not None:
+                self.selection.secrets[rel] = why
 
     def _gitignores(self, rel: str) -> list[tuple[str, pathspec.GitIgnoreSpec]]:
         parts = rel.split("/")
@@ -109,6 +115,8 @@ class Chooser:
             if why is not None:
                 out.add(name)
                 self.selection.left_out[rel] = why
+            else:
+                self.look(rel, path)
         return out
 
     def walk(self) -> Selection:
@@ -120,16 +128,37 @@ class Chooser:
 
 
 def refuse_secrets(code: CodeVersion, selection: Selection) -> None:
+    """Stop on files that look like secrets, then on links out of the code folder."""
     if selection.secrets:
-        found = ", ".join(selection.secrets[:5]) + (" ..." if len(selection.secrets) > 5 else "")
+        found = _some([f"{rel} ({why})" for rel, why in selection.secrets.items()])
         raise BundlerError(f"code {code.name}: would ship what looks like a secret: {found}; leave "
                            "it out (exclude = [...] or .gitignore) or, to ship it, name it in "
                            "include = [...]")
+    if selection.links_out:
+        found = _some([f"{rel} -> {target}" for rel, target in selection.links_out.items()])
+        raise BundlerError(f"code {code.name}: would ship a link that leads out of the code folder: "
+                           f"{found}; on a server it would reach that machine's files: leave it out "
+                           "(exclude = [...] or .gitignore) or put what it names in the folder")
+
+
+def _some(items: list[str], limit: int = 5) -> str:
+    """The first `limit` of `items`; a name with a control character or no UTF-8 shown escaped."""
+    shown = [i if i.isprintable() else repr(i) for i in items[:limit]]
+    return ", ".join(shown) + (" ..." if len(items) > limit else "")
+
+
+SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot")  # no code folder lies in them
+SYSTEM_FOLDERS = ("/usr", "/var", "/bin", "/sbin", "/lib", "/lib64", "/opt", "/srv", "/tmp", "/mnt",
+                  "/media", "/run", "/home")                # nor is one of them
 
 
 def check_location(code: CodeVersion, src: Path, output: Path) -> None:
-    """Refuse a code path that is /, a home folder, or holds the output folder."""
+    """Refuse a code path that is a link, /, a system or home folder, or holds the output folder."""
+    check_not_a_link(code, src)
     src, output = src.resolve(), output.resolve()
+    if str(src) in SYSTEM_FOLDERS or any(src.is_relative_to(top) for top in SYSTEM_TREES):
+        raise BundlerError(f"code {code.name}: path {src} is a system folder: point path at the "
+                           "code's own folder")
     homes = {Path(p.pw_dir).resolve() for p in pwd.getpwall() if p.pw_dir not in ("", "/")}
     homes.add(Path.home().resolve())
     if src == Path("/") or src in homes:
@@ -139,3 +168,12 @@ def check_location(code: CodeVersion, src: Path, output: Path) -> None:
         raise BundlerError(f"code {code.name}: path {src} holds the output folder {output}: build "
                            "into a folder outside it (bundler build -o DIR) or point path at the "
                            "code's own folder")
+
+
+def check_not_a_link(code: CodeVersion, src: Path) -> None:
+    """Refuse a code path that is itself a link: what ships would be wherever it leads (a link
+    to /etc would ship /etc), not the folder bundle.toml names."""
+    if src.is_symlink():
+        raise BundlerError(f"code {code.name}: path {_some([str(src)])} is a link to "
+                           f"{_some([os.readlink(src)])}: name the folder itself "
+                           f"(path = \"{_some([str(src.resolve())])}\")")

@@ -204,8 +204,8 @@ def check(signature: Signature, kind: str, data: bytes, trusted: list[str]) -> N
 
 
 def keygen(path: Path, comment: str) -> str:
-    """Write a new Ed25519 key pair to `path` (private, mode 0600) and `path`.pub; its public
-    line."""
+    """Write a new Ed25519 key pair to `path` (private, mode 0600) and `path`.pub, creating the
+    folder (0700) when it is missing; its public line."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
@@ -217,6 +217,7 @@ def keygen(path: Path, comment: str) -> str:
     for existing in (path, public_path):
         if existing.exists():
             raise BundlerError(f"{existing} exists: bundler never overwrites a key")
+    _key_folder(path.parent)
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -225,3 +226,17 @@ def keygen(path: Path, comment: str) -> str:
     line = public_line(private, comment)
     public_path.write_text(line + "\n")
     return line
+
+
+def _key_folder(folder: Path) -> None:
+    """Make `folder` (and the folders above it) when missing: new ones readable by their owner
+    only, as ssh-keygen makes ~/.ssh."""
+    if folder.is_dir():
+        return
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    try:
+        folder.mkdir(parents=True, mode=0o700)
+        for made in missing:
+            os.chmod(made, 0o700)
+    except OSError as exc:
+        raise BundlerError(f"cannot make the key's folder {folder}: {exc.strerror or exc}") from exc

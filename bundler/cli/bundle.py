@@ -324,15 +324,16 @@ def verify_cmd(bundle: Path | None, as_json: bool) -> None:
 
     \b
     Integrity: files changed, missing or added since the build (switches and patches applied by
-    bundler are accounted for; log/, run/ and etc/app/ are not checked).
+    bundler are accounted for; log/, run/ and etc/app/ are not checked), and links that lead
+    out of the bundle or out of their code folder once followed.
     Portability: for every ELF file, the libraries it needs that the bundle does not carry
     (glibc and the compiler runtime come from the system); the oldest glibc the bundle runs
     on; files that still contain a path of the build machine.
     Signature: who signed the build (bundler build --sign), and whether the bundle trusts that
     key (compare the fingerprint with your release key's: ssh-keygen -lf KEY.pub).
 
-    Exits 1 if any file differs, any library is missing, any build path is left, or the
-    signature does not match (with --json too).
+    Exits 1 if any file differs, any link leads out, any library is missing, any build path is
+    left, or the signature does not match (with --json too).
 
     \b
     Examples:

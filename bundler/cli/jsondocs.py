@@ -63,6 +63,7 @@ def verify(verdict: Verdict) -> Doc:
         "unchecked": list(verdict.unchecked),
         "integrity": {"checked": integrity.checked, "changed": integrity.changed,
                       "missing": integrity.missing, "added": integrity.added},
+        "links_out": verdict.links_out,
         "portability": {"elf_files": port.elf_files, "glibc": ".".join(map(str, port.glibc)) or None,
                         "glibc_file": port.glibc_file or None,
                         "floor": port.platform.floor if port.platform and port.platform.floor else None,

@@ -353,7 +353,8 @@ def cache_prune(older_than: float | None, everything: bool) -> None:
 @click.option("--comment", default="bundler release key", show_default=True,
               help="Written after the public key, to tell keys apart.")
 def keygen(path: Path, comment: str) -> None:
-    """Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub.
+    """Create an Ed25519 signing key: PATH (private, mode 0600) and PATH.pub. PATH's folder is
+    created (mode 0700) when it is missing.
 
     Keep PATH on the build machine; put PATH.pub in [bundle] trusted_keys, and sign builds and
     patches with `bundler build --sign PATH`. A bundle that trusts a key refuses patches that are

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bundler.bundle import integrity, signing
+from bundler.bundle import integrity, links, signing
 from bundler.bundle.safetree import extract
 from bundler.bundle.tree import Bundle, open_bundle
 from bundler.errors import BundlerError, DamagedRecord
@@ -28,13 +28,14 @@ class Verdict:
     signature_problem: str | None = None
     damaged: tuple[str, ...] = ()   # "PATH: why", for each record that cannot be read
     unchecked: tuple[str, ...] = ()  # the checks a damaged record stopped: "integrity", ...
+    links_out: dict[str, str] = field(default_factory=dict)  # link -> its target, where it leaves
 
     def lines(self) -> list[str]:
         report = self.integrity
-        out = [f"damaged  {line}" for line in self.damaged]
-        out += [f"{title:<8} {path}" for title, paths in (("changed", report.changed),
-                                                           ("missing", report.missing),
-                                                           ("added", report.added))
+        out = [f"damaged  {_shown(line)}" for line in self.damaged]
+        out += [f"{title:<8} {_shown(path)}" for title, paths in (("changed", report.changed),
+                                                                  ("missing", report.missing),
+                                                                  ("added", report.added))
                 for path in paths]
         if "integrity" in self.unchecked:
             out.append("integrity not checked: a record it reads is damaged")
@@ -42,6 +43,7 @@ class Verdict:
             out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} "
                        f"of {report.checked} files as built"
                        + (f", {report.differ} differ" if report.differ else ""))
+        out += [f"link      {_shown(rel)} -> {_shown(where)}" for rel, where in self.links_out.items()]
         out.append(self.signature)
         if "portability" in self.unchecked:
             return [*out, "portability not checked: a record it reads is damaged"]
@@ -56,7 +58,9 @@ class Verdict:
             ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
             ([f"it needs glibc {'.'.join(map(str, port.glibc))}, above its floor "
               f"{port.platform.floor if port.platform else ''}"] if port.above_floor else []) + \
-            ([self.signature_problem] if self.signature_problem else [])
+            ([self.signature_problem] if self.signature_problem else []) + \
+            ([f"{len(self.links_out)} link(s) lead out of the bundle or their code folder"]
+             if self.links_out else [])
 
 
 def verify(target: Path | None) -> Verdict:
@@ -91,8 +95,15 @@ def _check(bundle: Bundle, name: str) -> Verdict:
     port = part("portability", lambda: portability.check(bundle), portability.Report())
     unread: tuple[str, str | None] = ("signature not checked: a record it reads is damaged", None)
     signature = part("signature", lambda: _signature(bundle), unread)
+    none: dict[str, str] = {}
+    links_out = part("links", lambda: links.leading_out(bundle), none)
     return Verdict(name, found, port, *signature, damaged=tuple(damaged),
-                   unchecked=tuple(unchecked))
+                   unchecked=tuple(unchecked), links_out=links_out)
+
+
+def _shown(text: str) -> str:
+    """A path as the terminal may show it: escaped when it has control characters or no UTF-8."""
+    return text if text.isprintable() else repr(text)
 
 
 def _signature(bundle: Bundle) -> tuple[str, str | None]:

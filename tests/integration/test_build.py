@@ -11,6 +11,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomlkit
@@ -153,6 +154,30 @@ def test_a_failed_build_leaves_the_output_as_it_was(tmp_path: Path, wheelhouse: 
     assert "no-such-package-bundler-test" in result.stderr
     assert [p.name for p in dist.iterdir()] == ["smartbox-2026.11.1.tar.gz"]
     assert (dist / "smartbox-2026.11.1.tar.gz").read_text() == "the previous build"
+
+
+@pytest.mark.parametrize(("plant", "says"), [
+    (lambda p: (p / "sam_v1" / "deploy").mkdir() or (p / "sam_v1" / "deploy" / "id_rsa.bak")
+     .write_text("x"), "would ship what looks like a secret: deploy/id_rsa.bak (an SSH private key)"),
+    (lambda p: (p / "sam_v1" / "settings.cfg").write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n"),
+     "settings.cfg (holds a private key)"),
+    (lambda p: (p / "sam_v1" / "relssh").symlink_to("../../../home/.ssh"),
+     "would ship a link that leads out of the code folder: relssh -> ../../../home/.ssh"),
+    (lambda p: shutil.rmtree(p / "sam_v1") or (p / "sam_v1").symlink_to("/etc"),
+     "is a link to /etc: name the folder itself"),
+])
+def test_secrets_and_links_out_stop_check_and_build_in_one_line(tmp_path: Path, plant: Any,
+                                                                says: str) -> None:
+    project = tmp_path / "proj"
+    shutil.copytree(EXAMPLE, project)
+    plant(project)
+    for command in ("check", "build"):
+        result = bundler("-C", str(project), command, check=False)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("Error: code v1: ") and says in result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (project / "dist").exists()
 
 
 @pytest.mark.skipif(PY37 is None, reason="pyenv's CPython 3.7.16 is not installed")

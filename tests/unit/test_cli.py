@@ -72,7 +72,9 @@ def test_add_code_checks_its_folder_or_ref_and_remove_code_what_no_service_runs(
     project = tmp_path / "box"
     spec = project / "bundle.toml"
     before = spec.read_text()
+    (project / "conf").symlink_to("/etc")
     for args, said in [(["--path", "nope"], f"code v2: path {project}/nope is not a folder"),
+                       (["--path", "conf"], f"code v2: path {project}/conf is a link to /etc"),
                        (["--git", ".", "--ref", "v9"], f"code v2: {project} has no commit 'v9'"),
                        (["--git", "https://example.invalid/r.git"], "is a remote")]:
         result = CliRunner().invoke(cli, ["-C", str(project), "add-code", "v2", *args])
@@ -343,3 +345,30 @@ def test_an_artifact_of_another_build_is_not_overwritten(tmp_path: Path, patch: 
     assert "`bundler version --bump major`" in result.output and "--overwrite" in result.output
     assert [p.name for p in dist.iterdir()] == [name]  # refused before a staging folder was made
     assert (dist / name).read_text() == "an earlier build"
+
+
+def test_keygen_makes_the_keys_folder_it_is_given(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's `bundler keygen keys/release` in a fresh project: keys/ is made, 0700."""
+    import stat
+
+    from bundler.bundle import signing
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shared").mkdir(mode=0o755)
+    for path in ("keys/release", "deep/er/release", "shared/release"):
+        result = CliRunner().invoke(cli, ["keygen", path])
+        assert result.exit_code == 0, result.output
+        key = tmp_path / path
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert signing.load_private(key) is not None
+        assert (tmp_path / f"{path}.pub").read_text().startswith("ssh-ed25519 ")
+    for made in ("keys", "deep", "deep/er"):
+        assert stat.S_IMODE((tmp_path / made).stat().st_mode) == 0o700, made
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755  # an existing one: as it was
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(cli, ["keygen", "file/release"])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: cannot make the key's folder")
+    assert len(result.stderr.splitlines()) == 1
+    result = CliRunner().invoke(cli, ["keygen", "keys/release"])
+    assert result.exit_code == 1 and "exists: bundler never overwrites a key" in result.stderr

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import py_compile
 import shutil
 import subprocess
@@ -153,3 +154,54 @@ def test_missing_sources_are_found_before_building(tmp_path: Path) -> None:
     with pytest.raises(BundlerError, match="has no commit"):
         check_code_source(CodeVersion("v3", git="not-a-repo", ref="v3"), tmp_path,
                           tmp_path / "dist")
+
+
+@pytest.mark.parametrize(("link", "target"), [
+    ("src/relssh", "../../../home/.ssh"), ("relssh", ".."), ("a/b/up", "../../../x"),
+    ("abs", "/etc"), ("self", "/proc/self/root"), ("loop", "loop"),
+    ("a/deeper", "up/.."),  # a/up -> .. is the folder itself; a/up/.. then is above it
+])
+def test_a_link_that_leads_out_of_the_code_folder_stops_the_build(tmp_path: Path, link: str,
+                                                                   target: str) -> None:
+    src = tmp_path / "proj"
+    _make(src, "app.py", "a/keep.txt")
+    os.symlink("..", src / "a" / "up")
+    (src / link).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, src / link)
+    for build in (lambda c: check_code_source(c, tmp_path, tmp_path / "out"),
+                  lambda c: materialize_code(c, tmp_path, tmp_path / "v1", tmp_path / "out")):
+        shutil.rmtree(tmp_path / "v1", ignore_errors=True)
+        with pytest.raises(BundlerError, match=f"would ship a link that leads out of the code "
+                                               f"folder: {link} -> "):
+            build(CodeVersion("v1", path="proj"))
+    left_out = CodeVersion("v1", path="proj", exclude=(link.partition("/")[0],))
+    assert check_code_source(left_out, tmp_path, tmp_path / "out") is not None
+
+
+def test_links_inside_the_code_folder_ship(tmp_path: Path) -> None:
+    src = tmp_path / "proj"
+    _make(src, "pkg/data/real.txt", "app.py")
+    os.symlink("data/real.txt", src / "pkg" / "alias.txt")
+    os.symlink("../app.py", src / "pkg" / "up.py")
+    os.symlink("..", src / "pkg" / "root")   # the code folder itself
+    os.symlink("missing", src / "dangling")  # dangling, but inside
+    dest = tmp_path / "v1"
+    materialize_code(CodeVersion("v1", path="proj"), tmp_path, dest, tmp_path / "out")
+    assert os.readlink(dest / "pkg" / "alias.txt") == "data/real.txt"
+    assert os.readlink(dest / "pkg" / "root") == ".."
+
+
+def test_a_code_path_that_is_a_link_or_a_system_folder_is_refused(tmp_path: Path) -> None:
+    os.symlink("/etc", tmp_path / "conf")
+    os.symlink("sub", tmp_path / "alias")
+    (tmp_path / "sub").mkdir()
+    for path, says in (("conf", r"path .*/conf is a link to /etc: name the folder itself \(path = "
+                                r"\"/etc\"\)"),
+                       ("alias", "is a link to sub: name the folder itself"),
+                       ("conf/ssl", "path /etc/ssl is a system folder"),
+                       ("/etc", "path /etc is a system folder"), ("/usr", "is a system folder"),
+                       ("/proc/sys", "is a system folder")):
+        for build in (lambda c: check_code_source(c, tmp_path, tmp_path / "out"),
+                      lambda c: materialize_code(c, tmp_path, tmp_path / "v1", tmp_path / "out")):
+            with pytest.raises(BundlerError, match=says):
+                build(CodeVersion("v1", path=path))

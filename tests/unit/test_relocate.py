@@ -118,6 +118,14 @@ def test_symlinks_inside_become_relative_and_links_outside_are_refused(tmp_path:
     (root / "out").symlink_to("/etc/passwd")
     with pytest.raises(BundlerError, match="outside the bundle"):
         relocatable.make_symlinks_relative(root)
+    (root / "out").unlink()
+    (root / "env" / "up").symlink_to("..")  # the root: inside
+    relocatable.make_symlinks_relative(root)
+    for target in ("../../..", "../up/..", "../up/../x"):  # lexically, the last two stay in
+        (root / "env" / "bin" / "rel").symlink_to(target)
+        with pytest.raises(BundlerError, match=f"env/bin/rel links to {target}, which leads out"):
+            relocatable.make_symlinks_relative(root)
+        (root / "env" / "bin" / "rel").unlink()
 
 
 def test_scripts_get_a_relative_launcher_that_survives_spaces(tmp_path: Path) -> None:
