@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from bundler import fsutil
 from bundler.bundle import safetree
 from bundler.bundle.records import PatchRecord
 from bundler.cli import cli
@@ -162,17 +163,26 @@ def as_a_command() -> Iterator[None]:
         sys.setrecursionlimit(saved)
 
 
-def _case() -> tuple[Path, Path]:
-    """A new folder for one example, with a canary folder in it beside what is written."""
+@contextmanager
+def _case() -> Iterator[tuple[Path, Path]]:
+    """A new folder for one example, with a canary folder in it beside what is written; removed
+    after, whatever happened."""
     case = Path(tempfile.mkdtemp(prefix="bundler-prop-"))
     (case / "canary").mkdir()
     (case / "canary" / "keep.txt").write_text("keep\n")
-    return case, case / "canary"
+    try:
+        yield case, case / "canary"
+    finally:
+        _remove(case)
 
 
 @given(members())
 def test_the_safe_unpacker_refuses_in_one_line_or_unpacks_inside(items: list[Member]) -> None:
-    case, canary = _case()
+    with _case() as (case, canary):
+        _unpack(items, case, canary)
+
+
+def _unpack(items: list[Member], case: Path, canary: Path) -> None:
     archive = case / "in.tar.gz"
     _tar(archive, items)
     before = snapshot(canary)
@@ -195,12 +205,15 @@ def test_the_safe_unpacker_refuses_in_one_line_or_unpacks_inside(items: list[Mem
     finally:
         tempfile.tempdir = saved
     assert snapshot(canary) == before and not any(scratch.iterdir())
-    _remove(case)
 
 
 @given(members(), st.booleans())
 def test_apply_refuses_in_one_line_or_installs_inside(items: list[Member], listed: bool) -> None:
-    case, canary = _case()
+    with _case() as (case, canary):
+        _apply(items, listed, case, canary)
+
+
+def _apply(items: list[Member], listed: bool, case: Path, canary: Path) -> None:
     bundle = make_tiny(case / "tiny")
     archive = case / "p.patch.tar.gz"
     _patch(archive, items, listed)
@@ -219,13 +232,15 @@ def test_apply_refuses_in_one_line_or_installs_inside(items: list[Member], liste
     assert snapshot(canary) == before
     if real.exit_code == 1:
         assert snapshot(bundle.root) == inside
-    _remove(case)
 
 
 def _remove(case: Path) -> None:
-    import shutil
-
-    for folder, dirs, _ in os.walk(case):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), 0o755)
-    shutil.rmtree(case)
+    """Without recursion (shutil.rmtree recurses before Python 3.12, and a failing example may
+    leave a deep tree); folders made writable first (a member's mode may be 0)."""
+    walked = list(fsutil.walk(case))
+    for folder, _, _ in walked:
+        os.chmod(folder, 0o755)
+    for folder, _, files in reversed(walked):
+        for name in files:
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
