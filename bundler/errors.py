@@ -13,3 +13,10 @@ class UsageError(BundlerError):
     """The command line or the spec was used wrongly; exit code 2."""
 
     exit_code = 2
+
+
+class DamagedRecord(BundlerError, ValueError):
+    """A record of bundler's that exists but cannot be read (bundle/record.py): a ValueError too,
+    as a record's parse errors always were, so that who tolerates a bad record still does."""
+
+    why = ""  # what is wrong with it, without the file's name

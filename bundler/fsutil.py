@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from bundler.errors import BundlerError
+
+SPARE_BYTES = 64 << 20  # free space left on the disk after anything bundler writes there
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int | None = None) -> None:
@@ -82,3 +87,39 @@ def tree_entries(root: str | Path) -> Iterator[os.DirEntry[str]]:
 def regular_files(root: str | Path) -> list[str]:
     """The regular files under `root` (not symlinks), sorted."""
     return sorted(e.path for e in tree_entries(root) if e.is_file(follow_symlinks=False))
+
+
+def walk(top: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top), top-down, `dirs` pruned in place as there, without recursion: os.walk
+    recurses before Python 3.12, and a tree deeper than about a thousand folders (a service can
+    make one) ended it in RecursionError. Links, to folders too, are in `files` and not entered;
+    a folder that cannot be listed is left out, as os.walk does."""
+    stack = [os.fspath(top)]
+    while stack:
+        folder = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(folder) as listing:
+                for item in listing:
+                    (dirs if item.is_dir(follow_symlinks=False) else files).append(item.name)
+        except OSError:
+            continue
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs))
+
+
+def check_space(folder: Path, size: int, what: str) -> None:
+    """Refuse to write `size` bytes into `folder` (or the folder that will hold it) when the disk
+    would keep less than SPARE_BYTES free after: every archive member, patch file and relocated
+    file is checked so before it is written."""
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if size + SPARE_BYTES > free:
+        raise BundlerError(f"{what} needs {_amount(size)} and {folder} has {free >> 20} MiB free "
+                           f"({SPARE_BYTES >> 20} MiB must stay free); nothing was changed")
+
+
+def _amount(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"

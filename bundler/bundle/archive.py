@@ -294,10 +294,38 @@ def _replace_dir(src: Path, final: Path) -> None:
         os.replace(src, final)
 
 
+HEADER_LIMIT = 1 << 20  # bytes of a long-name or pax header: tarfile reads one whole into memory
+
+
+class _Unreadable(Exception):
+    """A member header read_tar refuses before tarfile acts on it."""
+
+
+class _CheckedInfo(tarfile.TarInfo):
+    """tarfile's TarInfo, but a long-name or pax header larger than HEADER_LIMIT (tarfile would
+    read it all into memory: a tiny compressed archive can declare gigabytes) and sparse members
+    (their maps too are read into memory; no bundle or patch has them) are refused."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                         tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE) and self.size > HEADER_LIMIT:
+            raise _Unreadable(f"a member's extended header declares {self.size} bytes, more than "
+                              f"the {HEADER_LIMIT >> 20} MiB allowed")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise _Unreadable(f"member {self.name[:100]!r} is a sparse file")
+        found: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+        return found
+
+    def _sparse(self, *args: Any) -> None:
+        raise _Unreadable(f"member {self.name[:100]!r} is a sparse file")
+
+    _proc_gnusparse_00 = _proc_gnusparse_01 = _proc_gnusparse_10 = _sparse
+
+
 @contextmanager
 def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
     """A streaming reader for a .tar, .tar.gz or .tar.zst (told apart by their first bytes), of
-    one compressed piece or several."""
+    one compressed piece or several; headers checked (_CheckedInfo)."""
     import gzip
     import zlib
 
@@ -313,14 +341,17 @@ def read_tar(path: Path) -> Iterator[tarfile.TarFile]:
             raw.seek(0)
             if magic == b"\x28\xb5\x2f\xfd":
                 with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as z, \
-                        tarfile.open(fileobj=z, mode="r|") as tar:
+                        tarfile.open(fileobj=z, mode="r|", tarinfo=_CheckedInfo) as tar:
                     yield tar
             elif magic[:2] == b"\x1f\x8b":
-                with gzip.GzipFile(fileobj=raw) as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+                with gzip.GzipFile(fileobj=raw) as gz, \
+                        tarfile.open(fileobj=gz, mode="r|", tarinfo=_CheckedInfo) as tar:
                     yield tar
             else:
-                with tarfile.open(fileobj=raw, mode="r|*") as tar:
+                with tarfile.open(fileobj=raw, mode="r|*", tarinfo=_CheckedInfo) as tar:
                     yield tar
+    except _Unreadable as exc:
+        raise BundlerError(f"refusing {path}: {exc}; nothing was unpacked") from None
     except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile,
             zlib.error) as exc:
         raise BundlerError(f"{path} is not a readable tar archive: {exc}") from exc

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bundler import fsutil
+
 MAGIC = b"\x7fELF"
 _GLIBC = re.compile(r"^GLIBC_(\d+(?:\.\d+)*)$")
 
@@ -137,7 +139,7 @@ def _text(tag: Any, name: str) -> str:
 def elf_files(root: Path) -> list[Path]:
     """Every regular ELF file under `root` (symlinks not followed)."""
     found = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in fsutil.walk(root):
         here = Path(folder)
         dirs.sort()
         for name in sorted(files):

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from bundler.bundle.record import Record
+from bundler.bundle.record import Record, plain_path
 from bundler.errors import BundlerError
 
 MONITOR = "_monitor"      # bundler's event listener: etc/conf.d/_monitor.ini and .json
@@ -37,10 +37,15 @@ class Layout(Record):
 
     @classmethod
     def parse(cls, text: str) -> Layout:
+        """Raises ValueError unless every value is a plain path inside the bundle (a layout
+        says where bundler writes: none may lead out)."""
         try:
-            return cls(**tomlkit.parse(text).unwrap())
-        except (TOMLKitError, TypeError) as exc:
+            layout = cls(**tomlkit.parse(text).unwrap())
+            for name, value in asdict(layout).items():
+                plain_path(value.format(project="p", version="v") if name == "code" else value)
+        except (TOMLKitError, TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"not a layout: {exc}") from None
+        return layout
 
     def text(self) -> str:
         doc = tomlkit.document()

@@ -29,7 +29,13 @@ class Record:
 
     @classmethod
     def read(cls: type[R], path: Path) -> R:
-        return cls.parse(path.read_text(encoding="utf-8"))
+        """The record at `path`. A file that is missing (FileNotFoundError) or cannot be read
+        (OSError) raises as such; one whose text is no such record raises DamagedRecord."""
+        try:
+            return cls.parse(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise damaged(path, exc) from exc
 
     def write(self, path: Path, mode: int | None = None) -> None:
         """Replace `path` at once, with `mode` when given, else the old file's (0644 if new)."""
@@ -38,9 +44,45 @@ class Record:
         write_atomic(path, self.text(), mode)
 
 
+def damaged(path: Path, exc: BaseException) -> Exception:
+    """The one error of a record that cannot be read: errors.DamagedRecord, naming the file."""
+    from bundler.errors import DamagedRecord  # imports nothing itself
+
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not isinstance(exc, ValueError) or not why:
+        why = f"{type(exc).__name__} {why}".strip()
+    found = DamagedRecord(f"damaged record {path}: {printable(why)[:200]}")
+    found.why = why
+    return found
+
+
+def plain_path(rel: object) -> str:
+    """`rel` when it is a plain relative path inside the bundle (no `/` in front, no empty, `.`
+    or `..` parts, no control characters); raises ValueError."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") \
+            or any(p in ("", ".", "..") for p in rel.split("/")) \
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in rel):
+        raise ValueError(f"{rel!r} is not a path inside the bundle")
+    return rel
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, as repr shows them."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class Journal(Record):
     """A record whose text is whole lines, each added at the end of the file as it happens:
-    `parse` skips a line it cannot read (the last one, cut short by a crash)."""
+    `parse` skips a line it cannot read (the last one, cut short by a crash), and bytes that
+    are no UTF-8 damage their line only."""
+
+    @classmethod
+    def read(cls: type[R], path: Path) -> R:
+        try:
+            return cls.parse(path.read_bytes().decode("utf-8", errors="replace"))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError,
+                RecursionError) as exc:
+            raise damaged(path, exc) from exc
 
     @staticmethod
     def lines(text: str, parse: Callable[[str], T]) -> list[T]:

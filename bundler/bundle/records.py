@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bundler.bundle.record import Journal, Record
+from bundler.bundle.record import Journal, Record, plain_path
 from bundler.spec.model import Alerts, Health, Listen
 
 PATCH_FILE = "patch.json"  # inside a patch archive, beside files/
@@ -33,9 +34,25 @@ PATCH_SIGNATURE = "patch.sig"  # beside patch.json: a signing.Signature of its b
 PATCH_SITE = "site"  # beside files/ in a patch: the default files of etc/app/
 
 
+MIN_PREFIX = 4  # bytes: a relocation replaces the path everywhere in its files ("/opt" is 4)
+
+
 def _malformed(exc: Exception) -> ValueError:
     """A record's JSON with a key missing or a value of the wrong kind."""
     return ValueError(f"malformed: {exc!r}")
+
+
+def check_prefix(prefix: object) -> str:
+    """`prefix` when it is a path a relocation may replace: absolute, normal (no `//`, `.`, `..`
+    or trailing `/`), not `/`, of MIN_PREFIX bytes at least, no control characters. An empty or
+    short one would be found everywhere (replace of b"" multiplies a file); raises ValueError."""
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix == "/" \
+            or os.path.normpath(prefix) != prefix or prefix.startswith("//") \
+            or len(os.fsencode(prefix)) < MIN_PREFIX \
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in prefix):
+        raise ValueError(f"the relocation prefix {prefix!r} is not an absolute path of "
+                         f"{MIN_PREFIX} bytes or more")
+    return prefix
 
 
 # --- .bundler/checksums.json --------------------------------------------------------------
@@ -113,7 +130,13 @@ class Relocation(Record):
     def parse(cls, text: str) -> Relocation:
         try:
             raw = json.loads(text)
-            return cls(str(raw["prefix"]), frozenset(raw["files"]), dict(raw.get("binaries", {})))
+            files, binaries = raw["files"], raw.get("binaries", {})
+            if not isinstance(files, list) or not isinstance(binaries, dict):
+                raise TypeError('not {"prefix": PATH, "files": [PATH], "binaries": {PATH: SIZE}}')
+            if any(type(cap) is not int or cap < 0 for cap in binaries.values()):
+                raise TypeError("a binary's capacity is not a size")
+            return cls(check_prefix(raw["prefix"]), frozenset(map(plain_path, files)),
+                       {plain_path(rel): cap for rel, cap in binaries.items()})
         except (KeyError, TypeError, AttributeError) as exc:
             raise _malformed(exc) from None
 
@@ -151,7 +174,7 @@ class RelocationJournal(Journal):
 
 def _rewritten(line: str) -> tuple[str, str]:
     entry = json.loads(line)
-    return str(entry["file"]), str(entry["prefix"])
+    return plain_path(entry["file"]), check_prefix(entry["prefix"])
 
 
 # --- .bundler/origin.json and .bundler/platform ------------------------------------------
@@ -337,7 +360,8 @@ class PatchRecord(Record):
                      for rel, f in raw["files"].items()}
             base = {str(rel): _entry(e) if e is not None else None
                     for rel, e in raw["base"].items()}
-            return cls(str(raw["prefix"]), files, {str(k): str(v) for k, v in raw["links"].items()},
+            return cls(check_prefix(raw["prefix"]), files,
+                       {str(k): str(v) for k, v in raw["links"].items()},
                        tuple(str(r) for r in raw["remove"]), base, str(raw["manifest"]),
                        str(raw.get("bundle", "")), str(raw.get("against", "")),
                        str(raw.get("release_base", "")),

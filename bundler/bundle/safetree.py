@@ -19,12 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bundler.errors import BundlerError
+from bundler.fsutil import check_space
 
 NAME_MAX = 255      # bytes in one path component (Linux)
 PATH_MAX = 4000     # bytes in a member's whole path, with room for the root in front
+MAX_DEPTH = 128     # path components of a member: deeper trees defeat recursive tools (RecursionError)
 MAX_MEMBERS = 2_000_000
 LINK_HOPS = 40      # as the kernel's own limit on links followed in one lookup
-SPARE_BYTES = 64 << 20  # free space left on the disk after an archive is written
+
+
+def shown(name: str) -> str:
+    """`name` as a message shows it: quoted, control characters escaped, a long one shortened."""
+    text = repr(name)
+    return text if len(text) <= 160 else f"{text[:100]}...{text[-40:]} ({len(name)} characters)"
 
 
 class Refused(BundlerError):
@@ -44,6 +51,8 @@ def check_name(rel: str) -> str | None:
         return "is not a plain relative path (empty, '.' or '..' parts)"
     if len(os.fsencode(rel)) > PATH_MAX or any(len(os.fsencode(p)) > NAME_MAX for p in parts):
         return "has a name longer than the filesystem allows"
+    if len(parts) > MAX_DEPTH:
+        return f"has {len(parts)} path components, more than the {MAX_DEPTH} allowed"
     return None
 
 
@@ -56,21 +65,30 @@ class Overlay:
         self.forbidden = forbidden  # why a path may not be written (None: it may)
         self.added: dict[str, tuple[str, str]] = {}  # rel -> (kind, link target or "")
         self.implied: set[str] = set()               # folders the members create on the way
+        self.on_disk: dict[str, tuple[str | None, str]] = {}  # what lstat said, by path
         self.members = 0
 
     # --- what is where
 
-    def kind(self, rel: str) -> tuple[str | None, str]:
+    def kind(self, rel: str, folders_checked: bool = False) -> tuple[str | None, str]:
         """("file" | "dir" | "link" | None, link target) of `rel`, links not followed; its
-        folders are known to be real folders (resolve() walks them one by one)."""
+        folders are known to be real folders (resolve() walks them one by one), and with
+        `folders_checked` none of them is removed, a file or a link (add() walks them so)."""
         if rel in self.added:
             kind, target = self.added[rel]
             return (None if kind == "gone" else kind), target
         if rel in self.implied:
             return "dir", ""
-        if self.root is None or any(self.added.get(a, ("",))[0] in ("gone", "file", "link")
-                                    for a in _ancestors(rel)):
+        if self.root is None or not folders_checked and any(
+                self.added.get(a, ("",))[0] in ("gone", "file", "link") for a in _ancestors(rel)):
             return None, ""
+        if rel in self.on_disk:
+            return self.on_disk[rel]
+        self.on_disk[rel] = found = self._lstat(rel)
+        return found
+
+    def _lstat(self, rel: str) -> tuple[str | None, str]:
+        assert self.root is not None
         try:
             st = os.lstat(self.root / rel)
         except (FileNotFoundError, NotADirectoryError):
@@ -82,25 +100,38 @@ class Overlay:
     def resolve(self, rel: str) -> str | None:
         """Where `rel` leads once every link on the way is followed, as the kernel would; None when
         that leaves the root (an absolute link, or `..` above it)."""
-        todo = [p for p in rel.split("/") if p not in ("", ".")]
+        todo = [p for p in reversed(rel.split("/")) if p not in ("", ".")]  # next part last
         done: list[str] = []
+        dead: list[bool] = []  # by part of `done`: nothing on disk shows under it
         hops = 0
         while todo:
-            part = todo.pop(0)
+            part = todo.pop()
             if part == "..":
                 if not done:
                     return None
                 done.pop()
+                dead.pop()
                 continue
-            kind, target = self.kind("/".join([*done, part]))
+            path = "/".join([*done, part])
+            below = bool(dead) and dead[-1]
+            kind, target = self._members_only(path) if below else \
+                self.kind(path, folders_checked=True)
             if kind != "link":
                 done.append(part)
+                dead.append(below or kind != "dir")
                 continue
             hops += 1
             if hops > LINK_HOPS or target.startswith("/"):
                 return None
-            todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
+            todo.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
         return "/".join(done)
+
+    def _members_only(self, rel: str) -> tuple[str | None, str]:
+        """kind() of a path whose folders hide the disk (removed, or not there)."""
+        if rel in self.added:
+            kind, target = self.added[rel]
+            return (None if kind == "gone" else kind), target
+        return ("dir", "") if rel in self.implied else (None, "")
 
     # --- members
 
@@ -112,33 +143,37 @@ class Overlay:
             raise Refused(f"has more than {MAX_MEMBERS} members")
         why = check_name(rel) or self.forbidden(rel)
         if why:
-            raise Refused(f"{rel!r} {why}")
+            raise Refused(f"{shown(rel)} {why}")
+        gone = False  # a folder on the way is removed: nothing under it is on disk any more
         for folder in _ancestors(rel):
-            found, _ = self.kind(folder)
+            gone = gone or self.added.get(folder, ("",))[0] == "gone"
+            found, _ = (None, "") if gone and folder not in self.added and \
+                folder not in self.implied else self.kind(folder, folders_checked=True)
             if found == "link":
-                raise Refused(f"{rel!r} would be written through the link {folder!r}")
+                raise Refused(f"{shown(rel)} would be written through the link {shown(folder)}")
             if found == "file":
-                raise Refused(f"{rel!r} would be written under the file {folder!r}")
+                raise Refused(f"{shown(rel)} would be written under the file {shown(folder)}")
             if found is None and kind != "gone":
                 self.implied.add(folder)
         if rel in self.added:
-            raise Refused(f"{rel!r} comes twice")
+            raise Refused(f"{shown(rel)} comes twice")
         current, _ = self.kind(rel)
         if current == "dir" and kind != "dir":
-            raise Refused(f"{rel!r} would replace a folder")
+            raise Refused(f"{shown(rel)} would replace a folder")
         if current in ("file", "link") and kind == "dir":
-            raise Refused(f"{rel!r} would turn a file or link into a folder")
+            raise Refused(f"{shown(rel)} would turn a file or link into a folder")
         if kind == "hardlink":
             if self.added.get(target, ("",))[0] != "file":
-                raise Refused(f"{rel!r} is a hard link to {target!r}, which is no file before it")
+                raise Refused(f"{shown(rel)} is a hard link to {shown(target)}, which is no file "
+                              "before it")
             kind = "file"
         elif kind == "link":
             if not target or "\0" in target or any(ord(ch) < 32 for ch in target):
-                raise Refused(f"{rel!r} is a link with an unusable target")
+                raise Refused(f"{shown(rel)} is a link with an unusable target")
             if target.startswith("/"):
-                raise Refused(f"{rel!r} is a link to the absolute path {target!r}")
+                raise Refused(f"{shown(rel)} is a link to the absolute path {shown(target)}")
         elif kind not in ("file", "dir", "gone"):
-            raise Refused(f"{rel!r} is a {kind}, not a file, folder or link")
+            raise Refused(f"{shown(rel)} is a {kind}, not a file, folder or link")
         self.added[rel] = (kind, target)
         self.implied.discard(rel)
         if kind == "link":
@@ -148,7 +183,7 @@ class Overlay:
         target = self.added[rel][1]
         parent = rel.rpartition("/")[0]
         if self.resolve(f"{parent}/{target}" if parent else target) is None:
-            raise Refused(f"{rel!r} is a link to {target!r}, which leads out of the tree "
+            raise Refused(f"{shown(rel)} is a link to {shown(target)}, which leads out of the tree "
                           "(or round in a loop)")
 
     def finish(self) -> None:
@@ -184,17 +219,6 @@ def member_kind(member: tarfile.TarInfo) -> str:
             tarfile.FIFOTYPE: "fifo"}.get(member.type, "special file")
 
 
-def check_space(folder: Path, size: int, what: str) -> None:
-    """Refuse to write `size` bytes into `folder` (or the folder that will hold it) when the disk
-    would be (nearly) full after."""
-    while not folder.exists():
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if size + SPARE_BYTES > free:
-        raise BundlerError(f"{what} needs {size >> 20} MiB and {folder} has {free >> 20} MiB free; "
-                           "nothing was changed")
-
-
 def extract(archive: Path, dest: Path) -> None:
     """Unpack `archive` into `dest` (a new, empty folder that the caller removes on failure),
     each member checked by a Overlay first; only files, folders, links inside and hard links to earlier
@@ -217,7 +241,7 @@ def extract(archive: Path, dest: Path) -> None:
                     try:
                         tarfile.data_filter(member, str(dest))
                     except tarfile.FilterError as exc:
-                        raise Refused(f"{rel!r}: {exc}") from exc
+                        raise Refused(f"{shown(rel)}: {exc}") from exc
                 _write(tar, member, rel, kind, dest)
             plan.finish()
     except Refused as exc:
@@ -237,7 +261,7 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str, kind: str, d
     elif kind == "hardlink":
         os.link(dest / _clean(member.linkname), path)
     else:
-        check_space(dest, member.size, f"{rel!r}")
+        check_space(dest, member.size, shown(rel))
         data = tar.extractfile(member)
         assert data is not None
         with open(path, "xb") as out:

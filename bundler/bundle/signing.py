@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle.record import Record
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, DamagedRecord
 
 SIGNATURE_FORMAT = 1
 KINDS = ("bundle", "patch")  # what a signature covers: checksums.json, or patch.json
@@ -129,8 +129,8 @@ def trusted_keys(path: Path) -> list[str]:
     """The keys a bundle trusts (its etc/trusted_keys; none when there is no such file)."""
     try:
         return list(TrustedKeys.read(path).keys)
-    except ValueError as exc:
-        raise BundlerError(f"{path}:{exc}") from None
+    except DamagedRecord as exc:
+        raise BundlerError(f"{path}:{exc.why}") from None
 
 
 def load_private(path: Path) -> Any:

@@ -61,6 +61,8 @@ def verify(verdict: Verdict) -> Doc:
         "target": verdict.name,
         "ok": not problems,
         "problems": problems,
+        "damaged": list(verdict.damaged),
+        "unchecked": list(verdict.unchecked),
         "integrity": {"checked": integrity.checked, "changed": integrity.changed,
                       "missing": integrity.missing, "added": integrity.added},
         "links_out": verdict.links_out,

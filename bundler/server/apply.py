@@ -37,6 +37,7 @@ from bundler.bundle.records import (
     Release,
     Relocation,
 )
+from bundler.bundle.relocation import check_growth
 from bundler.bundle.render import PRIVATE
 from bundler.bundle.safetree import Overlay, Refused
 from bundler.bundle.tree import CHECKSUMS_RECORD, MANIFEST, Bundle
@@ -370,8 +371,11 @@ def _relocate(incoming: Incoming, prefix: str, after: Relocation) -> dict[str, E
                                    f"{meta.capacity} bytes, and this bundle's is longer; "
                                    "nothing was changed")
             old, data = os.fsencode(patch.prefix), path.read_bytes()
-            data = replace_padded(data, old, here) if meta.capacity is not None \
-                else data.replace(old, here)
+            if meta.capacity is not None:
+                data = replace_padded(data, old, here)
+            else:
+                check_growth(rel, data, old, here, path.parent)
+                data = data.replace(old, here)
             path.write_bytes(data)
             entries[rel] = integrity.entry_of(rel, data, after, staged.executable)
         elif rel in after:  # said not to name the build's path, yet recorded as if it did

@@ -13,8 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler.bundle.record import Record
+from bundler.bundle.record import Record, plain_path
 from bundler.bundle.tree import Bundle
+from bundler.errors import BundlerError
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,26 @@ class MoveJournal(Record):
 
     @classmethod
     def parse(cls, text: str) -> MoveJournal:
+        """The journal; a path in it that is not plain and inside the bundle makes it damaged
+        (undo() removes and replaces what it names)."""
         raw = json.loads(text)
-        moves = [Move(str(m["rel"]), m["put"], bool(m["existed"]), str(m.get("target", "")))
-                 for m in raw["ops"]]
-        return cls(moves, [str(rel) for rel in raw["created"]])
+        moves = [Move(plain_path(m["rel"]), _put(m["put"]), bool(m["existed"]),
+                      str(m.get("target", ""))) for m in raw["ops"]]
+        return cls(moves, [plain_path(rel) for rel in raw["created"]])
+
+
+def _put(put: object) -> str | None:
+    if put not in ("file", "link", None):
+        raise ValueError(f"not a move: {put!r}")
+    return put
+
+
+def _direct(root: Path, rel: str) -> None:
+    """Refuse to undo a move whose path is reached through a link (the bundle changed since)."""
+    parent = os.path.dirname(rel)
+    if parent and os.path.realpath(root / parent) != os.path.join(os.path.realpath(root), parent):
+        raise BundlerError(f"refusing to undo the interrupted apply ({rel} is now reached through "
+                           "a link): restore the bundle from its archive")
 
 
 def commit(bundle: Bundle, moves: list[Move], staged: Path, keep: bool = False) -> None:
@@ -115,6 +132,8 @@ def undo(bundle: Bundle) -> bool:
         return False
     journal = MoveJournal.read(journal_path)
     root, backup = bundle.root, bundle.apply_backup
+    for move in journal.moves:
+        _direct(root, move.rel)
     for move in reversed(journal.moves):
         path, saved = root / move.rel, backup / move.rel
         if move.existed:

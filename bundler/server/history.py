@@ -224,7 +224,7 @@ def last_release(bundle: Bundle) -> HistoryEntry | None:
     None: the bundle runs the release it was built as. Read from the end; only the lines of
     releases are parsed."""
     try:
-        text = bundle.history.read_text(encoding="utf-8")
+        text = bundle.history.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
     for line in reversed(text.splitlines()):

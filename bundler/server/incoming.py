@@ -15,10 +15,12 @@ from pathlib import Path
 
 from bundler.bundle import signing
 from bundler.bundle.archive import read_tar
+from bundler.bundle.record import printable
 from bundler.bundle.records import PATCH_FILE, PATCH_SIGNATURE, PATCH_SITE, PatchRecord
-from bundler.bundle.safetree import Overlay, Refused, check_name, check_space, member_kind
+from bundler.bundle.safetree import Overlay, Refused, check_name, member_kind, shown
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError
+from bundler.fsutil import check_space
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Incoming:
 
 
 PATCH_FILE_LIMIT = 256 << 20  # patch.json carries the manifest and one line a file
+SIGNATURE_LIMIT = 64 << 10    # patch.sig: one signing.Signature, a few hundred bytes
 
 
 class _Members:
@@ -67,23 +70,39 @@ class _Members:
         source = self.source
         head, _, rel = member.name.rstrip("/").partition("/")
         self.top = self.top or head
-        if head != self.top or check_name(head):
+        if head != self.top:
             raise _refuse(source, member.name, "is outside the patch's one top-level folder")
-        if member.isdir() and rel in ("", "files"):
+        why = check_name(head)
+        if why:
+            raise _refuse(source, member.name, why)
+        if rel in ("", "files"):
+            if not member.isdir():
+                raise _refuse(source, member.name, f"is a {member_kind(member)}, where the patch "
+                              "has a folder")
             return
-        if rel == PATCH_FILE and member.isfile() and self.raw is None:
-            if member.size > PATCH_FILE_LIMIT:
-                raise _refuse(source, member.name, "is too large to be a patch.json")
-            self.raw = _read_member(tar, member)
-        elif rel == PATCH_SIGNATURE and member.isfile() and self.signature is None \
-                and member.size < 1 << 16:
-            self.signature = _read_member(tar, member)
+        if rel in (PATCH_FILE, PATCH_SIGNATURE):
+            self._record(tar, member, rel)
         elif rel.startswith(PATCH_SITE + "/") or rel == PATCH_SITE:
             self._site_member(tar, member, rel.removeprefix(PATCH_SITE).lstrip("/"))
         elif not rel.startswith("files/"):
             raise _refuse(source, member.name, "is not a plain relative path inside the bundle")
         else:
             self._file_member(tar, member, rel.removeprefix("files/"))
+
+    def _record(self, tar: tarfile.TarFile, member: tarfile.TarInfo, rel: str) -> None:
+        """patch.json or patch.sig, read into memory (each of a bounded size)."""
+        limit = PATCH_FILE_LIMIT if rel == PATCH_FILE else SIGNATURE_LIMIT
+        if not member.isfile():
+            raise _refuse(self.source, member.name, f"is a {member_kind(member)}, not a file")
+        if (self.raw if rel == PATCH_FILE else self.signature) is not None:
+            raise _refuse(self.source, member.name, "comes twice")
+        if member.size > limit:
+            raise _refuse(self.source, member.name, f"is too large to be a {rel} ({member.size} "
+                          f"bytes, at most {limit})")
+        if rel == PATCH_FILE:
+            self.raw = _read_member(tar, member)
+        else:
+            self.signature = _read_member(tar, member)
 
     def _file_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
         kind = member_kind(member)
@@ -132,9 +151,11 @@ def unpack(bundle: Bundle, source: Path, folder: Path, name: str) -> Incoming:
             members.take(tar, member)
     try:
         patch = PatchRecord.parse(members.raw.decode() if members.raw is not None else "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        why = printable(str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise BundlerError(f"refusing {source}: it is not a bundler patch (no readable "
-                           f"{PATCH_FILE} of format {PatchRecord.FORMAT}); nothing was changed") from exc
+                           f"{PATCH_FILE} of format {PatchRecord.FORMAT}: {why[:200]}); "
+                           "nothing was changed") from exc
     signer = _check_origin(bundle, patch, members.raw or b"", members.signature, source, name)
     expected = {rel: f.sha256 for rel, f in patch.files.items()}
     seen = {rel: f.sha256 for rel, f in members.files.items()}
@@ -194,4 +215,4 @@ def _stage(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, source: 
 
 
 def _refuse(source: Path, name: str, why: str) -> BundlerError:
-    return BundlerError(f"refusing {source}: member {name!r} {why}; nothing was changed")
+    return BundlerError(f"refusing {source}: member {shown(name)} {why}; nothing was changed")

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bundler import fsutil
 from bundler.bundle import elf
 from bundler.bundle.records import Origin, Platform, Relocation
 from bundler.bundle.tree import META, Bundle
@@ -141,7 +142,7 @@ def _check_leaks(bundle: Bundle, report: Report) -> list[Path]:
     needles = [(os.fsencode(p), p, False) for p in build if p != "/"]
     needles += [(os.fsencode(p), p, True) for p in sources if p not in ("/", "/usr")]
     elf_files = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in fsutil.walk(root):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if (here / d).relative_to(root).as_posix() not in skip)
         for name in sorted(files):

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import __version__
+from bundler import __version__, fsutil
 from bundler.bundle.record import Record
 from bundler.bundle.render import templates
 from bundler.bundle.tree import Bundle
@@ -154,7 +154,7 @@ def install(bundle: Bundle, unit: Unit, user: str | None, unit_dir: Path = UNIT_
         raise BundlerError(f"{path} exists and runs another bundle: choose another --name")
     if user is not None:  # the service user writes logs, sockets and relocations
         entry = pwd.getpwnam(user)
-        for folder, _, files in os.walk(bundle.root):
+        for folder, _, files in fsutil.walk(bundle.root):
             for item in (folder, *(os.path.join(folder, f) for f in files)):
                 os.lchown(item, entry.pw_uid, entry.pw_gid)
     write_atomic(path, unit.text)

@@ -5,14 +5,18 @@ it needs to run on another machine? Integrity (bundle/integrity.py) and portabil
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bundler.bundle import integrity, links, signing
 from bundler.bundle.safetree import extract
 from bundler.bundle.tree import Bundle, open_bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, DamagedRecord
 from bundler.server import history, portability
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,23 +26,33 @@ class Verdict:
     portability: portability.Report
     signature: str = "signature none"
     signature_problem: str | None = None
+    damaged: tuple[str, ...] = ()   # "PATH: why", for each record that cannot be read
+    unchecked: tuple[str, ...] = ()  # the checks a damaged record stopped: "integrity", ...
     links_out: dict[str, str] = field(default_factory=dict)  # link -> its target, where it leaves
 
     def lines(self) -> list[str]:
         report = self.integrity
-        out = [f"{title:<8} {_shown(path)}" for title, paths in (("changed", report.changed),
-                                                          ("missing", report.missing),
-                                                          ("added", report.added))
-               for path in paths]
-        out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} of "
-                   f"{report.checked} files as built"
-                   + (f", {report.differ} differ" if report.differ else ""))
-        links = [f"link      {_shown(rel)} -> {_shown(where)}" for rel, where in self.links_out.items()]
-        return [*out, *links, self.signature, *self.portability.lines()]
+        out = [f"damaged  {_shown(line)}" for line in self.damaged]
+        out += [f"{title:<8} {_shown(path)}" for title, paths in (("changed", report.changed),
+                                                                  ("missing", report.missing),
+                                                                  ("added", report.added))
+                for path in paths]
+        if "integrity" in self.unchecked:
+            out.append("integrity not checked: a record it reads is damaged")
+        else:
+            out.append(f"integrity {report.checked - len(report.changed) - len(report.missing)} "
+                       f"of {report.checked} files as built"
+                       + (f", {report.differ} differ" if report.differ else ""))
+        out += [f"link      {_shown(rel)} -> {_shown(where)}" for rel, where in self.links_out.items()]
+        out.append(self.signature)
+        if "portability" in self.unchecked:
+            return [*out, "portability not checked: a record it reads is damaged"]
+        return [*out, *self.portability.lines()]
 
     def problems(self) -> list[str]:
         differ, port = self.integrity.differ, self.portability
-        return ([f"{differ} file(s) differ from the build"] if differ else []) + \
+        return ([f"{len(self.damaged)} damaged record(s)"] if self.damaged else []) + \
+            ([f"{differ} file(s) differ from the build"] if differ else []) + \
             ([f"{len(port.missing)} library(ies) missing"] if port.missing else []) + \
             ([f"{len(port.outside)} file(s) look for libraries outside it"] if port.outside else []) + \
             ([f"{len(port.leaks)} file(s) name build paths"] if port.leaks else []) + \
@@ -64,8 +78,27 @@ def verify(target: Path | None) -> Verdict:
 
 
 def _check(bundle: Bundle, name: str) -> Verdict:
-    return Verdict(name, integrity.verify(bundle), portability.check(bundle), *_signature(bundle),
-                   links_out=links.leading_out(bundle))
+    """Each check on its own: a damaged record stops the checks that read it, and is itself
+    reported, not raised (verify is the tool that finds damage)."""
+    damaged: dict[str, None] = {}
+    unchecked: list[str] = []
+
+    def part(what: str, check: Callable[[], T], instead: T) -> T:
+        try:
+            return check()
+        except DamagedRecord as exc:
+            damaged[str(exc).removeprefix("damaged record ")] = None  # "PATH: why"
+            unchecked.append(what)
+            return instead
+
+    found = part("integrity", lambda: integrity.verify(bundle), integrity.Report())
+    port = part("portability", lambda: portability.check(bundle), portability.Report())
+    unread: tuple[str, str | None] = ("signature not checked: a record it reads is damaged", None)
+    signature = part("signature", lambda: _signature(bundle), unread)
+    none: dict[str, str] = {}
+    links_out = part("links", lambda: links.leading_out(bundle), none)
+    return Verdict(name, found, port, *signature, damaged=tuple(damaged),
+                   unchecked=tuple(unchecked), links_out=links_out)
 
 
 def _shown(text: str) -> str:

@@ -5,6 +5,7 @@ they were. A control case shows the same harness applies a good patch."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bundler.bundle import integrity, safetree, signing
-from bundler.bundle.records import PatchRecord
+from bundler import fsutil
+from bundler.bundle import integrity, relocation, safetree, signing
+from bundler.bundle.records import PatchRecord, Relocation
 from bundler.bundle.tree import Bundle
 from bundler.cli import cli
+from bundler.errors import BundlerError
 from bundler.server import filemoves
 from tests.unit.tiny import MANIFEST, make_tiny, snapshot
 
@@ -121,6 +124,18 @@ CHAIN_OUT = [M("app_v2/a", "link", target="b"), M("app_v2/b", "link", target="c"
              M("app_v2/c", "link", target="../../..")]
 HOPS = [M(f"app_v2/l{i}", "link", target=f"l{i + 1}") for i in range(45)] + \
     [M("app_v2/l45", "link", target="../web.py")]
+
+RELOCATABLE = M("app_v2/web.py", data=b"#!/build/tiny/bin/python3\n")
+BOMB = M("app_v2/web.py", data=b"/abcd" * 200_000)  # 1 MB: each /abcd becomes the bundle's root
+
+
+def _relocatable(prefix: str) -> Callable[[dict[str, Any]], None]:
+    """patch.json's edit: `prefix` as the build's path, app_v2/web.py a file that names it."""
+    def edit(record: dict[str, Any]) -> None:
+        record["prefix"] = prefix
+        record["files"]["app_v2/web.py"]["relocatable"] = True
+    return edit
+
 
 # (case, members, options for build_patch, text the one line must contain)
 CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
@@ -226,6 +241,35 @@ CASES: list[tuple[str, list[M], dict[str, Any], str]] = [
      "numprocs must be between 1 and 256"),
     ("a base spec that is no spec", [GOOD], {"meta": lambda r: r.update(
         release_base="services = 3\n")}, "base spec is not a bundle spec"),
+    # names too deep for the tools that walk trees (issue 28, class 2)
+    ("a name 1,901 folders deep", [M("a/" * 1900 + "f")], {}, "1901 path components"),
+    ("a name 129 folders deep", [M("app_v2/" + "d/" * 127 + "f")], {}, "more than the 128"),
+    ("a deep site default", [GOOD, M("tiny-2.patch/site/" + "d/" * 200 + "x", raw=True)],
+     {}, "201 path components"),
+    ("a deep link target out", [M("app_v2/deep", "link",
+                                  target="x/" * 600 + "../" * 602 + "outside")], {}, "out of the tree"),
+    # what a relocation may replace, and how much it may write (class 3)
+    ("an empty relocation prefix", [RELOCATABLE], {"meta": _relocatable("")},
+     "relocation prefix ''"),
+    ("the relocation prefix /", [RELOCATABLE], {"meta": _relocatable("/")},
+     "relocation prefix '/'"),
+    ("a 3-byte relocation prefix", [RELOCATABLE], {"meta": _relocatable("/ab")},
+     "relocation prefix '/ab'"),
+    ("a relative relocation prefix", [RELOCATABLE], {"meta": _relocatable("build/tiny")},
+     "relocation prefix 'build/tiny'"),
+    ("a relocation prefix with ..", [RELOCATABLE], {"meta": _relocatable("/build/../tiny")},
+     "relocation prefix"),
+    ("a relocation bomb", [BOMB], {"meta": _relocatable("/abcd")}, "would grow from 1000000"),
+    # refusals said as what they are (class 11)
+    ("an oversized patch.sig", [GOOD, M("tiny-2.patch/patch.sig", raw=True, data=b"x" * 70000)],
+     {"key": None}, "too large to be a patch.sig (70000 bytes"),
+    ("a second patch.json", [GOOD, M("tiny-2.patch/patch.json", raw=True, data=b"{}")], {},
+     "comes twice"),
+    ("patch.sig a folder", [GOOD, M("tiny-2.patch/patch.sig", "dir", raw=True)], {"key": None},
+     "is a dir, not a file"),
+    ("the top folder a file", [M("tiny-2.patch", raw=True), GOOD], {}, "where the patch has a folder"),
+    ("files/ a link", [M("tiny-2.patch/files", "link", raw=True, target="/etc"), GOOD], {},
+     "where the patch has a folder"),
     ("unsigned", [GOOD], {"key": None}, "not signed"),
     ("signed by another key", [GOOD], {"key": "other"}, "does not trust"),
     ("signed, then changed", [GOOD], {"tamper_after_signing": True}, "does not match its content"),
@@ -265,11 +309,11 @@ def test_a_hostile_patch_is_refused_in_one_line_and_changes_nothing(
 def test_a_patch_larger_than_the_free_space_is_refused(site: Site, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     patch_file = _build(site, tmp_path, [GOOD], {})
-    monkeypatch.setattr(safetree, "SPARE_BYTES", 1 << 62)  # as if the disk were full
+    monkeypatch.setattr(fsutil, "SPARE_BYTES", 1 << 62)  # as if the disk were full
     before = snapshot(site.root)
     result = _apply(patch_file, site.bundle.root)
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
-    assert "MiB free; nothing was changed" in result.stderr
+    assert "MiB must stay free); nothing was changed" in result.stderr
     assert snapshot(site.root) == before
 
 
@@ -346,3 +390,222 @@ def test_verify_refuses_a_hostile_archive_and_writes_nothing_outside(
     assert result.exit_code == 1, result.output
     assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr
     assert snapshot(tmp_path) == before
+
+
+# --- archives verify and the safe unpacker refuse before reading them (issue 28, classes 2, 3)
+
+def _header_bomb(archive: Path) -> None:
+    """A pax header declaring 2 MiB (tarfile would read it all into memory; gigabytes compress
+    to a few hundred KB)."""
+    info = tarfile.TarInfo("b/big")
+    info.type, info.size = tarfile.XHDTYPE, 2 << 20
+    with gzip.open(archive, "wb") as out:
+        out.write(info.tobuf(tarfile.USTAR_FORMAT) + b"\0" * info.size + b"\0" * 1024)
+
+
+def _gnu_sparse(archive: Path) -> None:
+    info = tarfile.TarInfo("b/holes")
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, 0
+    with gzip.open(archive, "wb") as out:
+        out.write(info.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024)
+
+
+def _pax_sparse(archive: Path) -> None:
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("b/holes")
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                            "GNU.sparse.name": "b/holes", "GNU.sparse.realsize": str(1 << 40)}
+        info.size = 512
+        tar.addfile(info, io.BytesIO(b"1\n0\n512\n".ljust(512, b"\0")))
+
+
+def _deep(archive: Path) -> None:
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "b/" + "a/" * 1900 + "f", "file", b"x")
+
+
+def _deep_link(archive: Path) -> None:
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "b/l", "link", target="x/" * 700 + "../" * 702 + "outside")
+
+
+@pytest.mark.parametrize("make,says", [
+    (_header_bomb, "extended header declares 2097152 bytes"), (_gnu_sparse, "sparse file"),
+    (_pax_sparse, "sparse file"), (_deep, "1902 path components"), (_deep_link, "out of the tree"),
+], ids=["pax header bomb", "GNU sparse member", "pax sparse member", "deep name", "deep link"])
+def test_verify_refuses_an_archive_that_would_exhaust_memory_or_recursion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Callable[[Path], None],
+        says: str) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    archive = tmp_path / "evil.tar.gz"
+    make(archive)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(cli, ["verify", str(archive)])
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.splitlines()) == 1 and says in result.stderr, result.stderr
+    assert not isinstance(result.exception, RecursionError)
+    assert snapshot(tmp_path) == before
+    with pytest.raises(BundlerError, match=says):
+        safetree.extract(archive, tmp_path / "dest")
+
+
+def test_a_tree_deeper_than_recursion_allows_on_disk_is_verified(tiny: Bundle) -> None:
+    """A service can make a folder 1,500 deep: verify (integrity and portability) walks it."""
+    fd = os.open(tiny.root / "app_v1", os.O_RDONLY)
+    for _ in range(1500):
+        os.mkdir("a", dir_fd=fd)
+        deeper = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+    try:
+        result = CliRunner().invoke(cli, ["verify", str(tiny.root)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == f"Error: {tiny.root}: 1 file(s) differ from the build\n"
+        assert "added    app_v1/" + "a/" * 1500 + "f" in result.stdout
+    finally:  # by hand: shutil.rmtree (pytest's cleanup) recurses too before Python 3.12
+        walked = list(fsutil.walk(tiny.root / "app_v1" / "a"))
+        for folder, _, files in reversed(walked):
+            for name in files:
+                os.unlink(os.path.join(folder, name))
+            os.rmdir(folder)
+
+
+# --- relocation writes within bounds (class 3)
+
+def test_bin_start_refuses_a_relocation_that_would_multiply_a_file(tiny: Bundle) -> None:
+    web = tiny.root / "app_v1" / "web.py"
+    web.write_bytes(b"/abcd" * 200_000)
+    tiny.relocation.write_text(json.dumps({"prefix": "/abcd", "files": ["app_v1/web.py"]}))
+    with pytest.raises(BundlerError, match="refusing to relocate app_v1/web.py: it would grow "
+                       "from 1000000 bytes"):
+        relocation.relocate(tiny)
+    assert web.read_bytes() == b"/abcd" * 200_000
+
+
+def test_a_relocation_that_fits_its_ratio_but_not_the_disk_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fsutil, "SPARE_BYTES", 1 << 62)
+    with pytest.raises(BundlerError, match="relocating a.txt needs 15 bytes and .* MiB free"):
+        relocation.check_growth("a.txt", b"/srv/x/bin", b"/srv/x", b"/srv/longer", tmp_path)
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "/ab", "relative/x", "/srv//x", "/srv/x/",
+                                    "/srv/./x", "/srv/x\n"])
+def test_a_relocation_record_names_a_real_path(prefix: str) -> None:
+    with pytest.raises(ValueError, match="relocation prefix"):
+        Relocation.parse(json.dumps({"prefix": prefix, "files": []}))
+
+
+@pytest.mark.parametrize("files", [["/etc/passwd"], ["../x"], ["a//b"], [""], "abc", [1]])
+def test_a_relocation_record_names_files_inside_the_bundle(files: object) -> None:
+    with pytest.raises(ValueError):
+        Relocation.parse(json.dumps({"prefix": "/srv/x", "files": files}))
+
+
+# --- damaged records: one line naming the file, verify reports them (class 9)
+
+DAMAGED_RECORDS = [
+    (".bundler/checksums.json", lambda text: text + "garbage\n", "Extra data"),
+    (".bundler/checksums.json", lambda text: '{"files": []}', "AttributeError"),
+    (".bundler/checksums.json", lambda text: "[]", "malformed"),
+    (".bundler/checksums.json", lambda text: '{"files": {"a": 5}}', "malformed"),
+    (".bundler/checksums.json", lambda text: "[" * 100_000, "RecursionError"),
+    (".bundler/relocate.json", lambda text: '{"prefix": "", "files": []}', "relocation prefix"),
+    (".bundler/relocate.json", lambda text: '{"prefix": "/srv/x", "files": ["/etc/passwd"]}',
+     "not a path inside the bundle"),
+    (".bundler/relocate.json", lambda text: text[:-3], "Expecting"),
+]
+
+
+@pytest.mark.parametrize("rel,damage,says", DAMAGED_RECORDS,
+                         ids=[f"{r}-{i}" for i, (r, _, _) in enumerate(DAMAGED_RECORDS)])
+def test_verify_reports_a_damaged_record_in_one_line(tiny: Bundle, rel: str,
+                                                     damage: Callable[[str], str], says: str) -> None:
+    path = tiny.root / rel
+    path.write_text(damage(path.read_text()))
+    result = CliRunner().invoke(cli, ["verify", str(tiny.root)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"Error: {tiny.root}: 1 damaged record(s)\n"
+    damaged = [line for line in result.stdout.splitlines() if line.startswith("damaged")]
+    assert len(damaged) == 1 and damaged[0].startswith(f"damaged  {path}: ") and says in damaged[0]
+    doc = json.loads(CliRunner().invoke(cli, ["verify", "--json", str(tiny.root)]).stdout)
+    assert not doc["ok"] and doc["damaged"][0].startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("rel,damage,says", DAMAGED_RECORDS[:2] + DAMAGED_RECORDS[5:6],
+                         ids=["checksums appended", "checksums files list", "relocate empty prefix"])
+def test_apply_refuses_on_a_damaged_record_in_one_line(site: Site, tmp_path: Path, rel: str,
+                                                       damage: Callable[[str], str], says: str) -> None:
+    path = site.bundle.root / rel
+    path.write_text(damage(path.read_text()))
+    patch_file = _build(site, tmp_path, [GOOD], {})
+    before = snapshot(site.root)
+    for args in ([], ["--dry-run"]):
+        result = _apply(patch_file, site.bundle.root) if not args else CliRunner().invoke(
+            cli, ["apply", *args, str(patch_file), "--root", str(site.bundle.root)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: damaged record {path}: ")
+        assert says in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(site.root) == before
+
+
+@pytest.mark.parametrize("garbage", ["\n=garbage[[\n", "\nenvs = 3\n", "\nx = {a = [\n"])
+def test_a_damaged_layout_record_is_one_line_for_status_and_verify(tiny: Bundle, garbage: str
+                                                                   ) -> None:
+    path = tiny.layout_record
+    path.write_text(path.read_text() + garbage)
+    for args in (["status", "--root", str(tiny.root)], ["verify", str(tiny.root)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: damaged record {path}: not a layout")
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_status_still_works_with_damaged_runtime_records(tiny: Bundle) -> None:
+    for path in (tiny.health_record, tiny.stopped, tiny.files_changed, tiny.history):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\xff{garbage")
+    result = CliRunner().invoke(cli, ["status", "--root", str(tiny.root)])
+    assert result.exit_code == 3 and "not running" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("rel", ["ABSOLUTE", "../outside/secret.txt",
+                                 "app_v1/../../outside/secret.txt"])
+def test_a_move_journal_naming_a_path_outside_is_damaged_and_nothing_is_removed(
+        site: Site, rel: str) -> None:
+    """.bundler/apply.json is written by whoever owns the bundle, and undone by root."""
+    rel = str(site.root / "outside" / "secret.txt") if rel == "ABSOLUTE" else rel
+    site.bundle.apply_journal.write_text(json.dumps(
+        {"ops": [{"rel": rel, "put": "file", "existed": False}], "created": []}))
+    before = snapshot(site.root)
+    with pytest.raises(BundlerError, match=f"damaged record {site.bundle.apply_journal}: "):
+        filemoves.undo(site.bundle)
+    assert snapshot(site.root) == before
+
+
+def test_a_move_journal_is_not_undone_through_a_link(site: Site) -> None:
+    site.bundle.apply_journal.write_text(json.dumps(
+        {"ops": [{"rel": "app_v1/data/secret.txt", "put": "file", "existed": False}],
+         "created": []}))
+    before = snapshot(site.root)
+    with pytest.raises(BundlerError, match="reached through a link"):
+        filemoves.undo(site.bundle)
+    assert snapshot(site.root) == before
+
+
+@pytest.mark.parametrize("key,value", [("log", "/var/log"), ("run", "../../run"), ("envs", ""),
+                                       ("code", "../{project}"), ("code", "{nope}")])
+def test_a_layout_record_that_leads_out_of_the_bundle_is_damaged(tiny: Bundle, key: str,
+                                                                  value: str) -> None:
+    """The layout says where bundler writes (logs, the pid file, the socket): root must not
+    write outside the bundle because its owner edited layout.toml."""
+    path = tiny.layout_record
+    path.write_text("\n".join(line if not line.startswith(f"{key} =") else f"{key} = {value!r}"
+                              for line in path.read_text().splitlines()) + "\n")
+    result = CliRunner().invoke(cli, ["status", "--root", str(tiny.root)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: damaged record {path}: not a layout")

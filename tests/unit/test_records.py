@@ -269,8 +269,9 @@ DAMAGED: list[tuple[type[Record], str, object]] = [
     (LaunchSpec, '{"args": [], "environment": {"N": 1}}', ValueError),
     (LogFaults, FAULT_LINE + '{"x": 1}\n3\n{"at": "2024-05-01T12:00:01Z", "fi',
      LogFaults((FAULT,))),  # lines not ours, and one cut short, skipped
-    (RelocationJournal, '{"file": "a", "prefix": "/x"}\n{"file": "a", "prefix": "/y"}\n{"file": "b", "pre',
-     RelocationJournal({"a": "/y"})),  # the last word on each file; a line cut short skipped
+    (RelocationJournal,
+     '{"file": "a", "prefix": "/srv/x"}\n{"file": "a", "prefix": "/srv/y"}\n{"file": "b", "pre',
+     RelocationJournal({"a": "/srv/y"})),  # the last word on each file; a line cut short skipped
     (Layout, 'envs = "envs"\n', ValueError),
     (Layout, "envs = [", ValueError),
 ]

@@ -40,11 +40,12 @@ def relocate_interrupted(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = rel._replace_in_file
     calls = []
 
-    def crash_after_first(path: Path, old: bytes, new: bytes, binary: bool = False) -> None:
-        calls.append(path)
+    def crash_after_first(root: Path, rel: str, old: bytes, new: bytes,
+                          binary: bool = False) -> None:
+        calls.append(rel)
         if len(calls) > 1:
             raise KeyboardInterrupt
-        real(path, old, new, binary)
+        real(root, rel, old, new, binary)
 
     with monkeypatch.context() as patch:
         patch.setattr(rel, "_replace_in_file", crash_after_first)
