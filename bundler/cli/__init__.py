@@ -20,12 +20,12 @@ import click
 from bundler import __version__
 from bundler.cli import bundle, operate, services, shell
 from bundler.cli.options import BUILD_COMMANDS, build_machine_only
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import BundlerError, UsageError, printable
 
 
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
-        super().__init__(str(error))
+        super().__init__(printable(str(error)))
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 

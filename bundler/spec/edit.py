@@ -67,7 +67,7 @@ while True:
 
 def init_project(folder: Path, name: str) -> Path:
     """Create folder/bundle.toml (and an example service in folder/src) for a new bundle."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid bundle name {name!r}: {NAME_RULE}")
     spec_path = folder / "bundle.toml"
     if spec_path.exists():
@@ -144,7 +144,7 @@ def _super_table(doc: TOMLDocument, key: str) -> Any:
 
 def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) -> None:
     pattern, rule = (SERVICE_NAME_RE, SERVICE_NAME_RULE) if kind == "service" else (NAME_RE, NAME_RULE)
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         raise UsageError(f"invalid {kind} name {name!r}: {rule}")
     section = {"env": "envs", "code": "code", "service": "services"}[kind]
     table = _super_table(doc, section)
