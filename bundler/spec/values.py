@@ -190,6 +190,8 @@ def process_names(c: Checker, t: tuple[str, ...], name: str, pattern: str,
             raise c.fail(t, "process_name", f"process_name {pattern!r} is refused by supervisor "
                          f"({exc.__class__.__name__}: {exc}); it may use %(program_name)s, "
                          "%(process_num)d, %(group_name)s, %(host_node_name)s") from None
+    if "" in names:
+        raise c.fail(t, "process_name", f"process_name {pattern!r} gives a process no name")
     if len(set(names)) != len(names):
         raise c.fail(t, "process_name", f"process_name {pattern!r} gives two processes one name")
     return names
