@@ -12,7 +12,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import BundlerError, UsageError, printable
 from bundler.fsutil import write_atomic
 from bundler.spec import versions
 from bundler.spec.checker import did_you_mean, toml_error
@@ -310,7 +310,11 @@ SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the
 
 
 def show_value(value: object) -> str:
-    return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+    """A value as history and change lines show it: tabs, line breaks and any other control
+    character a command or environment value holds written escaped, on one line."""
+    if value is None:
+        return "-"
+    return printable(value if isinstance(value, str) else json.dumps(value), lines=False)
 
 
 def switch_services(spec_path: Path, services: list[str] | None, group: str | None,
