@@ -282,6 +282,10 @@ def test_every_error_line_shows_control_characters_escaped(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "a\\x1b[2Jb\\x85c\\u2028" in result.stderr and "\x1b" not in result.stderr
     assert len(result.stderr.splitlines()) == 1
+    for args in (["--bogus\x1b[2J"], ["check", "--x\x07"]):  # click's own messages too
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "\\x" in result.stderr
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.stderr), result.stderr
 
 
 @pytest.mark.parametrize("command, env", [
