@@ -10,9 +10,9 @@ import re
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def printable(text: str, lines: bool = True) -> str:
-    """`text` with every control character written as Python writes it in a string (`\\x1b`);
-    line feeds are kept when `lines` (a message of several lines), else escaped too."""
+def printable(text: str, lines: bool = False) -> str:
+    """`text` on one line, every control character written as Python writes it in a string
+    (`\\x1b`, `\\n`); with `lines`, line feeds are kept (a message of several lines)."""
     text = _UNPRINTABLE.sub(_escaped, text)
     return text if lines else text.replace("\n", "\\n")
 

@@ -25,13 +25,13 @@ from bundler.errors import BundlerError, UsageError, printable
 
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
-        super().__init__(printable(str(error)))
+        super().__init__(printable(str(error), lines=True))
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
 
 
 def _escaped(exc: click.ClickException) -> click.ClickException:
     """`exc`, or the same message with its control characters escaped (`--x\\x1b`)."""
-    text = printable(exc.format_message())
+    text = printable(exc.format_message(), lines=True)
     if text == exc.format_message():
         return exc
     new = click.UsageError(text, exc.ctx) if isinstance(exc, click.UsageError) \

@@ -155,7 +155,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         jsondocs.emit(jsondocs.plan(plan))
         return
     for line in plan.describe():
-        click.echo(printable(line, lines=False))
+        click.echo(printable(line))
 
 
 @click.command("build")

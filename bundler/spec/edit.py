@@ -309,12 +309,8 @@ def describe_change(before: Mapping[str, object] | None, after: Mapping[str, obj
 SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the key has
 
 
-def show_value(value: object) -> str:
-    """A value as history and change lines show it: tabs, line breaks and any other control
-    character a command or environment value holds written escaped, on one line."""
-    if value is None:
-        return "-"
-    return printable(value if isinstance(value, str) else json.dumps(value), lines=False)
+def show_value(value: object) -> str:  # on one line, control characters escaped
+    return printable("-" if value is None else value if isinstance(value, str) else json.dumps(value))
 
 
 def switch_services(spec_path: Path, services: list[str] | None, group: str | None,
