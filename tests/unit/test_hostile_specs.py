@@ -453,3 +453,10 @@ def test_a_patch_manifest_is_held_to_the_same_checks(tiny: Bundle, tmp_path: Pat
         apply.apply(tiny, _patch(tmp_path, tiny, {"app_v2/web.py": b"v2\n"}, manifest=hostile))
     assert "\n" not in str(refused.value)
     assert files_of(tiny.root) == before
+
+
+def test_history_lines_show_a_values_line_breaks_and_controls_escaped() -> None:
+    from bundler.spec.edit import describe_change
+
+    line = describe_change({"command": "a\nb", "environment": {"X": "\t"}}, {"command": "a\x1bb"})
+    assert line == 'command: a\\nb -> a\\x1bb; environment: {"X": "\\t"} -> -'
