@@ -109,6 +109,8 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
     defaults = site_files(spec)
     selections = {}
     for code in spec.code.values():
+        if code.path is not None:
+            _no_link(spec, code.name, code.path)
         selection = check_code_source(code, spec.folder, output or spec.folder / "dist")
         if selection is not None:
             selections[code.name] = selection
@@ -137,9 +139,9 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
         planned[interp.name] = _copied(spec, interp, folder, python, fetch, memo)
     _check_base(planned["base"])
     for interp in spec.interpreters.values():
-        if interp.requirements_file and not (spec.folder / interp.requirements_file).is_file():
-            raise BundlerError(f"interpreter {interp.name}: requirements_file "
-                               f"{spec.folder / interp.requirements_file} does not exist")
+        if interp.requirements_file:
+            _project_file(spec, f"interpreter {interp.name}: requirements_file",
+                          interp.requirements_file)
     code_interpreter = {}
     for code in spec.code.values():
         if not code.bytecode:
@@ -155,6 +157,31 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
         code_interpreter[code.name] = sorted(users)[0]
     native = _native(spec, planned)
     return Plan(spec, layout, planned, code_interpreter, keys, selections, defaults, native)
+
+
+def _project_file(spec: Spec, what: str, relative: str) -> None:
+    """Refuse a file the spec names in the project that is missing, or leads out of the project
+    through a link (pip would read /etc/passwd and print its first line)."""
+    path = spec.folder / relative
+    if not path.is_file():
+        raise BundlerError(f"{what} {path} does not exist")
+    if not path.resolve().is_relative_to(spec.folder.resolve()):
+        raise BundlerError(f"{what} {relative} leads out of the project (to {path.resolve()}) "
+                           "through a link: copy the file into the project")
+
+
+def _no_link(spec: Spec, name: str, written: str) -> None:
+    """Refuse a code path that is a link, or (inside the project) passes through one: the code
+    a bundle ships is the folder the spec names, never where a link happens to point."""
+    path = Path(written)
+    if path.is_absolute():
+        steps = [path]
+    else:
+        steps = [spec.folder.joinpath(*path.parts[:n]) for n in range(1, len(path.parts) + 1)]
+    for step in steps:
+        if step.is_symlink():
+            raise BundlerError(f"code {name}: path {written} leads through the link {step} "
+                               f"(to {os.readlink(step)}): point path at the folder itself")
 
 
 def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,

@@ -20,12 +20,12 @@ from bundler.fsutil import sha256_file
 SUFFIXES = (".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar")
 
 
-VERSION_RE = re.compile(r"^3\.\d{1,2}(\.\d{1,3})?$")
+VERSION_RE = re.compile(r"3\.\d{1,2}(\.\d{1,3})?\Z")
 UPSTREAM = "https://github.com/astral-sh/python-build-standalone/releases/latest/download/"
 MIRROR_ENV = "BUNDLER_PYTHON_MIRROR"
 _ARCHIVE_RE = re.compile(r"^cpython-(\d+)\.(\d+)\.(\d+)\+([A-Za-z0-9._]+)-([A-Za-z0-9_]+)"
-                         r"-unknown-linux-gnu-install_only\.tar\.gz$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+                         r"-unknown-linux-gnu-install_only\.tar\.gz\Z")
+_HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def is_version(value: str) -> bool:

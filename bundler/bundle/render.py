@@ -24,11 +24,11 @@ from bundler.bundle import launchspec
 from bundler.bundle.launchspec import LaunchSpec
 from bundler.bundle.layout import GROUP_PREFIX, MONITOR, Layout
 from bundler.bundle.records import MonitorConfig, Watched
-from bundler.bundle.tree import META
+from bundler.bundle.tree import META, Bundle
 from bundler.errors import BundlerError
 from bundler.spec.model import PYTHON_WORD, Service, Spec
+from bundler.spec.values import CONTROL, ini_safe, log_names
 
-_COMMENT = re.compile(r"\s[;#]")
 LAUNCHERS = {
     "start": "start every service (relocating the bundle first if it moved) and wait for them",
     "stop": "stop supervisord and every process of this bundle",
@@ -63,10 +63,19 @@ def templates() -> jinja2.Environment:
 PRIVATE = 0o640  # files that hold services' environments: bundle.toml, etc/conf.d/*
 
 
-def ini_safe(value: str) -> bool:
-    """True when the ini parser reads `value` back unchanged as the value of `key=value`."""
-    return not _COMMENT.search(value) and "\n" not in value and "\r" not in value \
-        and value == value.strip()
+def file_text(name: str, text: str) -> str:
+    """`text` as generated file `name` holds it, refused if a control character (but the line
+    ends), or in a supervisor config anything but ASCII, came through: the spec's checks keep
+    them out, this is the last line of defence (JSON writes them escaped inside strings)."""
+    bad = CONTROL.search(text.replace("\n", " "))
+    if bad is None and name.endswith((".ini", ".conf")) and not text.isascii():
+        bad = re.search(r"[^\x00-\x7f]", text)  # supervisor reads it in the locale's encoding
+    if bad:
+        line = text[:bad.start()].count("\n") + 1
+        raise BundlerError(f"refusing to write {name}: line {line} would hold {bad[0]!r}, which "
+                           "a supervisor config and its XML-RPC answers cannot carry "
+                           f"({text.split(chr(10))[line - 1][:60]!r})")
+    return text
 
 
 def escape_percent(value: str) -> str:
@@ -106,7 +115,7 @@ def option_value(key: str, value: Any) -> str:
         text = str(value)
     if not ini_safe(text):
         raise BundlerError(f"option {key}={value!r} cannot be written to a supervisor config "
-                           "(no newlines, no whitespace before ';' or '#')")
+                           "(ASCII only, no control characters, no whitespace before ';' or '#')")
     return text
 
 
@@ -182,7 +191,7 @@ class Renderer:
         is the interpreter `python`, a script of the interpreter's bin/ that script; None for any
         other (a path, or a name looked up on PATH)."""
         interpreter = self.pythons[python]
-        if PYTHON_WORD.match(first):
+        if PYTHON_WORD.fullmatch(first):
             return interpreter
         if "/" not in first:
             script = str(Path(interpreter).parent / first)
@@ -195,13 +204,15 @@ class Renderer:
         if inside is not None:
             return f'"{self.here(inside)}"'
         escaped = literal(shlex.quote(first))
-        if escaped is None:
-            raise BundlerError(f"command {first!r}: a program path cannot contain '%(here)s'")
+        if escaped is None or not ini_safe(escaped):
+            raise BundlerError(f"command {first!r}: a program path cannot contain '%(here)s', "
+                               "a control character, a space before ';' or '#', or non-ASCII")
         return escaped
 
     def program_files(self, root: Path) -> dict[str, str]:
         """The files of etc/conf.d (name -> text): one .ini per service and group, and a
         .launch.json for each service started through bundler.launch."""
+        self.check_logs_apart(root)
         files = {}
         template = self.jinja.get_template("program.ini.j2")
         for service in self.spec.services.values():
@@ -217,7 +228,19 @@ class Renderer:
                 name=MONITOR, python=f'"{self.here(self.pythons["base"])}"',
                 log=self.here(f"{self.layout.log}/{MONITOR}.log"))
             files[f"{MONITOR}.json"] = self.monitor_config().text()
-        return files
+        return {name: file_text(name, text) for name, text in files.items()}
+
+    def check_logs_apart(self, root: Path) -> None:
+        """Refuse two writers of one file in log/: services' processes, supervisord, the monitor
+        (the spec's checks refuse it first; this holds whatever the names)."""
+        owner = {Bundle(root, self.layout).supervisord_log.stem: "supervisord", MONITOR: MONITOR}
+        for service in self.spec.services.values():
+            for stem in log_names(service.name, service.numprocs,
+                                  service.options.get("numprocs_start", 0)):
+                if stem in owner:
+                    raise BundlerError(f"service {service.name}: its log {self.layout.log}/"
+                                       f"{stem}.log is {owner[stem]}'s: rename the service")
+                owner[stem] = f"service {service.name}"
 
     def monitor_config(self) -> MonitorConfig:
         """What the monitor watches; paths relative to the bundle root."""
@@ -239,9 +262,9 @@ class Renderer:
             up=layout.up_from(layout.etc), log=layout.log, run=layout.run,
             programs_from_etc=os.path.relpath(layout.programs, layout.etc),
             supervisor=self.spec.supervisor)
-        (etc / "supervisord.conf").write_text(conf)
+        (etc / "supervisord.conf").write_text(file_text("supervisord.conf", conf), encoding="utf-8")
         for name, text in self.program_files(root).items():
-            (programs / name).write_text(text)
+            (programs / name).write_text(text, encoding="utf-8")
             (programs / name).chmod(PRIVATE)  # services' environments: tokens, passwords
         self.write_launchers(root / "bin")
 

@@ -20,15 +20,27 @@ import click
 from bundler import __version__
 from bundler.cli import bundle, operate, services, shell
 from bundler.cli.options import BUILD_COMMANDS, build_machine_only
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import BundlerError, UsageError, printable
 
 
 class _Failure(click.ClickException):
     def __init__(self, error: BundlerError):
         from bundler.redact import redact  # not on --help's path
 
-        super().__init__(redact(str(error)))  # a URL's userinfo and query are not shown
+        # a URL's userinfo and query are not shown, nor a control character raw
+        super().__init__(printable(redact(str(error)), lines=True))
         self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it per class
+
+
+def _escaped(exc: click.ClickException) -> click.ClickException:
+    """`exc`, or the same message with its control characters escaped (`--x\\x1b`)."""
+    text = printable(exc.format_message(), lines=True)
+    if text == exc.format_message():
+        return exc
+    new = click.UsageError(text, exc.ctx) if isinstance(exc, click.UsageError) \
+        else click.ClickException(text)
+    new.exit_code = exc.exit_code  # type: ignore[misc]  # click declares it per class
+    return new
 
 
 # Whether this bundler has its build side: a bundle's bin/bundler ships without it.
@@ -91,7 +103,7 @@ SHORT_HELP = {  # one line each in `bundler --help`
 class _Group(click.Group):
     """Lists its commands by section, each with its one-line summary; turns every
     BundlerError, and the system's errors (a full disk, a read-only folder, a permission), into
-    one message on stderr and its exit code."""
+    one message on stderr and its exit code; any message shows control characters escaped."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("context_settings", {}).setdefault("max_content_width", 100)
@@ -110,6 +122,12 @@ class _Group(click.Group):
             raise UsageError(build_machine_only(args[0]))  # not click's "No such command"
         return super().resolve_command(ctx, args)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:  # a bad option of bundler itself
+            raise _escaped(exc) from exc.__cause__
+
     def invoke(self, ctx: click.Context) -> Any:
         from bundler import progress
 
@@ -119,6 +137,8 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except BundlerError as exc:
             raise _Failure(exc) from exc
+        except click.ClickException as exc:  # click's own: a bad option of a command
+            raise _escaped(exc) from exc.__cause__
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise _Failure(BundlerError(f"{exc.strerror or exc}{where}")) from exc

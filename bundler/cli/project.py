@@ -19,6 +19,7 @@ from bundler.cli.options import (
     spec_path,
 )
 from bundler.cli.shell import complete
+from bundler.errors import printable
 
 
 @click.command()
@@ -154,7 +155,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         jsondocs.emit(jsondocs.plan(plan))
         return
     for line in plan.describe():
-        click.echo(line)
+        click.echo(printable(line))
 
 
 @click.command("build")

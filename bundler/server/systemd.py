@@ -77,7 +77,7 @@ def file_url(path: Path) -> str:
 def unit_name(spec: Spec, name: str | None) -> str:
     name = name or f"bundler-{spec.name}"
     name = name.removesuffix(".service")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise BundlerError(f"unit name {name!r} is invalid: use letters, digits, '_', '.', '-'")
     if len(name) + len(".service") > UNIT_NAME_MAX:
         raise BundlerError(f"unit name {name!r} is too long for systemd (at most "

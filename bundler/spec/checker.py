@@ -11,7 +11,13 @@ from typing import Any
 from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 
 from bundler.errors import BundlerError
-from bundler.spec.model import NAME_RE, NAME_RULE, SERVICE_NAME_RE, SERVICE_NAME_RULE
+from bundler.spec.model import (
+    NAME_RE,
+    NAME_RULE,
+    RESERVED_NAMES,
+    SERVICE_NAME_RE,
+    SERVICE_NAME_RULE,
+)
 from bundler.spec.tomlpos import duplicate_line, locate
 
 # Keys people try that are spelled otherwise here: the advice replaces "unknown key".
@@ -72,8 +78,12 @@ class Checker:
 
     def name(self, table: tuple[str, ...], value: str, service: bool = False) -> None:
         pattern, rule = (SERVICE_NAME_RE, SERVICE_NAME_RULE) if service else (NAME_RE, NAME_RULE)
-        if not pattern.match(value) or len(value) > 64:
+        if not pattern.fullmatch(value) or len(value) > 64:
             raise self.fail(table, None, f"name {value!r} is invalid: {rule}; at most 64")
+        if service and value.lower() in RESERVED_NAMES:
+            raise self.fail(table, None, f"name {value!r} is reserved: the bundle uses it itself "
+                            "(supervisord's log/supervisord.log, the monitor's _monitor, "
+                            "supervisorctl's all); choose another")
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",

@@ -12,7 +12,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import BundlerError, UsageError, printable
 from bundler.fsutil import write_atomic
 from bundler.spec import versions
 from bundler.spec.checker import did_you_mean, toml_error
@@ -67,7 +67,7 @@ while True:
 
 def init_project(folder: Path, name: str) -> Path:
     """Create folder/bundle.toml (and an example service in folder/src) for a new bundle."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid bundle name {name!r}: {NAME_RULE}")
     spec_path = folder / "bundle.toml"
     if spec_path.exists():
@@ -144,7 +144,7 @@ def _super_table(doc: TOMLDocument, key: str) -> Any:
 
 def _new_entry(doc: TOMLDocument, kind: str, name: str, values: dict[str, Any]) -> None:
     pattern, rule = (SERVICE_NAME_RE, SERVICE_NAME_RULE) if kind == "service" else (NAME_RE, NAME_RULE)
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         raise UsageError(f"invalid {kind} name {name!r}: {rule}")
     section = {"env": "envs", "code": "code", "service": "services"}[kind]
     table = _super_table(doc, section)
@@ -309,8 +309,8 @@ def describe_change(before: Mapping[str, object] | None, after: Mapping[str, obj
 SHOWN_DEFAULTS = {"python": "base", "numprocs": 1}  # what a service without the key has
 
 
-def show_value(value: object) -> str:
-    return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+def show_value(value: object) -> str:  # on one line, control characters escaped
+    return printable("-" if value is None else value if isinstance(value, str) else json.dumps(value))
 
 
 def switch_services(spec_path: Path, services: list[str] | None, group: str | None,

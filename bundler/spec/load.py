@@ -33,7 +33,7 @@ from bundler.spec.model import (
     normalize_python,
 )
 
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED_ENV = ("BUNDLE_ROOT", "BUNDLER_TOKEN", "BUNDLER_SOCKET")
 
 # [program:x] keys of supervisor that a service may set, with the TOML types each accepts.
@@ -65,9 +65,7 @@ METRICS_KEYS = ("port", "host", "allow_remote")
 ALERT_KEYS = ("webhook", "command", "on", "retries", "timeout")
 PROBES = ("http", "tcp", "command")
 HEALTH_KEYS = (*PROBES, "every", "timeout", "failures")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-HOST_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]+)$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*\Z", re.IGNORECASE)
 
 
 def load_spec(path: Path) -> Spec:
@@ -152,7 +150,8 @@ def _build(raw: dict[str, Any], c: Checker, path: Path) -> Spec:
     services = {}
     for sname, sraw in services_raw.items():
         services[sname] = _service(sname, sraw, c, interpreters, code, membership.get(sname))
-    values.unique_logs(c, {s.name: s.numprocs for s in services.values()})
+    values.unique_logs(c, {s.name: (s.numprocs, s.options.get("numprocs_start", 0))
+                           for s in services.values()})
     supervisor = _supervisor(raw.get("supervisor", {}), c, services_raw)
     metrics = _listen(raw["metrics"], ("metrics",), c, METRICS_KEYS) if "metrics" in raw else None
     alerts = _alerts(raw["alerts"], c) if "alerts" in raw else None
@@ -179,7 +178,7 @@ def _base(raw: Any, c: Checker) -> Interpreter:
     return Interpreter(name="base", python=python, conda=conda,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
                        requirements=c.strings(raw, t, "packages"),
-                       requirements_file=c.typed(raw, t, "requirements_file", (str,)))
+                       requirements_file=_in_project(raw, t, c, "requirements_file"))
 
 
 def _env(name: str, raw: Any, c: Checker) -> Interpreter:
@@ -195,7 +194,17 @@ def _env(name: str, raw: Any, c: Checker) -> Interpreter:
                        virtualenv=normalize_python(venv) if venv is not None else None,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
                        requirements=c.strings(raw, t, "requirements"),
-                       requirements_file=c.typed(raw, t, "requirements_file", (str,)))
+                       requirements_file=_in_project(raw, t, c, "requirements_file"))
+
+
+def _in_project(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, key: str) -> str | None:
+    """A file of the project: a relative path that stays inside it (the build also refuses one
+    that leads out through a link)."""
+    value = c.typed(raw, t, key, (str,))
+    if value is not None and (not value or value.startswith(("/", "~")) or ".." in Path(value).parts):
+        raise c.fail(t, key, f"{key} {value!r} must be a file of the project: a relative path "
+                     "inside the folder of bundle.toml")
+    return value
 
 
 def _vendor_libs(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, python: str | None) -> bool:
@@ -282,6 +291,7 @@ def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpr
     command = c.typed(raw, t, "command", (str,), required=True)
     if not command.strip():
         raise c.fail(t, "command", "command is empty")
+    values.command_words(c, t, command)
     python = normalize_python(c.typed(raw, t, "python", (str,), default="base"))
     if python not in interpreters:
         raise c.fail(t, "python", f"python names {python!r}, which is neither 'base' nor an env"
@@ -293,7 +303,7 @@ def _service(name: str, raw: Any, c: Checker, interpreters: Mapping[str, Interpr
     env_raw = c.typed(raw, t, "environment", (dict,), default={})
     environment = {}
     for key, value in env_raw.items():
-        if not ENV_KEY_RE.match(key):
+        if not ENV_KEY_RE.fullmatch(key):
             raise c.fail(t, "environment", f"environment variable name {key!r} is invalid")
         if key in RESERVED_ENV:
             raise c.fail(t, "environment", f"{key} is set by bundler for every service (it is how "
@@ -333,7 +343,7 @@ def parse_size(value: str | int) -> int | None:
     as in supervisor's own sizes); None when `value` is no size."""
     if isinstance(value, int):
         return value
-    match = _SIZE.match(value)
+    match = _SIZE.fullmatch(value)
     if not match:
         return None
     return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
@@ -358,7 +368,7 @@ def _health(raw: Any, t: tuple[str, ...], c: Checker) -> Health:
     target = c.typed(raw, t, probe, (str,))
     if probe == "http" and not target.startswith(("http://", "https://")):
         raise c.fail(t, "health", f"health http {target!r} must be an http:// or https:// URL")
-    if probe == "tcp" and not re.match(r"^\[?[^\s\]]+\]?:\d+$", target):
+    if probe == "tcp" and not re.fullmatch(r"\[?[^\s\]]+\]?:\d+", target):
         raise c.fail(t, "health", f"health tcp {target!r} must be HOST:PORT")
     failures = c.typed(raw, t, "failures", (int,), default=3)
     if failures < 1:
@@ -372,14 +382,13 @@ def _listen(raw: Any, t: tuple[str, ...], c: Checker, keys: tuple[str, ...]) -> 
     port = c.typed(raw, t, "port", (int,), required=True)
     if not 0 < port < 65536:
         raise c.fail(t, "port", f"port {port} is not a TCP port (1-65535)")
-    host = c.typed(raw, t, "host", (str,), default="127.0.0.1")
-    if not HOST_RE.match(host):
-        raise c.fail(t, "host", f"host {host!r} is not a host name or IP address")
-    if host not in LOOPBACK and not c.typed(raw, t, "allow_remote", (bool,), default=False):
+    host, loopback = values.listen_host(c, t, c.typed(raw, t, "host", (str,), default="127.0.0.1"),
+                                        ipv4_only=t == ("supervisor", "http"))
+    if not loopback and not c.typed(raw, t, "allow_remote", (bool,), default=False):
         raise c.fail(t, "host", f"host {host!r} opens the port to other machines: add "
                      "allow_remote = true to mean it (the default, 127.0.0.1, stays on this host)")
     username = c.typed(raw, t, "username", (str,), default="admin")
-    if not NAME_RE.match(username):
+    if not NAME_RE.fullmatch(username):
         raise c.fail(t, "username", f"username {username!r} is invalid: {NAME_RULE}")
     return Listen(port=port, host=host, username=username)
 

@@ -11,13 +11,18 @@ from typing import Any
 
 SPEC_VERSION = 1
 FORMATS = ("tar.gz", "tar.zst", "dir")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 NAME_RULE = "use letters, digits, '_', '.', '-' (not first)"
 # Services and groups become supervisor program and group names and conf.d file names, where a
 # '.' would be read as the end of the name: they use no dots.
-SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 SERVICE_NAME_RULE = "use letters, digits, '_', '-' (not first); no '.'"
-PYTHON_WORD = re.compile(r"^python(3(\.\d+)?)?$")  # a command's first word naming its python
+# Names a service or group may not take, each a name the bundle itself gives its own files or
+# that supervisor reads otherwise: supervisord writes log/supervisord.log, the monitor is the
+# program _monitor (log/_monitor.log, etc/conf.d/_monitor.*), supervisorctl reads `all` as every
+# process. bundle/tree.py and bundle/layout.py name those files (a unit test holds them together).
+RESERVED_NAMES = ("supervisord", "_monitor", "all")
+PYTHON_WORD = re.compile(r"python(3(\.\d+)?)?\Z")  # a command's first word naming its python
 ALERT_EVENTS = ("fatal", "exit", "health", "memory", "log")
 # What a copied CPython leaves out of a server bundle unless `keep` names it (build/trim.py):
 # tkinter (with turtle, its Tcl/Tk and X11 libraries), IDLE, the turtle demos, ensurepip's wheels.

@@ -179,6 +179,32 @@ def test_a_new_service_that_cannot_start_is_removed_again(running: Bundle) -> No
     assert _pids(running) == before
 
 
+def test_control_characters_never_reach_supervisord_and_status_keeps_working(
+        running: Bundle) -> None:
+    """Issue 28: an ESC in a command once landed in conf.d and broke supervisord's XML-RPC
+    answers. Now it is refused in one line, shown escaped; a tab in an argument is carried to
+    the process by bundler.launch and supervisord keeps answering."""
+    manifest = (running.root / "bundle.toml").read_bytes()
+    for args in (["add-service", "svc12", "--code", "v3", "--command",
+                  "python -m service.sam.run \x1b[2J"],
+                 ["set", "svc1", "command=python -m service.sam.run \x9b2J"],
+                 ["set", "svc1", "environment.X=\x07"],
+                 ["add-service", "supervisord", "--code", "v3", "--command", "python -m x"]):
+        proc = running.cli(*args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("Error: ")
+        assert not any(c in proc.stderr for c in "\x1b\x9b\x07"), proc.stderr
+    assert (running.root / "bundle.toml").read_bytes() == manifest
+    proc = running.cli("add-service", "svc12", "--code", "v3", "--command",
+                       "python -m service.sam.run --interval '\t5'")  # float() takes it
+    assert proc.returncode == 0, proc.stderr
+    ini = (running.root / "etc" / "conf.d" / "svc12.ini").read_bytes()
+    assert b"bundler.launch" in ini and b"\t" not in ini and b"\x1b" not in ini
+    assert running.states()["svc12"][0] == "RUNNING"
+    assert running.cli("status").returncode == 0
+    assert running.cli("remove-service", "svc12").returncode == 0
+
+
 def test_switch_while_stopped_changes_only_the_config(unpacked: Bundle) -> None:
     proc = unpacked.cli("switch", "svc3", "v2")
     assert proc.returncode == 0, proc.stderr
