@@ -50,7 +50,7 @@ from bundler.server.incoming import Incoming, unpack
 from bundler.server.services import changed
 from bundler.server.site import SiteChange
 from bundler.server.supervisor import Process
-from bundler.server.transact import NewFiles, Outcome, read_manifest, recover, transact
+from bundler.server.transact import ROLLBACK_FAILED, NewFiles, Outcome, read_manifest, recover, transact
 from bundler.spec import merge
 from bundler.spec.live import Definitions, LiveManifest
 
@@ -131,7 +131,8 @@ def apply(bundle: Bundle, source: Path, dry_run: bool = False, prefer: str | Non
             _undo(bundle)
             raise
         if outcome.failed:
-            history.stamp(bundle, [HistoryEntry("apply", "rolled back", installed=installed)])
+            result = ROLLBACK_FAILED if outcome.unrestored else "rolled back"
+            history.stamp(bundle, [HistoryEntry("apply", result, installed=installed)])
         else:
             filemoves.finish(bundle)
             stale.record(bundle, plan.touched, since)

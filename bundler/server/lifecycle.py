@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bundler import progress
+from bundler import fsutil, progress
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.relocation import relocate
 from bundler.bundle.tree import Bundle
@@ -80,9 +80,10 @@ def _privileges(bundle: Bundle, settings: Supervisord, env: dict[str, str]) -> N
                                f"or as {settings.user}")
         uid = user.pw_uid
         if os.geteuid() == 0:
-            for folder in (bundle.log_dir, bundle.run_dir):
-                for path in (folder, *folder.rglob("*")):
-                    os.lchown(path, user.pw_uid, user.pw_gid)
+            for folder in (bundle.log_dir, bundle.run_dir):  # the user's folders: any depth
+                for top, dirs, files in fsutil.walk(folder):
+                    for name in (".", *dirs, *files):
+                        os.lchown(os.path.join(top, name), user.pw_uid, user.pw_gid)
             # supervisord re-reads these as the user when a service changes
             for path in (bundle.manifest, *bundle.programs.iterdir()):
                 os.lchown(path, -1, user.pw_gid)

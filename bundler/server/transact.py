@@ -255,7 +255,12 @@ class TransactionJournal(Record):
     @classmethod
     def parse(cls, text: str) -> TransactionJournal:
         raw = json.loads(text)
-        return cls(str(raw["manifest"]), dict(raw["files"]), list(raw["groups"]),
+        files = dict(raw["files"])
+        for name, old in files.items():  # written back under etc/conf.d/ as root: plain names
+            if not isinstance(name, str) or "/" in name or name in ("", ".", "..") \
+                    or not name.isprintable() or not isinstance(old, (str, type(None))):
+                raise ValueError(f"{name!r} is no file of etc/conf.d")
+        return cls(str(raw["manifest"]), files, list(raw["groups"]),
                    list(raw.get("restarts", [])), bool(raw.get("apply", False)))
 
 

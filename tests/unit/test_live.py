@@ -12,7 +12,7 @@ import pytest
 import tomlkit
 
 from bundler.bundle.tree import Bundle
-from bundler.errors import BundlerError, UsageError
+from bundler.errors import BundlerError, DamagedRecord, UsageError
 from bundler.server import apply, history, services
 from bundler.server.filemoves import Move, MoveJournal
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
@@ -183,6 +183,15 @@ def test_the_journals_are_records_in_their_format_1() -> None:
                                  ["web"])
     assert TransactionJournal.parse(journal.text()) == journal
     assert json.loads(journal.text())["files"] == {"web.ini": "[program:web]\n", "new.ini": None}
+
+
+@pytest.mark.parametrize("name", ["../../../etc/cron.d/x", "a/b.ini", "..", "", "x\n.ini"])
+def test_a_transaction_journal_that_names_a_file_outside_conf_d_is_damaged(
+        tiny: Bundle, name: str) -> None:
+    tiny.transaction.write_text(json.dumps({"manifest": MANIFEST, "files": {name: "x"},
+                                            "groups": []}))
+    with pytest.raises(DamagedRecord, match="damaged record"):
+        TransactionJournal.read(tiny.transaction)
 
 
 def test_an_apply_reads_each_manifest_once_merges_once_and_stamps_once(
