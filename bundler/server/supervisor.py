@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -109,9 +110,14 @@ def recorded_socket(bundle: Bundle) -> str:
     return choose_socket(bundle.root, bundle.run_dir, make=False)
 
 
+_XML_UNFIT = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what XML 1.0 has no place for
+
+
 class _UnixTransport(xmlrpc.client.Transport):
     """XML-RPC over the unix socket, like supervisor's own SupervisorTransport, but with a timeout:
     a hung supervisord must not hang every bundler command."""
+
+    accept_gzip_encoding = False  # parse_response reads the plain answer
 
     def __init__(self, path: str, timeout: float):
         super().__init__()
@@ -130,6 +136,15 @@ class _UnixTransport(xmlrpc.client.Transport):
                 self.sock.connect(path)
 
         return Connection("localhost")
+
+    def parse_response(self, response: Any) -> Any:
+        """The answer, with the control characters that XML cannot hold shown escaped: supervisord
+        answers with what its processes printed (a log's colours) and what its config says, raw,
+        and Python's parser stops at the first such byte (ExpatError: not well-formed)."""
+        parser, unmarshaller = self.getparser()
+        parser.feed(_XML_UNFIT.sub(lambda m: b"\\x%02x" % m.group()[0], response.read()))
+        parser.close()
+        return unmarshaller.close()
 
 
 @dataclass(frozen=True)

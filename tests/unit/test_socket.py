@@ -109,3 +109,20 @@ def test_the_longest_accepted_path_leaves_room_for_supervisords_temporary_name(s
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(chosen + ".4194304")  # the longest pid Linux hands out
     assert choose_socket(short_tmp, Path(str(run) + "x")) != str(run) + "x/supervisor.sock"
+
+
+def test_an_answer_with_control_characters_is_read_with_them_escaped() -> None:
+    """supervisord puts what a process printed (colours: ESC) raw into its XML answer, which
+    Python's parser refuses (ExpatError): such bytes are read escaped, the rest unchanged."""
+    import io
+    import xmlrpc.client
+
+    from bundler.server.supervisor import _UnixTransport
+
+    log = "\x1b[31mred\x1b[0m\tand\x00 \x07bell\nnext line é \x7f"
+    answer = xmlrpc.client.dumps(([log, {"name": "web"}],), methodresponse=True).encode()
+    with pytest.raises(Exception, match="not well-formed"):
+        xmlrpc.client.loads(answer)
+    (read,) = _UnixTransport("/nonexistent", 1.0).parse_response(io.BytesIO(answer))
+    assert read == [log.replace("\x1b", "\\x1b").replace("\x00", "\\x00").replace("\x07", "\\x07"),
+                    {"name": "web"}]
