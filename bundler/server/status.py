@@ -25,6 +25,7 @@ from bundler.redact import redact
 from bundler.server import procfs, stale
 from bundler.server.history import last_release
 from bundler.server.supervisor import RUNNING, Process, Supervisor, connect, recorded_socket
+from bundler.spec.values import log_names
 
 NOT_RUNNING = "not running"  # the state shown for every service when supervisord is down
 # A process's health: what the monitor's last probe said of it, "none" without a probe, and
@@ -209,14 +210,11 @@ def supervisorctl(bundle: Bundle, args: list[str]) -> int:
                         "-c", str(bundle.conf), *args], what="supervisorctl", env=env)
 
 
-def log_files(bundle: Bundle, service: str) -> list[Path]:
-    """The log files of `service` (one per process; .err.log when stderr is kept apart)."""
-    folder = bundle.log_dir
-    names = [f"{service}.log", f"{service}.err.log"]
-    found = [folder / n for n in names if (folder / n).is_file()]
-    for pattern in (f"{service}_[0-9][0-9].log", f"{service}_[0-9][0-9].err.log"):
-        found += sorted(folder.glob(pattern))
-    return found
+def log_files(bundle: Bundle, stems: list[str]) -> list[Path]:
+    """The log files of processes named `stems` (values.log_names: one per process; .err.log
+    when stderr is kept apart)."""
+    return [path for suffix in (".log", ".err.log") for stem in stems
+            if (path := bundle.log_dir / f"{stem}{suffix}").is_file()]
 
 
 def logs_of(bundle: Bundle, names: list[str]) -> list[Path]:
@@ -233,7 +231,13 @@ def logs_of(bundle: Bundle, names: list[str]) -> list[Path]:
             raise BundlerError(f"no log of {name}: it is not a service or group of this bundle, "
                                f"nor {MONITOR} (services: {', '.join(spec.services) or 'none'}; "
                                f"groups: {', '.join(spec.groups) or 'none'})")
-    found = {s: log_files(bundle, s) for s in dict.fromkeys(services)}
+    def stems(name: str) -> list[str]:
+        if name == MONITOR:
+            return [MONITOR]
+        service = spec.services[name]
+        return log_names(name, service.numprocs, service.options.get("numprocs_start", 0))
+
+    found = {s: log_files(bundle, stems(s)) for s in dict.fromkeys(services)}
     silent = [s for s, files in found.items() if not files]
     if names and silent or not any(found.values()):
         raise BundlerError(f"no log of {', '.join(silent)} in {bundle.log_dir} yet")

@@ -289,6 +289,17 @@ def test_logs_of_everything_a_group_or_the_monitor(tmp_path: Path) -> None:
     assert "services: web, pool; groups: g" in unknown.output
 
 
+def test_logs_of_processes_numbered_past_99_and_no_other_services(tmp_path: Path) -> None:
+    bundle = make_tiny(tmp_path / "tiny")
+    bundle.manifest.write_text(bundle.manifest.read_text().replace(
+        "[build.interpreters.base]", '[services.pool]\ncommand = "python -m web"\ncode = "v1"\n'
+        'numprocs = 3\nnumprocs_start = 99\n[build.interpreters.base]'))
+    for name in ("pool_99", "pool_100", "pool_101", "pool_1000", "pool_x"):
+        (bundle.log_dir / f"{name}.log").write_text(f"{name}\n")
+    shown = invoke("logs", "pool", "--root", str(bundle.root)).output.splitlines()
+    assert shown == ["pool_99  | pool_99", "pool_100 | pool_100", "pool_101 | pool_101"]
+
+
 def test_version_prints_sets_and_bumps_the_projects_version(tmp_path: Path) -> None:
     invoke("-C", str(tmp_path), "init", "box")
     project = str(tmp_path / "box")
