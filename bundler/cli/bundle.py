@@ -96,7 +96,8 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     Exits 3 when supervisord is not running or a process that should run is down (STARTING
     counts as up, as in supervisorctl), with --json too. Exits 4 when an operation was killed
     half-way (its journal in .bundler/ is left: the files may not be what runs), and says so
-    ("interrupted" in --json); bin/start undoes it.
+    ("interrupted" in --json); bin/start undoes it. A damaged record of health probes, stopped
+    services or changed files is named in a warning ("damaged" in --json).
 
     \b
     Examples:
@@ -106,7 +107,13 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     """
     from bundler.bundle.manifest import Manifest
     from bundler.bundle.tree import open_bundle
-    from bundler.server.status import NOT_RUNNING, installed_release, interrupted, service_rows
+    from bundler.server.status import (
+        NOT_RUNNING,
+        damaged_records,
+        installed_release,
+        interrupted,
+        service_rows,
+    )
 
     bundle = open_bundle(root)
     manifest = Manifest.read(bundle.manifest)
@@ -114,8 +121,9 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
     release = installed_release(bundle, manifest)
     running = bool(rows) and rows[0].state != NOT_RUNNING
     left = interrupted(bundle)
+    damaged = damaged_records(bundle)
     if as_json:
-        jsondocs.emit(jsondocs.status(bundle.root, running, rows, release, left))
+        jsondocs.emit(jsondocs.status(bundle.root, running, rows, release, left, damaged))
     else:
         click.echo(output.release_line(release))
         click.echo(output.status_table(rows))
@@ -123,6 +131,8 @@ def status_cmd(root: Path | None, as_json: bool) -> None:
             click.echo(line)
         for op in left:
             click.echo(op.line(), err=True)
+        for line in damaged:
+            click.echo(f"warning: {line}", err=True)
     if left:
         sys.exit(4)
     if not running:

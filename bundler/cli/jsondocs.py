@@ -39,10 +39,11 @@ def process(row: ServiceRow) -> Doc:
 
 def status(root: Path, running: bool, rows: list[ServiceRow],
            release: InstalledRelease | None = None,
-           interrupted: list[Interrupted] | None = None) -> Doc:
+           interrupted: list[Interrupted] | None = None, damaged: list[str] | None = None) -> Doc:
     doc: Doc = {"root": str(root), "supervisord": "running" if running else "not running",
                 "processes": [process(r) for r in rows],
-                "interrupted": [{"what": i.what, "journal": i.journal} for i in interrupted or []]}
+                "interrupted": [{"what": i.what, "journal": i.journal} for i in interrupted or []],
+                "damaged": list(damaged or [])}
     if release is not None:
         doc["version"] = release.version
         doc["release"] = {"version": release.version, "as_built": release.as_built,

@@ -20,7 +20,7 @@ from bundler.bundle.layout import MONITOR
 from bundler.bundle.manifest import Manifest
 from bundler.bundle.stopped import Stopped
 from bundler.bundle.tree import Bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, DamagedRecord
 from bundler.redact import redact
 from bundler.server import procfs, stale
 from bundler.server.history import last_release
@@ -97,6 +97,21 @@ def interrupted(bundle: Bundle) -> list[Interrupted]:
     if left and _under_way(bundle):
         return []
     return left
+
+
+def damaged_records(bundle: Bundle) -> list[str]:
+    """What is wrong with the records status reads past when they are damaged (it shows the
+    services without their health, their stop by an operator or their changed files)."""
+    found = []
+    for kind, path in ((HealthRecord, bundle.health_record), (Stopped, bundle.stopped),
+                       (stale.FilesChanged, bundle.files_changed)):
+        try:
+            kind.read(path)
+        except DamagedRecord as exc:
+            found.append(f"{exc}: status shows the services without it")
+        except OSError:
+            pass  # none yet, or not this user's to read
+    return found
 
 
 def _under_way(bundle: Bundle) -> bool:

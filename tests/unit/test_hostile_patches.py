@@ -571,6 +571,10 @@ def test_status_still_works_with_damaged_runtime_records(tiny: Bundle) -> None:
     result = CliRunner().invoke(cli, ["status", "--root", str(tiny.root)])
     assert result.exit_code == 3 and "not running" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    for path in (tiny.health_record, tiny.stopped, tiny.files_changed):
+        assert f"warning: damaged record {path}: " in result.output, result.output
+    doc = json.loads(CliRunner().invoke(cli, ["status", "--json", "--root", str(tiny.root)]).stdout)
+    assert len(doc["damaged"]) == 3 and doc["processes"]
 
 
 @pytest.mark.parametrize("rel", ["ABSOLUTE", "../outside/secret.txt",
