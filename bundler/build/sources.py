@@ -19,7 +19,7 @@ from pathlib import Path
 import pathspec
 
 from bundler.build import secretfiles
-from bundler.bundle.safetree import Overlay
+from bundler.bundle.safetree import Overlay, check_name
 from bundler.errors import BundlerError
 from bundler.spec.model import CodeVersion
 
@@ -54,6 +54,7 @@ class Chooser:
 
     def __init__(self, code: CodeVersion, src: Path):
         self.src = src
+        self.name = code.name
         self.include = pathspec.GitIgnoreSpec.from_lines(code.include)
         self.exclude = pathspec.GitIgnoreSpec.from_lines(code.exclude)
         self.ignores: dict[str, pathspec.GitIgnoreSpec] = {}  # folder -> its .gitignore
@@ -116,6 +117,7 @@ class Chooser:
                 out.add(name)
                 self.selection.left_out[rel] = why
             else:
+                _check_unpackable(self.name, rel)
                 self.look(rel, path)
         return out
 
@@ -125,6 +127,17 @@ class Chooser:
             left = self.ignore(folder, dirs + files)
             dirs[:] = [d for d in dirs if d not in left]
         return self.selection
+
+
+def _check_unpackable(code: str, rel: str) -> None:
+    """Refuse a path the server's safe unpacker would refuse (bundle/safetree.py): a control
+    character, a name too long, a tree too deep. In the archive it lies under the bundle's root
+    folder and the code version's: two more parts."""
+    why = check_name(f"root/app/{rel}")
+    if why is not None:
+        raise BundlerError(f"code {code}: {_some([rel])} {why} (counted in the bundle's "
+                           "archive, where it lies two folders deeper): a server would refuse "
+                           "the archive; rename or move it, or leave it out (exclude = [...])")
 
 
 def refuse_secrets(code: CodeVersion, selection: Selection) -> None:

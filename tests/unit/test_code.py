@@ -205,3 +205,23 @@ def test_a_code_path_that_is_a_link_or_a_system_folder_is_refused(tmp_path: Path
                       lambda c: materialize_code(c, tmp_path, tmp_path / "v1", tmp_path / "out")):
             with pytest.raises(BundlerError, match=says):
                 build(CodeVersion("v1", path=path))
+
+
+@pytest.mark.parametrize("rel, says", [
+    ("/".join(["d"] * 127) + "/f.py", "more than the 128 allowed"),
+    ("bad\x1bname.py", "control character"),
+])
+def test_a_path_the_servers_unpacker_would_refuse_stops_the_build(tmp_path: Path, rel: str,
+                                                                  says: str) -> None:
+    src = tmp_path / "proj"
+    _make(src, "app.py")
+    _make(src, rel)
+    for build in (lambda c: check_code_source(c, tmp_path, tmp_path / "out"),
+                  lambda c: materialize_code(c, tmp_path, tmp_path / "v1", tmp_path / "out")):
+        shutil.rmtree(tmp_path / "v1", ignore_errors=True)
+        with pytest.raises(BundlerError, match=f"code v1: .* {says}") as refused:
+            build(CodeVersion("v1", path="proj"))
+        assert "\x1b" not in str(refused.value) and "exclude" in str(refused.value)
+    top = rel.partition("/")[0] if "/" in rel else rel
+    assert check_code_source(CodeVersion("v1", path="proj", exclude=(top,)), tmp_path,
+                             tmp_path / "out") is not None
