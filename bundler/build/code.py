@@ -37,9 +37,9 @@ def check_code_found(code: CodeVersion, spec_folder: Path) -> None:
     such ref (asked of the local repository: nothing is cloned or fetched)."""
     if code.path is not None:
         src = spec_folder / code.path
+        check_not_a_link(code, src)
         if not src.is_dir():
             raise BundlerError(f"code {code.name}: path {src} is not a folder")
-        check_not_a_link(code, src)
         return
     assert code.git is not None
     if "://" in code.git or code.git.startswith("git@"):

@@ -109,8 +109,6 @@ def make_plan(spec: Spec, output: Path | None = None, fetch: bool = True,
     defaults = site_files(spec)
     selections = {}
     for code in spec.code.values():
-        if code.path is not None:
-            _no_link(spec, code.name, code.path)
         selection = check_code_source(code, spec.folder, output or spec.folder / "dist")
         if selection is not None:
             selections[code.name] = selection
@@ -168,20 +166,6 @@ def _project_file(spec: Spec, what: str, relative: str) -> None:
     if not path.resolve().is_relative_to(spec.folder.resolve()):
         raise BundlerError(f"{what} {relative} leads out of the project (to {path.resolve()}) "
                            "through a link: copy the file into the project")
-
-
-def _no_link(spec: Spec, name: str, written: str) -> None:
-    """Refuse a code path that is a link, or (inside the project) passes through one: the code
-    a bundle ships is the folder the spec names, never where a link happens to point."""
-    path = Path(written)
-    if path.is_absolute():
-        steps = [path]
-    else:
-        steps = [spec.folder.joinpath(*path.parts[:n]) for n in range(1, len(path.parts) + 1)]
-    for step in steps:
-        if step.is_symlink():
-            raise BundlerError(f"code {name}: path {written} leads through the link {step} "
-                               f"(to {os.readlink(step)}): point path at the folder itself")
 
 
 def _copied(spec: Spec, interp: Interpreter, folder: str, python: str,

@@ -184,9 +184,17 @@ def check_location(code: CodeVersion, src: Path, output: Path) -> None:
 
 
 def check_not_a_link(code: CodeVersion, src: Path) -> None:
-    """Refuse a code path that is itself a link: what ships would be wherever it leads (a link
-    to /etc would ship /etc), not the folder bundle.toml names."""
-    if src.is_symlink():
-        raise BundlerError(f"code {code.name}: path {_some([str(src)])} is a link to "
-                           f"{_some([os.readlink(src)])}: name the folder itself "
-                           f"(path = \"{_some([str(src.resolve())])}\")")
+    """Refuse a code path that is a link, or (written relative to the project) passes through
+    one: what ships would be wherever it leads (a link to /etc would ship /etc), not the folder
+    bundle.toml names."""
+    written = Path(code.path or "")
+    steps = [src] if written.is_absolute() else [src, *tuple(src.parents)[:len(written.parts) - 1]]
+    for step in steps:
+        if not step.is_symlink():
+            continue
+        target = _some([os.readlink(step)])
+        if step == src:
+            raise BundlerError(f"code {code.name}: path {_some([str(src)])} is a link to {target}: "
+                               f"name the folder itself (path = \"{_some([str(src.resolve())])}\")")
+        raise BundlerError(f"code {code.name}: path {code.path} leads through the link "
+                           f"{_some([str(step)])} (to {target}): point path at the folder itself")

@@ -174,7 +174,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("requirements_file through a link", _with(extra='[base]\nrequirements_file = "req.txt"\n'),
      "leads out of the project"),
     ("a code path that is a link", GOOD.replace('path = "src"', 'path = "etc-link"'),
-     "leads through the link"),
+     "is a link to /etc: name the folder itself"),
     ("a code path under a link", GOOD.replace('path = "src"', 'path = "up/src"'),
      "leads through the link"),
     ("a short IPv4 form", _with(extra='[metrics]\nport = 9100\nhost = "127.1"\n'),
