@@ -25,7 +25,7 @@ from bundler.bundle.layout import load_layout
 from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, printable
 from bundler.server import lifecycle, systemd
 from bundler.server.monitor import probes
 from bundler.server.monitor.alerts import Alerter
@@ -257,6 +257,10 @@ def test_the_systemd_unit_names_the_bundle_and_quotes_its_path(tmp_path: Path) -
         systemd.render(Bundle(root, load_layout()), spec, user="no-such-user-here")
     with pytest.raises(Exception, match="unit name 'a b' is invalid"):
         systemd.render(Bundle(root, load_layout()), spec, name="a b")
+    for user in ("root\nExecStartPre=/bin/sh", "a\x1bb", "a b", "-root", "%h"):  # one line, escaped
+        with pytest.raises(BundlerError, match="is not an account name") as caught:
+            systemd.render(Bundle(root, load_layout()), spec, user=user)
+        assert printable(str(caught.value), lines=True).count("\n") == 0
 
 
 class _Processes(Supervisor):
