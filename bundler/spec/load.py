@@ -74,18 +74,27 @@ def load_spec(path: Path) -> Spec:
     if path.is_dir():
         path = path / "bundle.toml"
     try:
-        data = path.read_bytes()
+        text = read_text(path)
     except FileNotFoundError as exc:
         raise BundlerError(f"{path}: no such file (run `bundler init` to create one)") from exc
+    return parse_spec(text, path)
+
+
+def read_text(path: Path) -> str:
+    """The text of the TOML file `path`: one line naming the file for bytes that are no UTF-8 or
+    a file that cannot be read (FileNotFoundError is left to the caller, who knows why)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise BundlerError(f"{path}: cannot be read ({exc.strerror})") from exc
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise SpecError(f"{path}:{line}: is not UTF-8 text (byte {data[exc.start]:#04x}); "
                         "TOML files are UTF-8") from None
-    return parse_spec(text, path)
 
 
 def parse_spec(text: str, path: Path) -> Spec:
