@@ -383,3 +383,16 @@ def test_keygen_makes_the_keys_folder_it_is_given(tmp_path: Path,
     assert len(result.stderr.splitlines()) == 1
     result = CliRunner().invoke(cli, ["keygen", "keys/release"])
     assert result.exit_code == 1 and "exists: bundler never overwrites a key" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["k", "--comment", "a\nssh-ed25519 AAAAC3Nza evil"], "Error: --comment 'a\\nssh-ed25519 "),
+    (["k\x1b[2J"], "Error: the key's path 'k\\x1b[2J' has a control character"),
+])
+def test_keygen_refuses_control_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           args: list[str], says: str) -> None:
+    """A line feed in the comment wrote a second key line into the .pub file."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["keygen", *args])
+    assert result.exit_code == 1 and result.stderr.startswith(says), result.output
+    assert len(result.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
