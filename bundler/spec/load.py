@@ -81,8 +81,7 @@ def load_spec(path: Path) -> Spec:
 
 
 def read_text(path: Path) -> str:
-    """The text of the TOML file `path`: one line naming the file for bytes that are no UTF-8 or
-    a file that cannot be read (FileNotFoundError is left to the caller, who knows why)."""
+    """The text of the TOML file `path`; FileNotFoundError is left to the caller."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -186,7 +185,7 @@ def _base(raw: Any, c: Checker) -> Interpreter:
         raise c.fail(t, "conda", "needs one of python = PREFIX or conda = ENV_PREFIX, not both")
     return Interpreter(name="base", python=python, conda=conda,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
-                       requirements=c.strings(raw, t, "packages"),
+                       requirements=_requirements(raw, t, c, "packages"),
                        requirements_file=_in_project(raw, t, c, "requirements_file"))
 
 
@@ -202,8 +201,19 @@ def _env(name: str, raw: Any, c: Checker) -> Interpreter:
     return Interpreter(name=name, python=python, conda=conda,
                        virtualenv=normalize_python(venv) if venv is not None else None,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
-                       requirements=c.strings(raw, t, "requirements"),
+                       requirements=_requirements(raw, t, c, "requirements"),
                        requirements_file=_in_project(raw, t, c, "requirements_file"))
+
+
+def _requirements(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker,
+                  key: str) -> tuple[str, ...]:
+    """Each one argument of pip install: '-r/etc/passwd' had pip print that file's first line."""
+    found = c.strings(raw, t, key)
+    for requirement in found:
+        if requirement.lstrip().startswith("-"):
+            raise c.fail(t, key, f"{key} names {requirement!r}, a pip option, not a requirement: "
+                         "name packages here (options such as -e go in a requirements_file)")
+    return found
 
 
 def _in_project(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, key: str) -> str | None:
