@@ -38,8 +38,8 @@ FAMILIES = (
     Family("a secrets file", _word("secrets?")),
     Family("a credentials file", _word("credentials?")),
     Family("a password file", r"(.*[-_.])?passwords?(\.[a-z0-9]+)*"),
-    Family("a login file", r"\.(netrc|pgpass|pypirc|npmrc|htpasswd|my\.cnf|dockercfg|vault-token)"
-                           r"|_netrc|htpasswd"),
+    Family("a login file", r"\.(netrc|pgpass|pypirc|npmrc|htpasswd|my\.cnf|dockercfg|vault-token"
+                           r"|s3cfg|boto)|_netrc|htpasswd"),
     Family("a Kubernetes config", r"kubeconfig.*|.*\.kubeconfig", folders=(".kube",)),
     Family("a Docker login", paths=(".docker/config.json",)),
     Family("a Terraform state", r".*\.tfstate(\..*)?"),
@@ -48,6 +48,7 @@ FAMILIES = (
     Family("a shell history", r"\.(bash|zsh|sh|python|psql|mysql|sqlite|node_repl|rediscli)_history"
                               r"|\.history"),
     Family("a key folder", folders=(".ssh", ".gnupg")),
+    Family("a GnuPG secret keyring", r"secring\.(gpg|skr)", folders=("private-keys-v1.d",)),
 )
 
 # Names with these suffixes are code, docs, templates or media: never a secret by their name.

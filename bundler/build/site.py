@@ -13,8 +13,9 @@ import shutil
 from pathlib import Path
 
 from bundler.bundle.records import SiteDefaults
+from bundler.bundle.safetree import check_name
 from bundler.bundle.tree import Bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, printable
 from bundler.fsutil import sha256_file
 from bundler.spec.model import Spec
 
@@ -36,6 +37,9 @@ def site_files(spec: Spec) -> dict[str, Path]:
             rel = str(path.relative_to(folder))
             if path.is_symlink() or not (path.is_file() or path.is_dir()):
                 raise BundlerError(f"{where}: {rel} is not a plain file or folder")
+            bad = check_name(rel)
+            if bad is not None:  # a server's safe unpacker would refuse the bundle
+                raise BundlerError(f"{where}: {printable(rel)} {bad}: rename it")
             if path.is_file():
                 found[rel] = path
     return found

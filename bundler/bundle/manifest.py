@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import tomlkit
 
 from bundler.errors import BundlerError
-from bundler.spec.load import read_toml, spec_of
+from bundler.spec.load import read_text, read_toml, spec_of
 from bundler.spec.model import Spec
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class Manifest:
         """The manifest at `path` (or `text`, a manifest about to be written there)."""
         if text is None:
             try:
-                text = path.read_text(encoding="utf-8")
+                text = read_text(path)
             except FileNotFoundError as exc:
                 raise BundlerError(f"{path} is missing: this bundle has no manifest") from exc
         return cls._validated(read_toml(text, path), text, path)

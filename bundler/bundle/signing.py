@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bundler.bundle.record import Record
-from bundler.errors import BundlerError, DamagedRecord
+from bundler.errors import BundlerError, DamagedRecord, printable
 
 SIGNATURE_FORMAT = 1
 KINDS = ("bundle", "patch")  # what a signature covers: checksums.json, or patch.json
@@ -213,6 +213,9 @@ def keygen(path: Path, comment: str) -> str:
         PrivateFormat,
     )
 
+    for what, value in (("--comment", comment), ("the key's path", str(path))):
+        if printable(value) != value:  # the .pub file is one line: a line feed would add a key
+            raise BundlerError(f"{what} '{printable(value)}' has a control character")
     public_path = path.with_name(path.name + ".pub")
     for existing in (path, public_path):
         if existing.exists():

@@ -12,8 +12,10 @@ commands only, and answers a project command's name with where to run it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -139,9 +141,19 @@ class _Group(click.Group):
             raise _Failure(exc) from exc
         except click.ClickException as exc:  # click's own: a bad option of a command
             raise _escaped(exc) from exc.__cause__
+        except BrokenPipeError:  # `bin/bundler status | head -1`: the reader took what it wanted
+            _stdout_closed()
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise _Failure(BundlerError(f"{exc.strerror or exc}{where}")) from exc
+
+
+def _stdout_closed() -> NoReturn:
+    """Exit as Python's docs advise on EPIPE: stdout pointed at /dev/null, so that flushing it at
+    exit raises nothing more (it printed 'Exception ignored ... BrokenPipeError')."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(1)
 
 
 def make_cli(build_side: bool) -> click.Group:

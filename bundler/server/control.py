@@ -22,7 +22,7 @@ from bundler.bundle.stopped import Stop, Stopped
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError, UsageError
 from bundler.server import history
-from bundler.server.converge import Failure, call, health_gate, wait_ready
+from bundler.server.converge import Failure, call, health_gate, start_process, wait_ready
 from bundler.server.history import HistoryEntry
 from bundler.server.supervisor import RUNNING, STOPPED, Process, Supervisor, connect
 from bundler.server.transact import recover
@@ -107,7 +107,7 @@ def restart(bundle: Bundle, service: str | None, group: str | None, timeout: flo
             done = []
             for process in processes_of(sup, spec, name):
                 call(sup.proxy.supervisor.stopProcess, process.full_name, True)
-                call(sup.proxy.supervisor.startProcess, process.full_name, False)
+                start_process(sup, process.full_name)
                 failed = wait_ready(sup, [(process.group, process.name)], timeout, gate)
                 if failed:
                     done.append(f"{process.full_name} {failed[0].state}")
@@ -179,7 +179,7 @@ def start(bundle: Bundle, service: str | None, group: str | None, timeout: float
             for process in processes_of(sup, spec, name):
                 if process.state == RUNNING:
                     continue
-                call(sup.proxy.supervisor.startProcess, process.full_name, False)
+                start_process(sup, process.full_name)
                 failed = wait_ready(sup, [(process.group, process.name)], timeout, gate)
                 if failed:
                     done.append(f"{process.full_name} {failed[0].state}")

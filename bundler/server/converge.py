@@ -71,7 +71,7 @@ def _update_group(sup: Supervisor, group: str, before: dict[str, Process],
     now = {p.name for p in sup.processes() if p.group == group}
     wanted = [n for n in wanted if n in now]
     for name in wanted:
-        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
+        start_process(sup, f"{group}:{name}")
     return wait_ready(sup, [(group, n) for n in wanted], timeout, gate)
 
 
@@ -87,11 +87,23 @@ def _roll_group(sup: Supervisor, group: str, before: dict[str, Process],
             sup.proxy.bundler.replace(group, name)
         if name in diff["removed"] or (old is not None and old.state == STOPPED):
             continue
-        call(sup.proxy.supervisor.startProcess, f"{group}:{name}", False)
+        start_process(sup, f"{group}:{name}")
         failed = wait_ready(sup, [(group, name)], timeout, gate)
         if failed:
             return failed
     return []
+
+
+def start_process(sup: Supervisor, full_name: str) -> None:
+    """Start a process without waiting: wait_ready judges it. One that cannot be spawned at all
+    (SPAWN_ERROR: its log cannot be opened, its program is gone) is left in BACKOFF or FATAL,
+    which wait_ready reports as a failure, so the change is rolled back as any failed start is
+    (the fault escaped the transaction, leaving it half-done)."""
+    try:
+        sup.proxy.supervisor.startProcess(full_name, False)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode not in (Faults.ALREADY_STARTED, Faults.SPAWN_ERROR):
+            raise BundlerError(f"supervisord refused: {fault.faultString}") from fault
 
 
 def call(method: Any, *args: Any) -> None:

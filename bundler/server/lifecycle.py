@@ -262,8 +262,10 @@ def _launch(bundle: Bundle, cmd: list[str], env: dict[str, str]) -> None:
     # supervisord daemonizes: its parent exits, and the child closes the output it inherited
     done = call(cmd, what="starting supervisord", cwd=bundle.root, env=env, timeout=120)
     if done.returncode != 0:
+        said = [line for line in done.output.splitlines()  # not its "For help, use ..."
+                if line.strip() and not line.startswith("For help, use ")]
         raise BundlerError(f"supervisord did not start (exit {done.returncode}): "
-                           f"{done.output.strip().removeprefix('Error: ')}")
+                           f"{' '.join(said).removeprefix('Error: ')}")
     socket_path = env["BUNDLER_SOCKET"]
     sup = Supervisor(socket_path)
     deadline = time.monotonic() + 15

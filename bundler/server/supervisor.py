@@ -92,8 +92,8 @@ class SocketPath(Record):
     @classmethod
     def parse(cls, text: str) -> SocketPath:
         path = text.strip()
-        if not path:
-            raise ValueError("no socket path")
+        if not path.startswith("/") or not path.isprintable():  # damaged: the default is tried
+            raise ValueError("no socket path: one absolute path on one line")
         return cls(path)
 
     def text(self) -> str:

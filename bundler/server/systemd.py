@@ -27,6 +27,7 @@ from bundler.errors import BundlerError
 from bundler.fsutil import write_atomic
 from bundler.runner import call
 from bundler.spec.model import NAME_RE, Spec
+from bundler.spec.values import ACCOUNT_RE
 
 UNIT_DIR = Path("/etc/systemd/system")
 NOFILE = 65536
@@ -88,6 +89,9 @@ def unit_name(spec: Spec, name: str | None) -> str:
 
 def render(bundle: Bundle, spec: Spec, name: str | None = None, user: str | None = None) -> Unit:
     if user is not None:
+        if not ACCOUNT_RE.fullmatch(user):  # it is echoed in the hint, and written into the unit
+            raise BundlerError(f"--user {user!r} is not an account name: use letters, digits, "
+                               "'_', '.', '-' (not first), at most 32")
         try:
             pwd.getpwnam(user)
         except KeyError as exc:

@@ -20,6 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from bundler import progress
 from bundler.bundle import integrity
@@ -35,6 +36,7 @@ from bundler.server.converge import ACTIVE, Failure, Gate, health_gate, update
 from bundler.server.history import HistoryEntry, ServiceChange
 from bundler.server.supervisor import RUNNING, Process, Supervisor, connect
 from bundler.spec.live import LiveManifest
+from bundler.spec.load import read_text
 from bundler.spec.model import Service
 
 
@@ -100,7 +102,7 @@ def transact(bundle: Bundle, op: str, change: Change, timeout: float,
 def read_manifest(bundle: Bundle) -> tuple[LiveManifest, Manifest]:
     """The bundle's manifest, parsed once: as a document to edit, and as the model."""
     try:
-        text = bundle.manifest.read_text(encoding="utf-8")
+        text = read_text(bundle.manifest)
     except FileNotFoundError as exc:
         raise BundlerError(f"{bundle.manifest} is missing: this bundle has no manifest") from exc
     live = LiveManifest.parse(text, bundle.manifest)
@@ -215,7 +217,7 @@ def _plan_files(bundle: Bundle, old: Manifest, new: Manifest) -> tuple[dict[str,
     files: dict[str, str | None] = {}
     for name, text in after.items():
         path = bundle.programs / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        if not path.is_file() or _text_of(path) != text:
             files[name] = text
     files.update({name: None for name in before if name not in after})
     services: set[str] = set()
@@ -268,8 +270,14 @@ def _old_files(bundle: Bundle, files: Mapping[str, str | None]) -> dict[str, str
     old_files = {}
     for name in files:
         path = bundle.programs / name
-        old_files[name] = path.read_text(encoding="utf-8") if path.is_file() else None
+        old_files[name] = _text_of(path) if path.is_file() else None
     return old_files
+
+
+def _text_of(path: Path) -> str:
+    """A generated conf.d file's text; bytes that are no UTF-8 (a damaged file, which is written
+    anew) read as U+FFFD."""
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def _write_files(bundle: Bundle, manifest: str, files: Mapping[str, str | None]) -> None:

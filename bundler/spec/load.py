@@ -74,18 +74,26 @@ def load_spec(path: Path) -> Spec:
     if path.is_dir():
         path = path / "bundle.toml"
     try:
-        data = path.read_bytes()
+        text = read_text(path)
     except FileNotFoundError as exc:
         raise BundlerError(f"{path}: no such file (run `bundler init` to create one)") from exc
+    return parse_spec(text, path)
+
+
+def read_text(path: Path) -> str:
+    """The text of the TOML file `path`; FileNotFoundError is left to the caller."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise BundlerError(f"{path}: cannot be read ({exc.strerror})") from exc
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise SpecError(f"{path}:{line}: is not UTF-8 text (byte {data[exc.start]:#04x}); "
                         "TOML files are UTF-8") from None
-    return parse_spec(text, path)
 
 
 def parse_spec(text: str, path: Path) -> Spec:
@@ -177,7 +185,7 @@ def _base(raw: Any, c: Checker) -> Interpreter:
         raise c.fail(t, "conda", "needs one of python = PREFIX or conda = ENV_PREFIX, not both")
     return Interpreter(name="base", python=python, conda=conda,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
-                       requirements=c.strings(raw, t, "packages"),
+                       requirements=_requirements(raw, t, c, "packages"),
                        requirements_file=_in_project(raw, t, c, "requirements_file"))
 
 
@@ -193,8 +201,19 @@ def _env(name: str, raw: Any, c: Checker) -> Interpreter:
     return Interpreter(name=name, python=python, conda=conda,
                        virtualenv=normalize_python(venv) if venv is not None else None,
                        vendor_libs=_vendor_libs(raw, t, c, python), keep=_keep(raw, t, c, python),
-                       requirements=c.strings(raw, t, "requirements"),
+                       requirements=_requirements(raw, t, c, "requirements"),
                        requirements_file=_in_project(raw, t, c, "requirements_file"))
+
+
+def _requirements(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker,
+                  key: str) -> tuple[str, ...]:
+    """Each one argument of pip install: '-r/etc/passwd' had pip print that file's first line."""
+    found = c.strings(raw, t, key)
+    for requirement in found:
+        if requirement.lstrip().startswith("-"):
+            raise c.fail(t, key, f"{key} names {requirement!r}, a pip option, not a requirement: "
+                         "name packages here (options such as -e go in a requirements_file)")
+    return found
 
 
 def _in_project(raw: Mapping[str, Any], t: tuple[str, ...], c: Checker, key: str) -> str | None:

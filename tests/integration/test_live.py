@@ -318,6 +318,28 @@ def test_a_rollback_that_does_not_bring_the_old_definition_back_says_so(running:
     assert running.report("svc3")["code"] == "v3"
 
 
+def test_a_process_that_cannot_spawn_is_a_failed_start_and_rolled_back(running: Bundle) -> None:
+    """supervisord's SPAWN_ERROR (it cannot open the log) escaped the switch as 'supervisord
+    refused', leaving the transaction half-done and the new definition in BACKOFF."""
+    log = running.root / "log" / "svc3.log"
+    os.rename(log, log.with_name("svc3.log.kept"))
+    log.mkdir()
+    try:
+        proc = running.cli("switch", "svc3", "v2", "--timeout", "30")
+        error = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 1 and "the rollback failed" in error, proc.stderr
+        assert "svc3 is FATAL" in error and "supervisord refused" not in proc.stderr, error
+        assert not (running.root / ".bundler" / "transaction.json").exists()
+        assert (_history(running)[-1]["op"], _history(running)[-1]["result"]) == \
+            ("switch", "rollback failed")
+    finally:
+        log.rmdir()
+        os.rename(log.with_name("svc3.log.kept"), log)
+    _fresh_report(running, "svc3")
+    assert running.cli("restart", "svc3").returncode == 0
+    assert running.report("svc3")["code"] == "v3"
+
+
 def test_logs_of_every_process(running: Bundle) -> None:
     proc = running.cli("logs", "pool", "-n", "1")
     assert proc.returncode == 0, proc.stderr

@@ -383,3 +383,34 @@ def test_keygen_makes_the_keys_folder_it_is_given(tmp_path: Path,
     assert len(result.stderr.splitlines()) == 1
     result = CliRunner().invoke(cli, ["keygen", "keys/release"])
     assert result.exit_code == 1 and "exists: bundler never overwrites a key" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["k", "--comment", "a\nssh-ed25519 AAAAC3Nza evil"], "Error: --comment 'a\\nssh-ed25519 "),
+    (["k\x1b[2J"], "Error: the key's path 'k\\x1b[2J' has a control character"),
+])
+def test_keygen_refuses_control_characters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           args: list[str], says: str) -> None:
+    """A line feed in the comment wrote a second key line into the .pub file."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["keygen", *args])
+    assert result.exit_code == 1 and result.stderr.startswith(says), result.output
+    assert len(result.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`bin/bundler status | head -1`: the pipe closes, and bundler leaves quietly (it printed
+    'Error: Broken pipe' and an ignored BrokenPipeError)."""
+    import os
+
+    bundle = make_tiny(tmp_path / "tiny")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bundler", "history", "--root",
+                               str(bundle.root)], stdout=write, stderr=subprocess.PIPE,
+                              timeout=60, env={**os.environ,
+                                               "PYTHONPATH": str(Path(__file__).parents[2])})
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (1, b"")

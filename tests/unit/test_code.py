@@ -225,3 +225,18 @@ def test_a_path_the_servers_unpacker_would_refuse_stops_the_build(tmp_path: Path
     top = rel.partition("/")[0] if "/" in rel else rel
     assert check_code_source(CodeVersion("v1", path="proj", exclude=(top,)), tmp_path,
                              tmp_path / "out") is not None
+
+
+def test_a_site_file_named_so_that_servers_refuse_it_stops_the_build(tmp_path: Path) -> None:
+    from bundler.build.site import site_files
+    from bundler.spec.load import load_spec
+
+    (tmp_path / "bundle.toml").write_text('spec_version = 1\n[bundle]\nname = "box"\n'
+                                          'version = "1"\nsite_config = "site"\n')
+    (tmp_path / "site" / "conf").mkdir(parents=True)
+    (tmp_path / "site" / "conf" / "app.ini").write_text("x")
+    assert list(site_files(load_spec(tmp_path))) == ["conf/app.ini"]
+    (tmp_path / "site" / "conf" / "a\x1b[2J.ini").write_text("x")
+    with pytest.raises(BundlerError, match=r"site_config 'site': conf/a\\x1b\[2J.ini has a control "
+                                           "character in its name: rename it"):
+        site_files(load_spec(tmp_path))

@@ -21,11 +21,12 @@ from click.testing import CliRunner
 
 from bundler import fsutil
 from bundler.bundle import integrity, relocation, safetree, signing
+from bundler.bundle.manifest import Manifest
 from bundler.bundle.records import PatchRecord, Relocation
 from bundler.bundle.tree import Bundle
 from bundler.cli import cli
 from bundler.errors import BundlerError
-from bundler.server import filemoves
+from bundler.server import filemoves, transact
 from tests.unit.tiny import MANIFEST, make_tiny, snapshot
 
 NEW_MANIFEST = MANIFEST.replace('[services.web]', '[code.v2]\npath = "src2"\n[services.web]') \
@@ -575,6 +576,42 @@ def test_status_still_works_with_damaged_runtime_records(tiny: Bundle) -> None:
         assert f"warning: damaged record {path}: " in result.output, result.output
     doc = json.loads(CliRunner().invoke(cli, ["status", "--json", "--root", str(tiny.root)]).stdout)
     assert len(doc["damaged"]) == 3 and doc["processes"]
+
+
+def test_a_manifest_that_is_no_utf8_is_one_line_for_every_command(site: Site, tmp_path: Path
+                                                                  ) -> None:
+    patch_file = _build(site, tmp_path, [GOOD], {})
+    manifest = site.bundle.manifest
+    manifest.write_bytes(manifest.read_bytes().replace(b'"tiny"', b'"t\xffny"', 1))
+    line = manifest.read_bytes().split(b"\xff")[0].count(b"\n") + 1
+    for args in (["status"], ["state"], ["apply", "--dry-run", str(patch_file)],
+                 ["set", "web", "startsecs=2"], ["add-service", "w2", "--command", "python -m w",
+                                                 "--code", "v1"]):
+        result = CliRunner().invoke(cli, [*args, "--root", str(site.bundle.root)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (f"Error: {manifest}:{line}: is not UTF-8 text (byte 0xff); "
+                                 "TOML files are UTF-8\n")
+
+
+def test_state_refuses_damaged_checksums_in_one_line(tiny: Bundle) -> None:
+    tiny.checksums.write_bytes(b"\xff\xfe\x1b[2J")
+    result = CliRunner().invoke(cli, ["state", "--root", str(tiny.root)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: damaged record {tiny.checksums}: 'utf-8' codec")
+    assert len(result.stderr.splitlines()) == 1 and "\x1b" not in result.stderr
+
+
+def test_a_generated_conf_file_that_is_no_utf8_is_written_anew(tiny: Bundle) -> None:
+    manifest = Manifest.read(tiny.manifest)
+    files, _ = transact._plan_files(tiny, manifest, manifest)
+    for name, text in files.items():
+        (tiny.programs / name).write_text(text or "")
+    assert transact._plan_files(tiny, manifest, manifest)[0] == {}
+    name = next(iter(files))
+    (tiny.programs / name).write_bytes(b"\xff\xfe[program:web]\n")
+    again, _ = transact._plan_files(tiny, manifest, manifest)
+    assert again == {name: files[name]}
+    assert transact._old_files(tiny, again)[name] == "\ufffd\ufffd[program:web]\n"
 
 
 @pytest.mark.parametrize("rel", ["ABSOLUTE", "../outside/secret.txt",

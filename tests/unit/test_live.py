@@ -5,15 +5,18 @@ transaction; and that an apply reads each manifest once."""
 from __future__ import annotations
 
 import json
+import xmlrpc.client
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomlkit
+from supervisor.xmlrpc import Faults
 
 from bundler.bundle.tree import Bundle
 from bundler.errors import BundlerError, DamagedRecord, UsageError
-from bundler.server import apply, history, services
+from bundler.server import apply, converge, history, services
 from bundler.server.filemoves import Move, MoveJournal
 from bundler.server.history import HistoryEntry, Installed, ServiceChange
 from bundler.server.transact import TransactionJournal
@@ -310,3 +313,30 @@ def test_a_journal_left_past_the_commit_point_keeps_the_apply(
         assert not transact.recover(tiny)
     assert files_of(tiny.root) == after and not tiny.transaction.exists()
     assert tiny.release_record.read_text() == RELEASE_2
+
+
+class _Starter:
+    """supervisor.startProcess answering with one fault, and what it was asked to start."""
+
+    def __init__(self, code: int):
+        self.code, self.started = code, []
+
+    def startProcess(self, name: str, wait: bool) -> None:  # noqa: N802 (supervisor's name)
+        self.started.append(name)
+        raise xmlrpc.client.Fault(self.code, f"{name}: a fault")
+
+
+@pytest.mark.parametrize("code", [Faults.SPAWN_ERROR, Faults.ALREADY_STARTED])
+def test_a_process_that_cannot_spawn_is_left_to_the_gate(code: int) -> None:
+    """SPAWN_ERROR (a log that cannot be opened): wait_ready then reports the process failed
+    and the change rolls back; the fault used to escape the transaction, leaving it half-done."""
+    starter = _Starter(code)
+    converge.start_process(SimpleNamespace(proxy=SimpleNamespace(supervisor=starter)), "svc3:svc3")
+    assert starter.started == ["svc3:svc3"]
+
+
+def test_other_faults_of_a_start_are_one_error_line() -> None:
+    starter = _Starter(Faults.BAD_NAME)
+    with pytest.raises(BundlerError, match=r"^supervisord refused: svc3:svc3: a fault$"):
+        converge.start_process(SimpleNamespace(proxy=SimpleNamespace(supervisor=starter)),
+                               "svc3:svc3")

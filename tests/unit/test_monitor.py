@@ -3,6 +3,7 @@ handling, probes, alerts (to a real local HTTP server) and the systemd unit's te
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -25,10 +26,10 @@ from bundler.bundle.layout import load_layout
 from bundler.bundle.records import MonitorConfig as Config
 from bundler.bundle.render import Renderer
 from bundler.bundle.tree import Bundle
-from bundler.errors import BundlerError
+from bundler.errors import BundlerError, printable
 from bundler.server import lifecycle, systemd
 from bundler.server.monitor import probes
-from bundler.server.monitor.alerts import Alerter
+from bundler.server.monitor.alerts import Alerter, webhook
 from bundler.server.monitor.listener import Monitor, listen
 from bundler.server.supervisor import Process, Supervisor
 from bundler.spec.model import Alerts, Health
@@ -257,6 +258,10 @@ def test_the_systemd_unit_names_the_bundle_and_quotes_its_path(tmp_path: Path) -
         systemd.render(Bundle(root, load_layout()), spec, user="no-such-user-here")
     with pytest.raises(Exception, match="unit name 'a b' is invalid"):
         systemd.render(Bundle(root, load_layout()), spec, name="a b")
+    for user in ("root\nExecStartPre=/bin/sh", "a\x1bb", "a b", "-root", "%h"):  # one line, escaped
+        with pytest.raises(BundlerError, match="is not an account name") as caught:
+            systemd.render(Bundle(root, load_layout()), spec, user=user)
+        assert printable(str(caught.value), lines=True).count("\n") == 0
 
 
 class _Processes(Supervisor):
@@ -344,3 +349,38 @@ def test_a_path_systemd_cannot_run_is_refused_with_what_is_wrong(tmp_path: Path,
         systemd.render(Bundle(tmp_path / folder, load_layout()), spec)
     with pytest.raises(BundlerError, match="too long for systemd"):
         systemd.render(Bundle(tmp_path / "box", load_layout()), spec, name="u" * 250)
+
+
+def test_a_url_with_userinfo_goes_as_basic_authentication(tmp_path: Path) -> None:
+    """urllib takes `user:password@` for part of the host's name: a probe that named it failed
+    for ever (the monitor restarted a healthy service again and again), an alert never left."""
+    seen: list[tuple[str, str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(("GET", self.path, self.headers["Authorization"]))
+            self.send_response(200 if self.headers["Authorization"] else 401)
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(("POST", self.path, self.headers["Authorization"]))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://pr%40be:p%3Aw@127.0.0.1:{server.server_address[1]}"
+        assert probes.run(Health("http", f"{url}/health?key=k", timeout=2), tmp_path, "python3",
+                          ".") is None
+        webhook(f"{url}/alert?token=t", b"{}", timeout=2)
+        basic = "Basic " + base64.b64encode(b"pr@be:p:w").decode()
+        assert seen == [("GET", "/health?key=k", basic), ("POST", "/alert?token=t", basic)]
+        assert probes.request_for("http://h/x").get_header("Authorization") is None
+    finally:
+        server.shutdown()
+        server.server_close()

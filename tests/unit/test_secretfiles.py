@@ -31,7 +31,7 @@ SECRETS = {
     "a password file": ["passwords.txt", "db_password.txt", "password", "admin.password",
                         "passwords.csv"],
     "a login file": [".netrc", "_netrc", ".pgpass", ".pypirc", ".npmrc", ".htpasswd", "htpasswd",
-                     ".my.cnf", ".dockercfg", ".vault-token"],
+                     ".my.cnf", ".dockercfg", ".vault-token", ".s3cfg", ".boto", "ops/.s3cfg.bak"],
     "a Kubernetes config": ["kubeconfig", "kubeconfig.yaml", "prod.kubeconfig", ".kube/config",
                             "ops/.kube/cache/x.json"],
     "a Docker login": [".docker/config.json", "ci/.docker/config.json"],
@@ -43,6 +43,8 @@ SECRETS = {
                              "home/.config/gcloud/access_tokens.db"],
     "a shell history": [".bash_history", ".zsh_history", ".python_history", ".psql_history"],
     "a key folder": [".ssh/config", ".ssh/known_hosts", ".ssh/id_rsa.pub", ".gnupg/pubring.kbx"],
+    "a GnuPG secret keyring": ["secring.gpg", "keys/secring.skr", "secring.gpg.old",
+                               "backup/private-keys-v1.d/0A1B.key"],
 }
 
 # Near misses: these ship. Code, docs and media never match by name (`secrets.py` is ordinary

@@ -126,3 +126,14 @@ def test_an_answer_with_control_characters_is_read_with_them_escaped() -> None:
     (read,) = _UnixTransport("/nonexistent", 1.0).parse_response(io.BytesIO(answer))
     assert read == [log.replace("\x1b", "\\x1b").replace("\x00", "\\x00").replace("\x07", "\\x07"),
                     {"name": "web"}]
+
+
+@pytest.mark.parametrize("text", ["", "/tmp/x.sock\ngarbage{{[", '{"files": []}', "[]",
+                                  "relative.sock", "/tmp/\x1b.sock"])
+def test_a_damaged_socket_record_is_no_socket_path(text: str) -> None:
+    """recorded_socket then tries the default: status said a running bundle was not running."""
+    from bundler.server.supervisor import SocketPath
+
+    with pytest.raises(ValueError):
+        SocketPath.parse(text)
+    assert SocketPath.parse(" /run/b/supervisor.sock\n").path == "/run/b/supervisor.sock"

@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -23,15 +22,15 @@ from pathlib import Path
 
 from bundler.redact import redact
 from bundler.runner import call
-from bundler.server.monitor.probes import OPENER
+from bundler.server.monitor.probes import OPENER, request_for
 from bundler.spec.model import Alerts
 
 QUEUE_SIZE = 100
 
 
 def webhook(url: str, body: bytes, timeout: float) -> None:
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "bundler-monitor"})
+    request = request_for(url, data=body, method="POST",
+                          headers={"Content-Type": "application/json"})
     with OPENER.open(request, timeout=timeout) as response:
         response.read()  # urllib raises HTTPError on 4xx and 5xx
 

@@ -3,11 +3,14 @@ timeout. A probe returns None when the service is healthy, else why it is not.""
 
 from __future__ import annotations
 
+import base64
 import shlex
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from bundler.errors import BundlerError
 from bundler.redact import redact
@@ -34,8 +37,23 @@ def run(health: Health, root: Path, python: str, directory: str) -> str | None:
     return None if why is None else redact(why)
 
 
+def request_for(url: str, **kwargs: Any) -> urllib.request.Request:
+    """A Request for `url`. Its userinfo (`user:password@`), which urllib would take for part of
+    the host's name (the probe or alert failed, a healthy service was restarted again and
+    again), goes as HTTP basic authentication instead."""
+    headers = {"User-Agent": "bundler-monitor", **kwargs.pop("headers", {})}
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.request.Request(url, headers=headers, **kwargs)
+
+
 def _http(url: str, timeout: float) -> str | None:
-    request = urllib.request.Request(url, headers={"User-Agent": "bundler-monitor"})
+    request = request_for(url)
     try:
         with OPENER.open(request, timeout=timeout) as response:
             status = response.status
